@@ -1,0 +1,173 @@
+"""Random access to a LitData dataset through slipstream's cache."""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _native
+from ._tensors import torch_available
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a dataset's samples.
+
+    ``kind`` is one of ``int``, ``float``, ``bool``, ``bytes``, ``str``, ``pil``, ``array``;
+    ``litdata_format`` is the LitData serializer the values were written with. For arrays,
+    ``dtype`` and (when every sample has the same one) ``shape``; ``images`` is true when every
+    value is an encoded or PIL image whose height and width are known.
+    """
+
+    name: str
+    kind: str
+    litdata_format: str
+    dtype: str | None = None
+    shape: tuple[int, ...] | None = None
+    images: bool = False
+
+
+def _pil_value(mode: str, width: int, height: int, pixels: bytes) -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        channels = {"L": 1, "P": 1, "RGB": 3, "RGBA": 4, "CMYK": 4, "LA": 2}.get(mode)
+        if channels is None:
+            return pixels
+        shape = (height, width) if channels == 1 else (height, width, channels)
+        return np.frombuffer(pixels, dtype=np.uint8).reshape(shape).copy()
+    return Image.frombytes(mode, (width, height), pixels)
+
+
+def _array_value(field: dict[str, Any], shape: list[int], data: bytearray) -> Any:
+    dtype = field["dtype"]
+    if field.get("framework") == "torch" and torch_available():
+        import torch
+
+        if not data:
+            return torch.empty(shape, dtype=getattr(torch, dtype))
+        return torch.frombuffer(data, dtype=getattr(torch, dtype)).reshape(shape)
+    return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
+
+
+class SlipstreamDataset:
+    """A LitData dataset (the output of ``litdata.optimize``) read through slipstream's cache.
+
+    The first use of a dataset builds its cache (once per machine; concurrent processes wait
+    for one builder); later uses map it. ``ds[i]`` returns sample ``i`` with the values LitData
+    stored: ``bytes`` for byte and image fields, ``int``, ``float``, ``bool``, ``str``, numpy
+    arrays (torch tensors for LitData ``tensor`` fields when torch is installed) and PIL images
+    for ``pil`` fields. Samples come back as dicts (tuples or lists when the dataset's samples
+    were tuples or lists).
+
+    Args:
+        path: the dataset directory (holding ``index.json``) or a ``.slipcache`` file.
+        cache_dir: where caches live; default ``$SLIPSTREAM_CACHE_DIR``, else
+            ``~/.cache/slipstream``.
+        rebuild: build the cache again even if an up-to-date one exists.
+        progress: show a progress bar while building.
+
+    Example:
+        >>> ds = SlipstreamDataset(demo_dir, cache_dir=cache_dir, progress=False)
+        >>> len(ds)
+        96
+        >>> sorted(ds[0])
+        ['image', 'label']
+        >>> ds[-1]["image"][:2]
+        b'\\xff\\xd8'
+        >>> [f.name for f in ds.fields]
+        ['image', 'label']
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        rebuild: bool = False,
+        progress: bool = True,
+    ) -> None:
+        path = os.fspath(path)
+        if "://" in path:
+            raise ConfigError(
+                f"{path}: remote datasets are not supported yet; download the dataset "
+                "directory and pass its local path"
+            )
+        self._native = _native.Dataset(
+            path,
+            None if cache_dir is None else os.fspath(cache_dir),
+            rebuild,
+            progress,
+        )
+        self._header: dict[str, Any] = json.loads(self._native.header_json())
+        self._raw_fields: list[dict[str, Any]] = self._header["fields"]
+        self._fields = tuple(
+            Field(
+                name=f["name"],
+                kind=f["kind"],
+                litdata_format=f["litdata_format"],
+                dtype=f.get("dtype"),
+                shape=tuple(f["fixed_shape"]) if f.get("fixed_shape") is not None else None,
+                images=bool(f.get("images")),
+            )
+            for f in self._raw_fields
+        )
+        self._layout: str = self._header["layout"]
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    def __getitem__(self, index: int) -> Any:
+        i = operator.index(index)
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            from .errors import SampleIndexError
+
+            raise SampleIndexError(
+                f"sample index {index} is out of range for a dataset of {n} samples"
+            )
+        values = []
+        for field, raw in zip(self._raw_fields, self._native.sample(i)):
+            if field["kind"] == "pil":
+                raw = _pil_value(*raw)
+            elif field["kind"] == "array":
+                raw = _array_value(field, *raw)
+            values.append(raw)
+        if self._layout == "dict":
+            return {f.name: v for f, v in zip(self._fields, values)}
+        if self._layout == "tuple":
+            return tuple(values)
+        if self._layout == "list":
+            return values
+        return values[0]
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        """The schema: one :class:`Field` per value of a sample, in order."""
+        return self._fields
+
+    @property
+    def cache_path(self) -> str:
+        """The cache file this dataset reads."""
+        return os.fspath(self._native.cache_path)
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """The cache header (docs/FORMAT.md): table offsets for ``numpy.memmap``, the source."""
+        return self._header
+
+    def verify(self) -> None:
+        """Check every sample against its checksum; raises :class:`ChecksumError` if one fails."""
+        self._native.verify()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f.name}: {f.kind}" for f in self._fields)
+        return f"SlipstreamDataset({len(self)} samples, {{{fields}}}, cache={self.cache_path!r})"

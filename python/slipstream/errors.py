@@ -1,0 +1,50 @@
+"""Exceptions raised by slipstream.
+
+Every error slipstream raises is a :class:`SlipstreamError`; the subclasses say what went
+wrong, and several also derive from the built-in exception users would expect
+(``OSError``, ``ValueError``, ``IndexError``), so either can be caught.
+"""
+
+
+class SlipstreamError(Exception):
+    """Base class of every slipstream error."""
+
+
+class FormatError(SlipstreamError):
+    """The source dataset is malformed: ``index.json``, a chunk file, an item."""
+
+
+class UnsupportedError(FormatError):
+    """The source dataset uses something slipstream does not read; the message says what to do."""
+
+
+class CacheError(SlipstreamError):
+    """A slipstream cache file is malformed (rebuild it with ``slipstream build --rebuild``)."""
+
+
+class ChecksumError(CacheError):
+    """A sample's bytes in the cache no longer match their checksum."""
+
+
+class SlipstreamIOError(SlipstreamError, OSError):
+    """An operating-system error on a named file."""
+
+
+class ConfigError(SlipstreamError, ValueError):
+    """An argument that cannot work (bad option, bad rank, unknown field)."""
+
+
+class SampleIndexError(SlipstreamError, IndexError):
+    """A sample index outside the dataset."""
+
+
+__all__ = [
+    "CacheError",
+    "ChecksumError",
+    "ConfigError",
+    "FormatError",
+    "SampleIndexError",
+    "SlipstreamError",
+    "SlipstreamIOError",
+    "UnsupportedError",
+]

@@ -1,0 +1,327 @@
+"""Batches from a :class:`SlipstreamDataset`: sampling, distribution, prefetch."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
+
+from . import _native
+from ._tensors import Converter, converter
+from .dataset import SlipstreamDataset
+from .errors import ConfigError
+
+
+class RaggedBatch(Sequence[bytes]):
+    """Variable-length values of a batch (encoded images, bytes), without copying them apart.
+
+    ``data`` is a uint8 tensor of every sample's bytes back to back; sample ``i`` is
+    ``data[offsets[i]:offsets[i + 1]]``, and ``batch[i]`` returns it as ``bytes``. For image
+    fields, ``heights`` and ``widths`` give each image's size (read from its header); for PIL
+    fields ``modes`` gives each image's mode. Tensors are torch tensors or numpy arrays like
+    the rest of the batch.
+
+    Example:
+        >>> loader = SlipstreamLoader(demo_dataset, batch_size=4, seed=0, output="numpy")
+        >>> images = next(iter(loader))["image"]
+        >>> len(images), images.offsets.shape
+        (4, (5,))
+        >>> images[0][:2] == b'\\xff\\xd8' and len(images[0]) == images.offsets[1]
+        True
+    """
+
+    __slots__ = ("_native", "data", "heights", "modes", "offsets", "widths")
+
+    def __init__(self, native: Any, convert: Converter) -> None:
+        self._native = native
+        self.data = convert(native.data)
+        self.offsets = convert(native.offsets)
+        self.heights = None if native.heights is None else convert(native.heights)
+        self.widths = None if native.widths is None else convert(native.widths)
+        self.modes: list[str] | None = native.modes
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError(f"index {index} out of range for a batch of {n}")
+        return self._native.item(i)
+
+    def __repr__(self) -> str:
+        return f"RaggedBatch({len(self)} values, {len(self.data)} bytes)"
+
+
+def _torch_distributed() -> Any:
+    """``torch.distributed`` if torch is loaded and a process group is initialised."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist
+    return None
+
+
+def _resolve_rank(
+    distributed: bool | None, rank: int | None, world_size: int | None
+) -> tuple[int, int]:
+    if distributed is False:
+        return 0, 1
+    if rank is not None or world_size is not None:
+        if rank is None or world_size is None:
+            raise ConfigError("pass both rank= and world_size=, or neither")
+        return int(rank), int(world_size)
+    dist = _torch_distributed()
+    if dist is not None:
+        return dist.get_rank(), dist.get_world_size()
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if distributed:
+        raise ConfigError(
+            "distributed=True but no rank is known: pass rank= and world_size=, "
+            "initialise torch.distributed, or set RANK and WORLD_SIZE"
+        )
+    return 0, 1
+
+
+def _resolve_seed(seed: int | None, world_size: int) -> int:
+    """An explicit seed, or one drawn once and shared by every rank."""
+    if seed is not None:
+        return int(seed) & (2**64 - 1)
+    if world_size == 1:
+        return secrets.randbits(63)
+    dist = _torch_distributed()
+    if dist is not None:
+        box = [secrets.randbits(63) if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return int(box[0])
+    for var in ("TORCHELASTIC_RUN_ID", "SLURM_JOB_ID"):
+        job = os.environ.get(var)
+        if job and job != "none":
+            return int.from_bytes(hashlib.sha256(f"{var}={job}".encode()).digest()[:8], "little")
+    raise ConfigError(
+        "seed=None on several ranks needs a seed every rank agrees on: pass seed=, or "
+        "initialise torch.distributed before creating the loader"
+    )
+
+
+class SlipstreamLoader:
+    """Batches of a :class:`SlipstreamDataset`, prepared ahead on background threads.
+
+    Each batch is a dict: ``"index"`` (int64 [B], the dataset index of each sample), then one
+    entry per field: scalars as tensors [B] (``int`` → int64, ``float`` → float64, ``bool``),
+    arrays of one shape as tensors [B, ...], ``str`` fields as lists, and byte/image fields as
+    a :class:`RaggedBatch`. Tensors are torch tensors when torch is importable, numpy arrays
+    otherwise or with ``output="numpy"``; both share slipstream's memory (DLPack, no copy) and
+    stay valid as long as you hold them.
+
+    The order is a pure function of ``(seed, epoch)``. Each ``iter()`` starts the next epoch
+    unless :meth:`set_epoch` chose one. With several ranks (``rank``/``world_size``, else
+    ``torch.distributed``, else ``RANK``/``WORLD_SIZE``), every sample is seen once per epoch
+    across ranks, like ``torch.utils.data.DistributedSampler``: padded by wrap-around to a
+    multiple of the world size, or cut to one with ``drop_last``, which also drops an
+    incomplete last batch.
+
+    Args:
+        dataset: the dataset.
+        batch_size: samples per batch.
+        shuffle: random order each epoch; ``False`` keeps index order.
+        seed: the shuffle seed; ``None`` draws one (shared across ranks).
+        drop_last: drop the incomplete last batch (and cut the sample list to a multiple of
+            the world size).
+        indices: load only these samples.
+        distributed, rank, world_size: see above; ``distributed=False`` ignores the
+            environment.
+        batches_ahead: batches prepared ahead of the consumer.
+        pipelines: per-field transform pipelines (not available yet).
+        order: ``"random"``, or ``"quasi_random"`` for datasets larger than RAM: shuffled
+            pages of the cache, samples shuffled within a window of pages, so each rank reads
+            a bounded set of pages at a time.
+        fields: names of the fields to load (default: all).
+        num_threads: threads copying batches (default: one per core).
+        output: ``"auto"``, ``"torch"`` or ``"numpy"``.
+
+    Example:
+        >>> loader = SlipstreamLoader(demo_dataset, batch_size=32, seed=0, output="numpy")
+        >>> len(loader)
+        3
+        >>> batch = next(iter(loader))
+        >>> sorted(batch)
+        ['image', 'index', 'label']
+        >>> batch["label"].dtype, batch["index"].shape
+        (dtype('int64'), (32,))
+    """
+
+    def __init__(
+        self,
+        dataset: SlipstreamDataset,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int | None = None,
+        drop_last: bool = False,
+        indices: Sequence[int] | None = None,
+        distributed: bool | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        batches_ahead: int = 3,
+        pipelines: dict[str, Any] | None = None,
+        order: str = "random",
+        *,
+        fields: Sequence[str] | None = None,
+        num_threads: int | None = None,
+        output: str = "auto",
+    ) -> None:
+        if not isinstance(dataset, SlipstreamDataset):
+            raise ConfigError(f"dataset must be a SlipstreamDataset, not {type(dataset).__name__}")
+        if pipelines:
+            raise ConfigError(
+                "pipelines are not available yet: this version loads raw batches (encoded "
+                "bytes and labels); decode them yourself or leave pipelines=None"
+            )
+        if isinstance(batch_size, bool) or int(batch_size) < 1:
+            raise ConfigError(f"batch_size must be a positive integer, not {batch_size!r}")
+        if order not in ("random", "quasi_random"):
+            raise ConfigError(f"order must be 'random' or 'quasi_random', not {order!r}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.order = order
+        self.rank, self.world_size = _resolve_rank(distributed, rank, world_size)
+        self.seed = _resolve_seed(seed, self.world_size)
+        self._indices = None if indices is None else [int(i) for i in indices]
+        self._batches_ahead = int(batches_ahead)
+        self._fields = None if fields is None else list(fields)
+        self._num_threads = 0 if num_threads is None else int(num_threads)
+        self._convert = converter(output)
+        self._native = self._make_native()
+        self._next_epoch = 0
+        self._resume: tuple[int, int] | None = None
+        self._active: list[int] | None = None
+
+    def _make_native(self) -> Any:
+        return _native.Loader(
+            self.dataset._native,
+            self.batch_size,
+            seed=self.seed,
+            order=self.order if self.shuffle else "sequential",
+            drop_last=self.drop_last,
+            indices=self._indices,
+            rank=self.rank,
+            world_size=self.world_size,
+            batches_ahead=self._batches_ahead,
+            fields=self._fields,
+            num_threads=self._num_threads,
+        )
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        return len(self._native)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next ``iter()`` run ``epoch``."""
+        self._next_epoch = int(epoch)
+        if self._resume is not None and self._resume[0] != epoch:
+            self._resume = None
+
+    def batch_indices(self, epoch: int) -> list[list[int]]:
+        """The dataset indices of every batch of ``epoch`` on this rank, in order.
+
+        Example:
+            >>> loader = SlipstreamLoader(demo_dataset, batch_size=40, seed=1, output="numpy")
+            >>> [len(b) for b in loader.batch_indices(0)]
+            [40, 40, 16]
+        """
+        return self._native.plan(int(epoch))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        epoch = self._next_epoch
+        start = 0
+        if self._resume is not None and self._resume[0] == epoch:
+            start = self._resume[1]
+        self._resume = None
+        self._next_epoch = epoch + 1
+        return self._run(epoch, start)
+
+    def _run(self, epoch: int, start: int) -> Iterator[dict[str, Any]]:
+        native = self._native.iter(epoch, start)
+        active = [epoch, start]
+        self._active = active
+        try:
+            for raw in native:
+                active[1] = raw.pop("__position__") + 1
+                yield {name: self._value(v) for name, v in raw.items()}
+            if self._active is active:
+                self._active = None
+        finally:
+            native.close()
+
+    def _value(self, v: Any) -> Any:
+        if isinstance(v, _native.Tensor):
+            return self._convert(v)
+        if isinstance(v, _native.Ragged):
+            return RaggedBatch(v, self._convert)
+        return v
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader is: restoring it resumes on the batch after the last one yielded.
+
+        Example:
+            >>> loader = SlipstreamLoader(demo_dataset, batch_size=32, seed=0, output="numpy")
+            >>> it = iter(loader); first = next(it)
+            >>> state = loader.state_dict()
+            >>> state["epoch"], state["batches_done"]
+            (0, 1)
+            >>> again = SlipstreamLoader(demo_dataset, batch_size=32, output="numpy")
+            >>> again.load_state_dict(state)
+            >>> (next(iter(again))["index"] == next(it)["index"]).all()
+            True
+        """
+        if self._active is not None:
+            epoch, done = self._active
+        else:
+            epoch, done = self._next_epoch, 0
+        if self._resume is not None:
+            epoch, done = self._resume
+        return {
+            "epoch": epoch,
+            "batches_done": done,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "num_samples": len(self.dataset),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: the next ``iter()`` continues that epoch."""
+        for key in ("batch_size", "world_size", "num_samples"):
+            mine = len(self.dataset) if key == "num_samples" else getattr(self, key)
+            if key in state and state[key] != mine:
+                raise ConfigError(
+                    f"the state was saved with {key}={state[key]}, this loader has {mine}"
+                )
+        if int(state["seed"]) != self.seed:
+            self.seed = int(state["seed"])
+            self._native = self._make_native()
+        self._active = None
+        self._next_epoch = int(state["epoch"])
+        self._resume = (int(state["epoch"]), int(state["batches_done"]))
+
+    def __repr__(self) -> str:
+        return (
+            f"SlipstreamLoader(batch_size={self.batch_size}, batches={len(self)}, "
+            f"rank={self.rank}/{self.world_size}, seed={self.seed})"
+        )

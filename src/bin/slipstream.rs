@@ -1,0 +1,5 @@
+//! The `slipstream` command; see `slipstream --help` and src/cli.rs.
+
+fn main() {
+    std::process::exit(slipstream::cli::run(std::env::args()));
+}

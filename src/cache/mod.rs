@@ -1,0 +1,134 @@
+//! The slipstream cache: one file per source dataset, built once, then memory-mapped.
+//!
+//! [`open`] is the entry point: given a LitData directory it finds the cache under the cache
+//! directory, checks it still matches the source (the source fingerprint), and builds it if
+//! not, under a lock so that several processes on one machine (the ranks of a job) build it
+//! once while the others wait and reuse it. Given a `.slipcache` file it just opens it.
+
+pub mod format;
+mod reader;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+pub use reader::{CacheReader, FieldValue};
+pub use writer::{BuildOptions, BuildReport, build_cache};
+
+use crate::error::{Error, IoContext, Result};
+use crate::source::LitDataset;
+
+pub const CACHE_EXTENSION: &str = "slipcache";
+
+/// `$SLIPSTREAM_CACHE_DIR`, else `$XDG_CACHE_HOME/slipstream`, else `~/.cache/slipstream`.
+pub fn default_cache_dir() -> PathBuf {
+    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(dir) = non_empty("SLIPSTREAM_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = non_empty("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("slipstream");
+    }
+    match non_empty("HOME") {
+        Some(home) => PathBuf::from(home).join(".cache").join("slipstream"),
+        None => std::env::temp_dir().join("slipstream-cache"),
+    }
+}
+
+/// The cache file for a dataset directory: its name plus a hash of its absolute path.
+pub fn cache_path(dataset_root: &Path, cache_dir: &Path) -> PathBuf {
+    let name: String = dataset_root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let hash = xxhash_rust::xxh3::xxh3_64(dataset_root.as_os_str().as_encoded_bytes());
+    cache_dir.join(format!("{name}-{hash:016x}.{CACHE_EXTENSION}"))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    pub cache_dir: Option<PathBuf>,
+    pub build: BuildOptions,
+    /// Build even when a matching cache exists.
+    pub rebuild: bool,
+}
+
+/// Open the cache of a dataset directory (building it if missing or stale) or a cache file.
+pub fn open(source: &Path, options: &OpenOptions) -> Result<CacheReader> {
+    if source.is_file() {
+        if source
+            .file_name()
+            .is_some_and(|n| n == crate::source::litdata::INDEX_FILENAME)
+        {
+            return open(source.parent().unwrap_or(Path::new(".")), options);
+        }
+        return CacheReader::open(source);
+    }
+    let dataset = LitDataset::open(source)?;
+    let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let path = cache_path(&dataset.root, &cache_dir);
+    if !options.rebuild
+        && let Some(reader) = reusable(&path, &dataset, options.build.progress)
+    {
+        return Ok(reader);
+    }
+    std::fs::create_dir_all(&cache_dir).at(&cache_dir)?;
+    let lock_path = path.with_extension(format!("{CACHE_EXTENSION}.lock"));
+    let lock = File::create(&lock_path).at(&lock_path)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            if options.build.progress {
+                eprintln!(
+                    "slipstream: waiting for another process building {}",
+                    path.display()
+                );
+            }
+            lock.lock().at(&lock_path)?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+    }
+    // Whoever held the lock may have just built it.
+    if !options.rebuild
+        && let Some(reader) = reusable(&path, &dataset, false)
+    {
+        return Ok(reader);
+    }
+    build_cache(&dataset, &path, &options.build)?;
+    drop(lock);
+    CacheReader::open(&path)
+}
+
+/// The existing cache at `path` if it is intact and was built from this exact source.
+fn reusable(path: &Path, dataset: &LitDataset, say_why: bool) -> Option<CacheReader> {
+    if !path.exists() {
+        return None;
+    }
+    match CacheReader::open(path) {
+        Ok(reader) if reader.header().source.fingerprint == dataset.fingerprint => Some(reader),
+        Ok(_) => {
+            if say_why {
+                eprintln!(
+                    "slipstream: {} changed since its cache was built; rebuilding",
+                    dataset.root.display()
+                );
+            }
+            None
+        }
+        Err(e) => {
+            if say_why {
+                eprintln!("slipstream: rebuilding unusable cache: {e}");
+            }
+            None
+        }
+    }
+}

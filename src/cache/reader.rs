@@ -1,0 +1,352 @@
+//! Reading a cache file through a memory map.
+//!
+//! [`CacheReader::open`] validates everything it can without reading the data region: magic,
+//! version, header checksum and JSON, and that every table lies inside the file with the size
+//! the sample count implies. Each record is bounds-checked against the data region when it is
+//! used, so a corrupt table gives an error, never an out-of-bounds read. Content checksums are
+//! checked by [`CacheReader::verify_sample`] (and `slipstream verify`), not on the hot path.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::format::{
+    FieldHeader, FieldKind, Header, MAX_HEADER_LEN, Preamble, RECORD_LEN, Record, Table, VERSION,
+};
+use crate::error::{Error, IoContext, Location, Result};
+
+pub struct CacheReader {
+    path: PathBuf,
+    map: Mmap,
+    header: Header,
+}
+
+impl std::fmt::Debug for CacheReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheReader")
+            .field("path", &self.path)
+            .field("num_samples", &self.header.num_samples)
+            .finish()
+    }
+}
+
+/// One field's value of one sample, borrowing from the map.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue<'a> {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Bytes(&'a [u8]),
+    Str(&'a str),
+    Pil {
+        width: u32,
+        height: u32,
+        mode: &'a str,
+        pixels: &'a [u8],
+    },
+    Array {
+        shape: Vec<u32>,
+        data: &'a [u8],
+    },
+}
+
+impl CacheReader {
+    pub fn open(path: impl AsRef<Path>) -> Result<CacheReader> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).at(&path)?;
+        // SAFETY: a published cache file is never written again: builders write a new file
+        // under a temporary name and rename it over the old one, which leaves this inode (and
+        // so this mapping) untouched. Truncating the file by hand while it is mapped would
+        // break this, as it would for any mmap reader; that is documented in docs/FORMAT.md.
+        let map = unsafe { Mmap::map(&file) }.at(&path)?;
+        let header = parse_header(&map, &path)?;
+        Ok(CacheReader { path, map, header })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn len(&self) -> u64 {
+        self.header.num_samples
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.header.num_samples == 0
+    }
+
+    pub fn fields(&self) -> &[FieldHeader] {
+        &self.header.fields
+    }
+
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.header.fields.iter().position(|f| f.name == name)
+    }
+
+    fn table<'a>(&'a self, table: &Option<Table>) -> &'a [u8] {
+        match table {
+            // In bounds: checked in `parse_header`.
+            Some(t) => &self.map[t.offset as usize..(t.offset + t.size) as usize],
+            None => &[],
+        }
+    }
+
+    fn check_index(&self, sample: u64) {
+        assert!(
+            sample < self.header.num_samples,
+            "sample {sample} out of range (callers check indices)"
+        );
+    }
+
+    /// The record of a variable-length field.
+    pub fn record(&self, field: usize, sample: u64) -> Record {
+        self.check_index(sample);
+        let at = sample as usize * RECORD_LEN;
+        Record::decode(&self.table(&self.header.fields[field].records)[at..at + RECORD_LEN])
+    }
+
+    /// Bytes of a variable-length value, bounds-checked against the data region.
+    pub fn value_bytes(&self, field: usize, sample: u64) -> Result<&[u8]> {
+        let r = self.record(field, sample);
+        self.record_bytes(field, sample, &r)
+    }
+
+    pub fn record_bytes(&self, field: usize, sample: u64, r: &Record) -> Result<&[u8]> {
+        let data = self.header.data;
+        let end = r.offset.checked_add(r.size as u64);
+        match end {
+            Some(end) if r.offset >= data.offset && end <= data.offset + data.size => {
+                Ok(&self.map[r.offset as usize..end as usize])
+            }
+            _ => Err(Error::cache(
+                Location::sample(&self.path, sample),
+                format!(
+                    "record of field '{}' points outside the data region",
+                    self.header.fields[field].name
+                ),
+            )),
+        }
+    }
+
+    pub fn int(&self, field: usize, sample: u64) -> i64 {
+        self.check_index(sample);
+        let t = self.table(&self.header.fields[field].values);
+        let at = sample as usize * 8;
+        i64::from_le_bytes(t[at..at + 8].try_into().unwrap())
+    }
+
+    pub fn float(&self, field: usize, sample: u64) -> f64 {
+        self.check_index(sample);
+        let t = self.table(&self.header.fields[field].values);
+        let at = sample as usize * 8;
+        f64::from_le_bytes(t[at..at + 8].try_into().unwrap())
+    }
+
+    pub fn bool(&self, field: usize, sample: u64) -> bool {
+        self.check_index(sample);
+        self.table(&self.header.fields[field].values)[sample as usize] != 0
+    }
+
+    /// The whole scalar table of a field (`<i8`, `<f8` or `u1` values), for gathers.
+    pub fn scalar_table(&self, field: usize) -> &[u8] {
+        self.table(&self.header.fields[field].values)
+    }
+
+    pub fn shape(&self, field: usize, sample: u64) -> Vec<u32> {
+        self.check_index(sample);
+        let f = &self.header.fields[field];
+        let ndim = f.ndim.unwrap_or(0) as usize;
+        let t = self.table(&f.shapes);
+        let at = sample as usize * ndim * 4;
+        (0..ndim)
+            .map(|d| u32::from_le_bytes(t[at + 4 * d..at + 4 * d + 4].try_into().unwrap()))
+            .collect()
+    }
+
+    pub fn mode(&self, field: usize, sample: u64) -> Result<&str> {
+        self.check_index(sample);
+        let f = &self.header.fields[field];
+        let idx = self.table(&f.modes)[sample as usize] as usize;
+        f.mode_names
+            .as_ref()
+            .and_then(|m| m.get(idx))
+            .map(String::as_str)
+            .ok_or_else(|| {
+                Error::cache(
+                    Location::sample(&self.path, sample),
+                    format!("PIL mode index {idx} of field '{}' is out of range", f.name),
+                )
+            })
+    }
+
+    /// One field of one sample.
+    pub fn value(&self, field: usize, sample: u64) -> Result<FieldValue<'_>> {
+        let f = &self.header.fields[field];
+        Ok(match f.kind {
+            FieldKind::Int => FieldValue::Int(self.int(field, sample)),
+            FieldKind::Float => FieldValue::Float(self.float(field, sample)),
+            FieldKind::Bool => FieldValue::Bool(self.bool(field, sample)),
+            FieldKind::Bytes => FieldValue::Bytes(self.value_bytes(field, sample)?),
+            FieldKind::Str => {
+                let bytes = self.value_bytes(field, sample)?;
+                FieldValue::Str(std::str::from_utf8(bytes).map_err(|_| {
+                    Error::cache(
+                        Location::sample(&self.path, sample),
+                        format!("text of field '{}' is not UTF-8", f.name),
+                    )
+                })?)
+            }
+            FieldKind::Pil => {
+                let r = self.record(field, sample);
+                FieldValue::Pil {
+                    width: r.width,
+                    height: r.height,
+                    mode: self.mode(field, sample)?,
+                    pixels: self.record_bytes(field, sample, &r)?,
+                }
+            }
+            FieldKind::Array => FieldValue::Array {
+                shape: self.shape(field, sample),
+                data: self.value_bytes(field, sample)?,
+            },
+        })
+    }
+
+    /// Check every variable-length value of one sample against its stored checksum.
+    pub fn verify_sample(&self, sample: u64) -> Result<()> {
+        for (i, f) in self.header.fields.iter().enumerate() {
+            if f.kind.is_scalar() {
+                continue;
+            }
+            let r = self.record(i, sample);
+            let actual = crc32c::crc32c(self.record_bytes(i, sample, &r)?);
+            if actual != r.crc32c {
+                return Err(Error::Checksum {
+                    location: Location::sample(&self.path, sample),
+                    field: f.name.clone(),
+                    expected: r.crc32c,
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Check every table against its stored checksum.
+    pub fn verify_tables(&self) -> Result<()> {
+        for f in &self.header.fields {
+            for (what, table) in [
+                ("values", &f.values),
+                ("records", &f.records),
+                ("shapes", &f.shapes),
+                ("modes", &f.modes),
+            ] {
+                if let Some(t) = table {
+                    let actual = crc32c::crc32c(self.table(table));
+                    if actual != t.crc32c {
+                        return Err(Error::Checksum {
+                            location: Location::file(&self.path),
+                            field: format!("{} ({what} table)", f.name),
+                            expected: t.crc32c,
+                            actual,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tell the kernel which pages are about to be read, for sequential sweeps.
+    pub fn advise_sequential(&self) {
+        let _ = self.map.advise(memmap2::Advice::Sequential);
+    }
+}
+
+fn parse_header(map: &[u8], path: &Path) -> Result<Header> {
+    let bad = |m: String| Error::cache(Location::file(path), m);
+    let preamble = Preamble::decode(map).map_err(bad)?;
+    let len = map.len() as u64;
+    if preamble.header_len > MAX_HEADER_LEN {
+        return Err(bad(format!(
+            "header length {} is implausible",
+            preamble.header_len
+        )));
+    }
+    let end = preamble
+        .header_offset
+        .checked_add(preamble.header_len)
+        .filter(|&e| e == len)
+        .ok_or_else(|| {
+            bad(format!(
+                "header at {}+{} does not end at the end of the file ({len} bytes): truncated or overwritten",
+                preamble.header_offset, preamble.header_len
+            ))
+        })?;
+    let json = &map[preamble.header_offset as usize..end as usize];
+    if crc32c::crc32c(json) != preamble.header_crc32c {
+        return Err(bad("header checksum mismatch".into()));
+    }
+    let header: Header =
+        serde_json::from_slice(json).map_err(|e| bad(format!("header JSON: {e}")))?;
+    if header.version != VERSION {
+        return Err(bad(format!("header version {}", header.version)));
+    }
+    let n = header.num_samples;
+    let within = |offset: u64, size: u64| offset.checked_add(size).is_some_and(|e| e <= len);
+    if !within(header.data.offset, header.data.size) {
+        return Err(bad("data region lies outside the file".into()));
+    }
+    for f in &header.fields {
+        let expect = |table: &Option<Table>, what: &str, row: u64| -> Result<()> {
+            let Some(t) = table else {
+                return if row == 0 || n == 0 {
+                    Ok(())
+                } else {
+                    Err(bad(format!("field '{}' has no {what} table", f.name)))
+                };
+            };
+            if !within(t.offset, t.size) {
+                return Err(bad(format!(
+                    "{what} table of field '{}' lies outside the file",
+                    f.name
+                )));
+            }
+            if Some(t.size) != n.checked_mul(row) {
+                return Err(bad(format!(
+                    "{what} table of field '{}' is {} bytes, expected {n} × {row}",
+                    f.name, t.size
+                )));
+            }
+            Ok(())
+        };
+        let is = |k: FieldKind| f.kind == k;
+        expect(&f.values, "values", f.kind.scalar_size() as u64)?;
+        expect(
+            &f.records,
+            "records",
+            if f.kind.is_scalar() {
+                0
+            } else {
+                RECORD_LEN as u64
+            },
+        )?;
+        let ndim = if is(FieldKind::Array) {
+            f.ndim
+                .ok_or_else(|| bad(format!("array field '{}' has no ndim", f.name)))?
+        } else {
+            0
+        };
+        expect(&f.shapes, "shapes", 4 * ndim as u64)?;
+        expect(&f.modes, "modes", is(FieldKind::Pil) as u64)?;
+        if is(FieldKind::Array) && f.dtype.is_none() && n > 0 {
+            return Err(bad(format!("array field '{}' has no dtype", f.name)));
+        }
+    }
+    Ok(header)
+}

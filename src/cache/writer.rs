@@ -1,0 +1,627 @@
+//! Building a cache file from a LitData dataset.
+//!
+//! Worker threads read and decode chunks in parallel (decompression, Arrow, checksums, image
+//! header probes); the calling thread appends their samples to the file in index order. At most
+//! `2 × threads` decoded chunks are in memory at once. The file is written under a temporary
+//! name and renamed into place only when complete, so a reader never sees a partial cache and
+//! an interrupted build leaves nothing that could be mistaken for one.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, mpsc};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::format::{
+    DATA_START, FORMAT_NAME, FieldHeader, FieldKind, Header, PREAMBLE_LEN, Preamble, Record,
+    Region, SourceInfo, TABLE_ALIGN, Table, VALUE_ALIGN, VERSION, align_up,
+};
+use crate::decode::probe;
+use crate::dtype::DType;
+use crate::error::{Error, IoContext, Location, Result};
+use crate::source::chunk::{DecodedChunk, read_chunk, split_item};
+use crate::source::litdata::{Chunk, LitDataset, Schema};
+use crate::source::serializer::{Framework, Leaf, Serializer};
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Decoding threads; 0 means one per core.
+    pub threads: usize,
+    /// Draw a progress bar on stderr (when it is a terminal) and print a summary line.
+    pub progress: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            threads: 0,
+            progress: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    pub path: PathBuf,
+    pub samples: u64,
+    /// Bytes of chunk files read.
+    pub source_bytes: u64,
+    /// Size of the cache file.
+    pub cache_bytes: u64,
+    pub seconds: f64,
+}
+
+/// One field's value of one sample, decoded by a worker.
+enum Value {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Var(VarValue),
+}
+
+struct VarValue {
+    /// Where the value's bytes are in the decoded chunk.
+    range: Range<usize>,
+    crc32c: u32,
+    height: u32,
+    width: u32,
+    /// Arrays: element type and shape. PIL: the mode.
+    dtype: Option<DType>,
+    shape: Vec<u32>,
+    mode: Option<String>,
+}
+
+struct ParsedChunk {
+    decoded: DecodedChunk,
+    /// `samples[i][f]`: field `f` of the chunk's item `i`.
+    samples: Vec<Vec<Value>>,
+}
+
+/// Build the cache for `dataset` at `dest`, replacing whatever is there.
+pub fn build_cache(
+    dataset: &LitDataset,
+    dest: &Path,
+    options: &BuildOptions,
+) -> Result<BuildReport> {
+    let started = Instant::now();
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let source_bytes: u64 = dataset.chunks.iter().map(|c| c.file_len).sum();
+    let progress = Progress::new(options.progress, source_bytes, dataset);
+
+    let tmp = TempFile::create(dest)?;
+    let mut out = Output::new(&tmp.path, dataset)?;
+
+    // Bounded, ordered pipeline: a worker takes a permit before it claims the next chunk, so
+    // the lowest unwritten chunk always holds a permit and the writer can always progress.
+    let permits = Semaphore::new(2 * threads);
+    let next_chunk = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<(usize, Result<ParsedChunk>)>();
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..threads.min(dataset.chunks.len()) {
+            let tx = tx.clone();
+            let (permits, next_chunk) = (&permits, &next_chunk);
+            scope.spawn(move || {
+                loop {
+                    if !permits.acquire() {
+                        return;
+                    }
+                    let i = next_chunk.fetch_add(1, Ordering::SeqCst);
+                    let Some(chunk) = dataset.chunks.get(i) else {
+                        return;
+                    };
+                    let parsed = parse_chunk(chunk, &dataset.schema);
+                    let failed = parsed.is_err();
+                    if tx.send((i, parsed)).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let result = (|| {
+            let mut pending = BTreeMap::new();
+            let mut expected = 0usize;
+            for (i, parsed) in rx.iter() {
+                pending.insert(i, parsed);
+                while let Some(parsed) = pending.remove(&expected) {
+                    let parsed = parsed?;
+                    out.append_chunk(&parsed, &dataset.chunks[expected])?;
+                    progress.advance(&dataset.chunks[expected]);
+                    permits.release();
+                    expected += 1;
+                }
+            }
+            if expected != dataset.chunks.len() {
+                if let Some((_, Err(e))) = pending.pop_first() {
+                    return Err(e);
+                }
+                return Err(Error::cache(
+                    Location::file(dest),
+                    "a build worker stopped before every chunk was read",
+                ));
+            }
+            Ok(())
+        })();
+        // On error, wake and stop the workers before the scope joins them.
+        permits.close();
+        result
+    })?;
+
+    let cache_bytes = out.finish(dataset)?;
+    tmp.persist(dest)?;
+    let report = BuildReport {
+        path: dest.to_path_buf(),
+        samples: dataset.num_samples,
+        source_bytes,
+        cache_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    progress.finish(&report);
+    Ok(report)
+}
+
+fn parse_chunk(chunk: &Chunk, schema: &Schema) -> Result<ParsedChunk> {
+    let fields = &schema.fields;
+    let decoded = read_chunk(chunk, schema)?;
+    let base = decoded.bytes.as_ptr() as usize;
+    let mut samples = Vec::with_capacity(decoded.items.len());
+    for i in 0..decoded.items.len() {
+        let sample = chunk.first_sample + i as u64;
+        let fail = |message: String| {
+            Error::format(
+                Location::sample(&chunk.path, sample),
+                format!("item {i} of the chunk: {message}"),
+            )
+        };
+        let leaves = split_item(decoded.item(i), fields.len()).map_err(fail)?;
+        let mut values = Vec::with_capacity(fields.len());
+        for (field, bytes) in fields.iter().zip(leaves) {
+            let leaf = field
+                .serializer
+                .decode(bytes)
+                .map_err(|m| fail(format!("field '{}' ({}): {m}", field.name, field.format)))?;
+            let range_of = |s: &[u8]| {
+                let start = s.as_ptr() as usize - base;
+                start..start + s.len()
+            };
+            let var = |s: &[u8]| VarValue {
+                range: range_of(s),
+                crc32c: crc32c::crc32c(s),
+                height: 0,
+                width: 0,
+                dtype: None,
+                shape: Vec::new(),
+                mode: None,
+            };
+            values.push(match leaf {
+                Leaf::Int(v) => Value::Int(v),
+                Leaf::Float(v) => Value::Float(v),
+                Leaf::Bool(v) => Value::Bool(v),
+                Leaf::Str(s) => Value::Var(var(s.as_bytes())),
+                Leaf::Bytes(b) => {
+                    let mut v = var(b);
+                    if let Some((_, h, w)) = probe(b) {
+                        (v.height, v.width) = (h, w);
+                    }
+                    Value::Var(v)
+                }
+                Leaf::Pil {
+                    width,
+                    height,
+                    mode,
+                    pixels,
+                } => Value::Var(VarValue {
+                    height,
+                    width,
+                    mode: Some(mode.to_string()),
+                    ..var(pixels)
+                }),
+                Leaf::Array { dtype, shape, data } => Value::Var(VarValue {
+                    dtype: Some(dtype),
+                    shape,
+                    ..var(data)
+                }),
+            });
+        }
+        samples.push(values);
+    }
+    Ok(ParsedChunk { decoded, samples })
+}
+
+/// Per-field tables, accumulated in memory while the data region is written.
+struct FieldTables {
+    header: FieldHeader,
+    values: Vec<u8>,
+    records: Vec<u8>,
+    shapes: Vec<u8>,
+    modes: Vec<u8>,
+}
+
+struct Output {
+    file: BufWriter<File>,
+    path: PathBuf,
+    /// File offset the next byte goes to.
+    pos: u64,
+    alignment: u64,
+    fields: Vec<FieldTables>,
+}
+
+impl Output {
+    fn new(path: &Path, dataset: &LitDataset) -> Result<Output> {
+        let mut file = File::create(path).at(path)?;
+        file.write_all(&vec![0u8; DATA_START as usize]).at(path)?;
+        // Direct I/O wants sample blocks on block boundaries; for small samples that would
+        // mostly store padding, so they are only aligned for copying.
+        let source: u64 = dataset.chunks.iter().map(|c| c.entry.chunk_bytes).sum();
+        let alignment = if source / dataset.num_samples >= 4096 {
+            512
+        } else {
+            VALUE_ALIGN
+        };
+        let fields = dataset
+            .schema
+            .fields
+            .iter()
+            .map(|f| FieldTables {
+                header: FieldHeader {
+                    name: f.name.clone(),
+                    kind: field_kind(&f.serializer),
+                    litdata_format: f.format.clone(),
+                    values: None,
+                    records: None,
+                    shapes: None,
+                    modes: None,
+                    dtype: None,
+                    ndim: None,
+                    fixed_shape: None,
+                    framework: f.serializer.framework().map(|fw| {
+                        match fw {
+                            Framework::Numpy => "numpy",
+                            Framework::Torch => "torch",
+                        }
+                        .to_string()
+                    }),
+                    mode_names: (f.serializer == Serializer::Pil).then(Vec::new),
+                    images: matches!(f.serializer, Serializer::Pil)
+                        || f.serializer.is_encoded_image()
+                        || f.serializer == Serializer::Bytes,
+                    total_bytes: 0,
+                },
+                values: Vec::new(),
+                records: Vec::new(),
+                shapes: Vec::new(),
+                modes: Vec::new(),
+            })
+            .collect();
+        Ok(Output {
+            file: BufWriter::with_capacity(8 << 20, file),
+            path: path.to_path_buf(),
+            pos: DATA_START,
+            alignment,
+            fields,
+        })
+    }
+
+    fn pad_to(&mut self, boundary: u64) -> Result<()> {
+        let target = align_up(self.pos, boundary);
+        const ZEROS: [u8; 4096] = [0; 4096];
+        while self.pos < target {
+            let n = ((target - self.pos) as usize).min(ZEROS.len());
+            self.file.write_all(&ZEROS[..n]).at(&self.path)?;
+            self.pos += n as u64;
+        }
+        Ok(())
+    }
+
+    fn append_chunk(&mut self, parsed: &ParsedChunk, chunk: &Chunk) -> Result<()> {
+        for (i, values) in parsed.samples.iter().enumerate() {
+            let sample = chunk.first_sample + i as u64;
+            self.pad_to(self.alignment)?;
+            for (f, value) in values.iter().enumerate() {
+                match value {
+                    Value::Int(v) => self.fields[f].values.extend_from_slice(&v.to_le_bytes()),
+                    Value::Float(v) => self.fields[f].values.extend_from_slice(&v.to_le_bytes()),
+                    Value::Bool(v) => self.fields[f].values.push(*v as u8),
+                    Value::Var(v) => {
+                        self.pad_to(VALUE_ALIGN)?;
+                        let bytes = &parsed.decoded.bytes[v.range.clone()];
+                        let record = Record {
+                            offset: self.pos,
+                            size: bytes.len() as u32,
+                            crc32c: v.crc32c,
+                            height: v.height,
+                            width: v.width,
+                        };
+                        self.file.write_all(bytes).at(&self.path)?;
+                        self.pos += bytes.len() as u64;
+                        self.fields[f].add_var(record, v, &chunk.path, sample)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the tables and the header, then the preamble. Returns the file size.
+    fn finish(mut self, dataset: &LitDataset) -> Result<u64> {
+        let data = Region {
+            offset: DATA_START,
+            size: self.pos - DATA_START,
+        };
+        let mut fields = std::mem::take(&mut self.fields);
+        for f in &mut fields {
+            f.header.values = self.write_table(&f.values)?;
+            f.header.records = self.write_table(&f.records)?;
+            f.header.shapes = self.write_table(&f.shapes)?;
+            f.header.modes = self.write_table(&f.modes)?;
+        }
+        let header = Header {
+            format: FORMAT_NAME.into(),
+            version: VERSION,
+            num_samples: dataset.num_samples,
+            layout: dataset.schema.layout,
+            fields: fields.into_iter().map(|f| f.header).collect(),
+            data,
+            sample_alignment: self.alignment,
+            source: SourceInfo {
+                kind: "litdata".into(),
+                path: dataset.root.display().to_string(),
+                fingerprint: dataset.fingerprint.clone(),
+                config: serde_json::to_value(&dataset.index.config).unwrap_or_default(),
+            },
+            created_by: format!("slipstream {}", env!("CARGO_PKG_VERSION")),
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let json = serde_json::to_vec_pretty(&header).expect("header serializes");
+        self.pad_to(TABLE_ALIGN)?;
+        let preamble = Preamble {
+            header_offset: self.pos,
+            header_len: json.len() as u64,
+            header_crc32c: crc32c::crc32c(&json),
+        };
+        self.file.write_all(&json).at(&self.path)?;
+        let total = self.pos + json.len() as u64;
+        let mut file = self
+            .file
+            .into_inner()
+            .map_err(|e| Error::io(&self.path, e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).at(&self.path)?;
+        file.write_all(&preamble.encode()).at(&self.path)?;
+        debug_assert_eq!(preamble.encode().len(), PREAMBLE_LEN);
+        file.sync_all().at(&self.path)?;
+        Ok(total)
+    }
+
+    fn write_table(&mut self, bytes: &[u8]) -> Result<Option<Table>> {
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        self.pad_to(TABLE_ALIGN)?;
+        let table = Table {
+            offset: self.pos,
+            size: bytes.len() as u64,
+            crc32c: crc32c::crc32c(bytes),
+        };
+        self.file.write_all(bytes).at(&self.path)?;
+        self.pos += bytes.len() as u64;
+        Ok(Some(table))
+    }
+}
+
+fn field_kind(serializer: &Serializer) -> FieldKind {
+    match serializer {
+        Serializer::Int => FieldKind::Int,
+        Serializer::Float => FieldKind::Float,
+        Serializer::Bool => FieldKind::Bool,
+        Serializer::Str => FieldKind::Str,
+        Serializer::Pil => FieldKind::Pil,
+        Serializer::Bytes | Serializer::Jpeg | Serializer::Image => FieldKind::Bytes,
+        Serializer::Numpy
+        | Serializer::Tensor
+        | Serializer::NoHeaderNumpy(_)
+        | Serializer::NoHeaderTensor(_) => FieldKind::Array,
+    }
+}
+
+impl FieldTables {
+    fn add_var(&mut self, record: Record, v: &VarValue, chunk: &Path, sample: u64) -> Result<()> {
+        let h = &mut self.header;
+        let inconsistent = |what: String| Error::Unsupported {
+            dataset: chunk.to_path_buf(),
+            feature: format!("field '{}' with {what} (sample {sample})", h.name),
+            hint:
+                "slipstream stores one element type and rank per array field; cast the arrays to \
+                   one dtype and rank when writing the dataset."
+                    .into(),
+        };
+        if h.kind == FieldKind::Array {
+            let dtype = v.dtype.expect("arrays carry a dtype");
+            let ndim = v.shape.len() as u32;
+            if self.records.is_empty() {
+                h.dtype = Some(dtype);
+                h.ndim = Some(ndim);
+                h.fixed_shape = Some(v.shape.clone());
+            } else if h.dtype != Some(dtype) {
+                return Err(inconsistent(format!(
+                    "arrays of dtype {} after {}",
+                    dtype.name(),
+                    h.dtype.map_or("?", DType::name)
+                )));
+            } else if h.ndim != Some(ndim) {
+                return Err(inconsistent(format!(
+                    "arrays of {ndim} dimensions after {}",
+                    h.ndim.unwrap_or(0)
+                )));
+            }
+            if h.fixed_shape.as_deref() != Some(&v.shape[..]) {
+                h.fixed_shape = None;
+            }
+            for d in &v.shape {
+                self.shapes.extend_from_slice(&d.to_le_bytes());
+            }
+        }
+        if let Some(mode) = &v.mode {
+            let names = h.mode_names.get_or_insert_with(Vec::new);
+            let idx = match names.iter().position(|m| m == mode) {
+                Some(i) => i,
+                None => {
+                    names.push(mode.clone());
+                    names.len() - 1
+                }
+            };
+            let idx =
+                u8::try_from(idx).map_err(|_| inconsistent("more than 256 PIL modes".into()))?;
+            self.modes.push(idx);
+        }
+        if record.height == 0 || record.width == 0 {
+            h.images = false;
+        }
+        h.total_bytes += record.size as u64;
+        record.encode(&mut self.records);
+        Ok(())
+    }
+}
+
+/// A file under a temporary name next to its destination; removed unless persisted.
+struct TempFile {
+    path: PathBuf,
+    persisted: bool,
+}
+
+impl TempFile {
+    fn create(dest: &Path) -> Result<TempFile> {
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).at(dir)?;
+        let name = dest.file_name().unwrap_or_default().to_string_lossy();
+        let path = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        Ok(TempFile {
+            path,
+            persisted: false,
+        })
+    }
+
+    fn persist(mut self, dest: &Path) -> Result<()> {
+        std::fs::rename(&self.path, dest).at(dest)?;
+        self.persisted = true;
+        // Make the rename itself durable.
+        if let Some(dir) = dest.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A counting semaphore that can be closed to wake and stop every waiter.
+struct Semaphore {
+    state: Mutex<(usize, bool)>,
+    cv: Condvar,
+}
+
+impl Semaphore {
+    fn new(permits: usize) -> Self {
+        Semaphore {
+            state: Mutex::new((permits, false)),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Take a permit; false once closed.
+    fn acquire(&self) -> bool {
+        let mut s = self.state.lock().unwrap();
+        while s.0 == 0 && !s.1 {
+            s = self.cv.wait(s).unwrap();
+        }
+        if s.1 {
+            return false;
+        }
+        s.0 -= 1;
+        true
+    }
+
+    fn release(&self) {
+        self.state.lock().unwrap().0 += 1;
+        self.cv.notify_one();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.cv.notify_all();
+    }
+}
+
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    announce: bool,
+}
+
+impl Progress {
+    fn new(enabled: bool, total: u64, dataset: &LitDataset) -> Progress {
+        if !enabled {
+            return Progress {
+                bar: None,
+                announce: false,
+            };
+        }
+        eprintln!(
+            "slipstream: building cache for {} ({} samples, {} chunks, {:.1} MB)",
+            dataset.root.display(),
+            dataset.num_samples,
+            dataset.chunks.len(),
+            total as f64 / 1e6
+        );
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+            )
+            .expect("valid template"),
+        );
+        Progress {
+            bar: Some(bar),
+            announce: true,
+        }
+    }
+
+    fn advance(&self, chunk: &Chunk) {
+        if let Some(bar) = &self.bar {
+            bar.inc(chunk.file_len);
+        }
+    }
+
+    fn finish(&self, report: &BuildReport) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if self.announce {
+            eprintln!(
+                "slipstream: built {} ({} samples, {:.1} MB) in {:.2} s, {:.0} MB/s",
+                report.path.display(),
+                report.samples,
+                report.cache_bytes as f64 / 1e6,
+                report.seconds,
+                report.source_bytes as f64 / 1e6 / report.seconds.max(1e-9)
+            );
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! The `slipstream` command line: `build`, `inspect`, `verify`, `bench`, `demo`.
+//!
+//! The same entry point serves the Rust binary and `python -m slipstream` (through the
+//! extension module), so both behave identically.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use rayon::prelude::*;
+
+use crate::cache::format::FieldKind;
+use crate::cache::{self, BuildOptions, CacheReader, OpenOptions};
+use crate::demo::{self, DemoOptions};
+use crate::error::{Error, Result};
+use crate::loader::{FieldBatch, Loader, LoaderOptions};
+use crate::sampler::{Order, Sampler, SamplerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "slipstream",
+    version,
+    about = "Fast loading of LitData datasets for PyTorch: build, inspect and check slipstream caches"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the cache of a LitData dataset (skipped when an up-to-date cache exists).
+    Build {
+        /// A LitData dataset directory (the one holding index.json).
+        source: PathBuf,
+        /// Where caches live [default: $SLIPSTREAM_CACHE_DIR, else ~/.cache/slipstream].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Build even if an up-to-date cache exists.
+        #[arg(long)]
+        rebuild: bool,
+        /// Decoding threads [default: one per core].
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// No progress bar or summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Print a cache's fields, sample count, sizes and image-size histogram.
+    Inspect {
+        /// A .slipcache file, or a dataset directory (its cache is built if needed).
+        target: PathBuf,
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Print the cache header as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every checksum in a cache.
+    Verify {
+        /// A .slipcache file, or a dataset directory.
+        target: PathBuf,
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Measure raw batch loading (compressed bytes + labels) against a plain memcpy.
+    Bench {
+        /// A dataset directory or .slipcache file.
+        source: PathBuf,
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 3)]
+        epochs: u64,
+        /// Gather threads [default: one per core].
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Generate a small dataset of photographs, build its cache and load it.
+    Demo {
+        /// Where to write the dataset [default: under the cache directory].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 96)]
+        samples: usize,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+/// Run the command line; returns the process exit code.
+pub fn run<I: IntoIterator<Item = String>>(args: I) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match execute(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn open(target: &std::path::Path, cache_dir: Option<PathBuf>) -> Result<CacheReader> {
+    cache::open(
+        target,
+        &OpenOptions {
+            cache_dir,
+            ..Default::default()
+        },
+    )
+}
+
+fn execute(command: Command) -> Result<i32> {
+    match command {
+        Command::Build {
+            source,
+            cache_dir,
+            rebuild,
+            threads,
+            quiet,
+        } => {
+            let reader = cache::open(
+                &source,
+                &OpenOptions {
+                    cache_dir,
+                    rebuild,
+                    build: BuildOptions {
+                        threads,
+                        progress: !quiet,
+                    },
+                },
+            )?;
+            println!("{}", reader.path().display());
+            Ok(0)
+        }
+        Command::Inspect {
+            target,
+            cache_dir,
+            json,
+        } => {
+            let reader = open(&target, cache_dir)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(reader.header()).expect("header serializes")
+                );
+            } else {
+                print!("{}", describe(&reader)?);
+            }
+            Ok(0)
+        }
+        Command::Verify { target, cache_dir } => verify(&open(&target, cache_dir)?),
+        Command::Bench {
+            source,
+            cache_dir,
+            batch_size,
+            epochs,
+            threads,
+            json,
+        } => bench(&source, cache_dir, batch_size, epochs, threads, json),
+        Command::Demo {
+            dir,
+            samples,
+            batch_size,
+            cache_dir,
+        } => {
+            demo::run(&DemoOptions {
+                dir,
+                samples,
+                cache_dir,
+                batch_size,
+            })?;
+            Ok(0)
+        }
+    }
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// The human-readable summary `slipstream inspect` prints.
+pub fn describe(reader: &CacheReader) -> Result<String> {
+    use std::fmt::Write;
+    let h = reader.header();
+    let n = h.num_samples;
+    let file_len = std::fs::metadata(reader.path()).map_or(0, |m| m.len());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "cache     {} ({}, format v{})",
+        reader.path().display(),
+        megabytes(file_len),
+        h.version
+    );
+    let _ = writeln!(out, "source    {} ({})", h.source.path, h.source.kind);
+    let _ = writeln!(out, "samples   {n} ({:?} samples)", h.layout);
+    let _ = writeln!(out, "fields");
+    let mut histogram: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+    for (i, f) in h.fields.iter().enumerate() {
+        let what = match f.kind {
+            FieldKind::Int | FieldKind::Float | FieldKind::Bool => {
+                let values: Vec<f64> = (0..n)
+                    .map(|s| match f.kind {
+                        FieldKind::Int => reader.int(i, s) as f64,
+                        FieldKind::Float => reader.float(i, s),
+                        _ => reader.bool(i, s) as u8 as f64,
+                    })
+                    .collect();
+                let min = values.iter().cloned().fold(f64::INFINITY, f64::min);
+                let max = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let mut distinct: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+                distinct.sort_unstable();
+                distinct.dedup();
+                format!("min {min}, max {max}, {} distinct", distinct.len())
+            }
+            _ => {
+                let sizes: Vec<u32> = (0..n).map(|s| reader.record(i, s).size).collect();
+                let min = sizes.iter().min().copied().unwrap_or(0);
+                let max = sizes.iter().max().copied().unwrap_or(0);
+                let mut s = format!(
+                    "{} in all, {:.1} KB mean, {:.1}-{:.1} KB",
+                    megabytes(f.total_bytes),
+                    f.total_bytes as f64 / n.max(1) as f64 / 1e3,
+                    min as f64 / 1e3,
+                    max as f64 / 1e3
+                );
+                if f.images && histogram.is_empty() {
+                    for sample in 0..n {
+                        let r = reader.record(i, sample);
+                        *histogram.entry((r.height, r.width)).or_default() += 1;
+                    }
+                    s.push_str(", images");
+                }
+                if let (Some(dtype), Some(shape)) = (f.dtype, &f.fixed_shape) {
+                    let _ = write!(s, ", {} {shape:?}", dtype.name());
+                } else if let Some(dtype) = f.dtype {
+                    let _ = write!(s, ", {} of varying shape", dtype.name());
+                }
+                if let Some(modes) = &f.mode_names {
+                    let _ = write!(s, ", modes {modes:?}");
+                }
+                s
+            }
+        };
+        let kind = format!("{:?}", f.kind).to_lowercase();
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<6} {:<22} {what}",
+            f.name,
+            kind,
+            format!("(litdata {})", f.litdata_format)
+        );
+    }
+    if !histogram.is_empty() {
+        let _ = writeln!(out, "image sizes (height x width), most common first");
+        let mut common: Vec<_> = histogram.iter().collect();
+        common.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let top = *common[0].1;
+        for ((height, width), count) in common.iter().take(8) {
+            let bar = "#".repeat(((**count as f64 / top as f64) * 40.0).ceil() as usize);
+            let _ = writeln!(out, "  {:>5} x {:<5} {:>8}  {bar}", height, width, count);
+        }
+        if common.len() > 8 {
+            let _ = writeln!(out, "  ... {} other sizes", common.len() - 8);
+        }
+        let _ = writeln!(out, "shorter side");
+        let mut buckets: BTreeMap<u32, u64> = BTreeMap::new();
+        for ((height, width), count) in &histogram {
+            *buckets
+                .entry((*height).min(*width) / 100 * 100)
+                .or_default() += count;
+        }
+        for (low, count) in buckets {
+            let _ = writeln!(out, "  {:>5}-{:<5} {:>8}", low, low + 99, count);
+        }
+    }
+    Ok(out)
+}
+
+fn verify(reader: &CacheReader) -> Result<i32> {
+    let t = Instant::now();
+    reader.verify_tables()?;
+    reader.advise_sequential();
+    let n = reader.len();
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(n), indicatif::ProgressDrawTarget::stderr());
+    let failures: Vec<Error> = (0..n)
+        .into_par_iter()
+        .filter_map(|s| {
+            if s % 1024 == 0 {
+                bar.inc(1024.min(n - s));
+            }
+            reader.verify_sample(s).err()
+        })
+        .collect();
+    bar.finish_and_clear();
+    for e in failures.iter().take(20) {
+        eprintln!("error: {e}");
+    }
+    if !failures.is_empty() {
+        eprintln!("{} of {n} samples failed verification", failures.len());
+        return Ok(1);
+    }
+    let bytes: u64 = reader.fields().iter().map(|f| f.total_bytes).sum();
+    println!(
+        "ok: {} ({n} samples, {}) verified in {:.2} s",
+        reader.path().display(),
+        megabytes(bytes),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+fn bench(
+    source: &std::path::Path,
+    cache_dir: Option<PathBuf>,
+    batch_size: usize,
+    epochs: u64,
+    threads: usize,
+    json: Option<PathBuf>,
+) -> Result<i32> {
+    let reader = Arc::new(open(source, cache_dir)?);
+    let sampler = Sampler::new(SamplerConfig {
+        dataset_len: reader.len(),
+        indices: None,
+        order: Order::Random,
+        seed: 0,
+        batch_size,
+        drop_last: false,
+        rank: 0,
+        world_size: 1,
+        page_starts: None,
+    })?;
+    let loader = Arc::new(Loader::new(
+        reader.clone(),
+        sampler,
+        LoaderOptions {
+            num_threads: threads,
+            ..Default::default()
+        },
+    )?);
+    let run_epoch = |epoch: u64| -> Result<(u64, u64)> {
+        let (mut samples, mut bytes) = (0u64, 0u64);
+        for batch in loader.iter(epoch, 0) {
+            let batch = batch?;
+            samples += batch.indices.numel() as u64;
+            for (_, f) in &batch.fields {
+                bytes += match f {
+                    FieldBatch::Tensor(t) => t.nbytes() as u64,
+                    FieldBatch::Ragged(r) => r.data.numel() as u64,
+                    FieldBatch::Strings(s) => s.iter().map(|s| s.len() as u64).sum(),
+                };
+            }
+        }
+        Ok((samples, bytes))
+    };
+    run_epoch(u64::MAX)?; // warm the page cache
+    let t = Instant::now();
+    let (mut samples, mut bytes) = (0, 0);
+    for e in 0..epochs {
+        let (s, b) = run_epoch(e)?;
+        samples += s;
+        bytes += b;
+    }
+    let loader_secs = t.elapsed().as_secs_f64();
+
+    // Baseline: one thread copying the same number of bytes, batch-sized, between two
+    // contiguous buffers.
+    let per_batch = (bytes / (samples.div_ceil(batch_size as u64)).max(1)) as usize;
+    let src = vec![1u8; per_batch.max(1)];
+    let mut dst = vec![0u8; per_batch.max(1)];
+    let t = Instant::now();
+    let mut copied = 0u64;
+    while copied < bytes {
+        dst.copy_from_slice(&src);
+        std::hint::black_box(&mut dst);
+        copied += per_batch.max(1) as u64;
+    }
+    let memcpy_secs = t.elapsed().as_secs_f64();
+
+    let loader_gbps = bytes as f64 / loader_secs / 1e9;
+    let memcpy_gbps = copied as f64 / memcpy_secs / 1e9;
+    println!(
+        "loader  {:.0} samples/s, {:.2} GB/s ({} threads, batch {batch_size}, {epochs} epochs)",
+        samples as f64 / loader_secs,
+        loader_gbps,
+        if threads == 0 {
+            rayon::current_num_threads()
+        } else {
+            threads
+        }
+    );
+    println!("memcpy  {memcpy_gbps:.2} GB/s (one thread, same bytes)");
+    println!("ratio   {:.2}x memcpy", loader_gbps / memcpy_gbps);
+    if let Some(path) = json {
+        let result = serde_json::json!({
+            "benchmark": "slipstream bench",
+            "source": source.display().to_string(),
+            "batch_size": batch_size,
+            "epochs": epochs,
+            "threads": if threads == 0 { rayon::current_num_threads() } else { threads },
+            "samples_per_s": samples as f64 / loader_secs,
+            "loader_gb_per_s": loader_gbps,
+            "memcpy_gb_per_s": memcpy_gbps,
+            "ratio_vs_memcpy": loader_gbps / memcpy_gbps,
+            "machine": machine_info(),
+        });
+        std::fs::write(&path, serde_json::to_vec_pretty(&result).expect("json"))
+            .map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(0)
+}
+
+/// CPU model and core count, for benchmark results.
+pub fn machine_info() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    serde_json::json!({
+        "cpu": cpu,
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "os": std::env::consts::OS,
+        "slipstream": env!("CARGO_PKG_VERSION"),
+    })
+}

@@ -1,0 +1,350 @@
+//! The loader: batches of an epoch, prepared ahead of the consumer on a background thread.
+//!
+//! [`Loader::iter`] starts one prefetch thread for one pass over an epoch. The thread walks
+//! the sampler's batches, gathers each (rayon inside), and hands it over a bounded channel, so
+//! at most `batches_ahead` batches wait for the consumer. Dropping the iterator (a `break`,
+//! an exception, the end of the epoch) stops the thread and joins it before returning.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use crate::buffer::BufferPool;
+use crate::cache::CacheReader;
+use crate::cache::format::FieldKind;
+use crate::dlpack::HostTensor;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::gather::{gather_scalars, gather_values, parallelism_enabled};
+use crate::sampler::Sampler;
+
+/// Quasi-random order groups samples into pages of about this many cache bytes.
+pub const PAGE_BYTES: u64 = 8 << 20;
+/// Pages of datasets without variable-length fields hold this many samples.
+const SCALAR_PAGE_SAMPLES: u64 = 4096;
+
+#[derive(Debug, Clone)]
+pub struct LoaderOptions {
+    /// Batches prepared ahead of the consumer (at least 1).
+    pub batches_ahead: usize,
+    /// Fields to load, by name; `None` loads every field.
+    pub fields: Option<Vec<String>>,
+    /// Gather threads; 0 uses rayon's global pool (one thread per core).
+    pub num_threads: usize,
+}
+
+impl Default for LoaderOptions {
+    fn default() -> Self {
+        LoaderOptions {
+            batches_ahead: 3,
+            fields: None,
+            num_threads: 0,
+        }
+    }
+}
+
+/// Variable-length values of a batch: bytes back to back plus where each one starts.
+#[derive(Debug, Clone)]
+pub struct Ragged {
+    /// uint8 [total bytes].
+    pub data: HostTensor,
+    /// int64 [B + 1].
+    pub offsets: HostTensor,
+    /// int64 [B] each, for image fields.
+    pub heights: Option<HostTensor>,
+    pub widths: Option<HostTensor>,
+    /// PIL fields: each sample's mode.
+    pub modes: Option<Vec<String>>,
+    /// Arrays of varying shape: element type and each sample's shape.
+    pub dtype: Option<DType>,
+    pub shapes: Option<Vec<Vec<u32>>>,
+}
+
+impl Ragged {
+    pub fn len(&self) -> usize {
+        self.offsets.numel() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sample `i`'s bytes.
+    pub fn item(&self, i: usize) -> &[u8] {
+        let offsets = self.offsets.bytes();
+        let at = |k: usize| i64::from_le_bytes(offsets[8 * k..8 * k + 8].try_into().unwrap());
+        &self.data.bytes()[at(i) as usize..at(i + 1) as usize]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum FieldBatch {
+    /// Scalars [B], or arrays that all have one shape [B, ...].
+    Tensor(HostTensor),
+    Ragged(Ragged),
+    Strings(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub epoch: u64,
+    /// Position of the batch in its epoch.
+    pub position: usize,
+    /// int64 [B]: the dataset index of each sample.
+    pub indices: HostTensor,
+    pub fields: Vec<(String, FieldBatch)>,
+}
+
+pub struct Loader {
+    reader: Arc<CacheReader>,
+    sampler: Sampler,
+    fields: Vec<usize>,
+    pool: BufferPool,
+    threads: Option<rayon::ThreadPool>,
+    batches_ahead: usize,
+}
+
+impl Loader {
+    pub fn new(
+        reader: Arc<CacheReader>,
+        sampler: Sampler,
+        options: LoaderOptions,
+    ) -> Result<Loader> {
+        if options.batches_ahead == 0 {
+            return Err(Error::invalid("batches_ahead must be at least 1"));
+        }
+        let fields = match &options.fields {
+            None => (0..reader.fields().len()).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    reader.field_index(n).ok_or_else(|| {
+                        Error::invalid(format!(
+                            "no field named '{n}'; the dataset has: {}",
+                            field_names(&reader)
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let threads = match options.num_threads {
+            0 => None,
+            n => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("slipstream-gather-{i}"))
+                    .build()
+                    .map_err(|e| Error::invalid(format!("cannot start {n} gather threads: {e}")))?,
+            ),
+        };
+        let var_fields = fields
+            .iter()
+            .filter(|&&f| !reader.fields()[f].kind.is_scalar())
+            .count();
+        Ok(Loader {
+            pool: BufferPool::new((options.batches_ahead + 2) * var_fields.max(1)),
+            reader,
+            sampler,
+            fields,
+            threads,
+            batches_ahead: options.batches_ahead,
+        })
+    }
+
+    pub fn sampler(&self) -> &Sampler {
+        &self.sampler
+    }
+
+    pub fn reader(&self) -> &Arc<CacheReader> {
+        &self.reader
+    }
+
+    /// Batches per epoch.
+    pub fn len(&self) -> usize {
+        self.sampler.num_batches()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Gather one batch of `samples` (synchronously, on the calling thread and rayon).
+    pub fn gather(&self, epoch: u64, position: usize, samples: &[u64]) -> Result<Batch> {
+        let run = || self.gather_here(epoch, position, samples);
+        match &self.threads {
+            Some(pool) if parallelism_enabled() => pool.install(run),
+            _ => run(),
+        }
+    }
+
+    fn gather_here(&self, epoch: u64, position: usize, samples: &[u64]) -> Result<Batch> {
+        let r = &*self.reader;
+        let b = samples.len() as i64;
+        let mut fields = Vec::with_capacity(self.fields.len());
+        for &f in &self.fields {
+            let header = &r.fields()[f];
+            let batch = match header.kind {
+                FieldKind::Int | FieldKind::Float | FieldKind::Bool => {
+                    FieldBatch::Tensor(gather_scalars(r, f, samples))
+                }
+                FieldKind::Str => FieldBatch::Strings(
+                    samples
+                        .iter()
+                        .map(|&s| match r.value(f, s)? {
+                            crate::cache::FieldValue::Str(text) => Ok(text.to_string()),
+                            _ => unreachable!("str field"),
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+                FieldKind::Array if header.fixed_shape.is_some() => {
+                    let g = gather_values(r, f, samples, &self.pool)?;
+                    let mut shape = vec![b];
+                    shape.extend(header.fixed_shape.iter().flatten().map(|&d| d as i64));
+                    let dtype = header.dtype.expect("array fields have a dtype");
+                    FieldBatch::Tensor(HostTensor::new(Arc::new(g.buffer), dtype, shape))
+                }
+                FieldKind::Bytes | FieldKind::Pil | FieldKind::Array => {
+                    let g = gather_values(r, f, samples, &self.pool)?;
+                    let sizes = |pick: fn(&crate::cache::format::Record) -> u32| {
+                        HostTensor::from_i64(
+                            &g.records.iter().map(|x| pick(x) as i64).collect::<Vec<_>>(),
+                        )
+                    };
+                    let images = header.images;
+                    let ragged = Ragged {
+                        heights: images.then(|| sizes(|x| x.height)),
+                        widths: images.then(|| sizes(|x| x.width)),
+                        modes: (header.kind == FieldKind::Pil)
+                            .then(|| {
+                                samples
+                                    .iter()
+                                    .map(|&s| r.mode(f, s).map(str::to_string))
+                                    .collect::<Result<Vec<_>>>()
+                            })
+                            .transpose()?,
+                        dtype: header.dtype,
+                        shapes: (header.kind == FieldKind::Array)
+                            .then(|| samples.iter().map(|&s| r.shape(f, s)).collect()),
+                        offsets: HostTensor::from_i64(&g.offsets),
+                        data: {
+                            let len = g.buffer.len() as i64;
+                            HostTensor::new(Arc::new(g.buffer), DType::Uint8, vec![len])
+                        },
+                    };
+                    FieldBatch::Ragged(ragged)
+                }
+            };
+            fields.push((header.name.clone(), batch));
+        }
+        let indices: Vec<i64> = samples.iter().map(|&s| s as i64).collect();
+        Ok(Batch {
+            epoch,
+            position,
+            indices: HostTensor::from_i64(&indices),
+            fields,
+        })
+    }
+
+    /// Iterate over the batches of `epoch` from position `start`, prepared on a background
+    /// thread.
+    pub fn iter(self: &Arc<Self>, epoch: u64, start: usize) -> BatchIter {
+        let (tx, rx) = sync_channel(self.batches_ahead - 1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let loader = Arc::clone(self);
+        let thread_stop = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("slipstream-prefetch".into())
+            .spawn(move || loader.produce(epoch, start, tx, &thread_stop))
+            .expect("spawn the prefetch thread");
+        BatchIter {
+            rx: Some(rx),
+            stop,
+            handle: Some(handle),
+            pid: std::process::id(),
+        }
+    }
+
+    fn produce(&self, epoch: u64, start: usize, tx: SyncSender<Result<Batch>>, stop: &AtomicBool) {
+        let batches = self.sampler.batches(epoch);
+        for (position, samples) in batches.iter().enumerate().skip(start) {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let batch = self.gather(epoch, position, samples);
+            let failed = batch.is_err();
+            if tx.send(batch).is_err() || failed {
+                return;
+            }
+        }
+    }
+}
+
+fn field_names(reader: &CacheReader) -> String {
+    reader
+        .fields()
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sample indices at which the cache's ~`PAGE_BYTES` pages begin, for quasi-random order.
+pub fn page_starts(reader: &CacheReader) -> Vec<u64> {
+    let n = reader.len();
+    let Some(field) = reader.fields().iter().position(|f| !f.kind.is_scalar()) else {
+        return (0..n).step_by(SCALAR_PAGE_SAMPLES as usize).collect();
+    };
+    let mut starts = vec![0];
+    let mut page_offset = reader.record(field, 0).offset;
+    for s in 1..n {
+        let offset = reader.record(field, s).offset;
+        if offset.saturating_sub(page_offset) >= PAGE_BYTES {
+            starts.push(s);
+            page_offset = offset;
+        }
+    }
+    starts
+}
+
+/// The batches of one pass, arriving from the prefetch thread.
+pub struct BatchIter {
+    rx: Option<Receiver<Result<Batch>>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+    /// The process that started the thread; after `fork` the child has no such thread.
+    pid: u32,
+}
+
+impl Iterator for BatchIter {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        if self.pid != std::process::id() {
+            return Some(Err(Error::invalid(
+                "this iterator was started before the process forked; start a new one (iter(loader)) in the child",
+            )));
+        }
+        self.rx.as_ref()?.recv().ok()
+    }
+}
+
+impl BatchIter {
+    /// Stop the prefetch thread and wait for it.
+    pub fn close(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Dropping the receiver fails the thread's pending `send`, so it never blocks.
+        self.rx = None;
+        if let Some(handle) = self.handle.take()
+            && self.pid == std::process::id()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for BatchIter {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,359 @@
+//! PyO3 glue: argument conversion, GIL release, error mapping. No logic lives here.
+//!
+//! The Python package (python/slipstream/) wraps these classes; users never see `_native`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::PyIndexError;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
+
+use crate::cache::{self, BuildOptions, CacheReader, FieldValue, OpenOptions};
+use crate::dlpack::{HostTensor, Tensor};
+use crate::error::Error;
+use crate::loader::{self, BatchIter, FieldBatch, LoaderOptions};
+use crate::sampler::{Order, Sampler, SamplerConfig};
+
+/// Raise `error` as the matching `slipstream.errors` class.
+fn to_py(py: Python<'_>, error: Error) -> PyErr {
+    let class = match &error {
+        Error::Io { .. } => "SlipstreamIOError",
+        Error::Format { .. } => "FormatError",
+        Error::Unsupported { .. } => "UnsupportedError",
+        Error::Cache { .. } => "CacheError",
+        Error::Checksum { .. } => "ChecksumError",
+        Error::InvalidArgument(_) => "ConfigError",
+        Error::IndexOutOfRange { .. } => "SampleIndexError",
+    };
+    match py
+        .import("slipstream.errors")
+        .and_then(|m| m.getattr(class))
+    {
+        Ok(class) => match class.call1((error.to_string(),)) {
+            Ok(instance) => PyErr::from_value(instance),
+            Err(e) => e,
+        },
+        Err(e) => e,
+    }
+}
+
+trait IntoPy<T> {
+    fn py_err(self, py: Python<'_>) -> PyResult<T>;
+}
+
+impl<T> IntoPy<T> for crate::Result<T> {
+    fn py_err(self, py: Python<'_>) -> PyResult<T> {
+        self.map_err(|e| to_py(py, e))
+    }
+}
+
+fn tensor(py: Python<'_>, t: HostTensor) -> PyResult<Py<Tensor>> {
+    Py::new(py, Tensor { inner: t })
+}
+
+/// An opened cache.
+#[pyclass(module = "slipstream._native", frozen)]
+struct Dataset {
+    reader: Arc<CacheReader>,
+}
+
+#[pymethods]
+impl Dataset {
+    #[new]
+    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        cache_dir: Option<PathBuf>,
+        rebuild: bool,
+        progress: bool,
+        threads: usize,
+    ) -> PyResult<Dataset> {
+        let options = OpenOptions {
+            cache_dir,
+            rebuild,
+            build: BuildOptions { threads, progress },
+        };
+        let reader = py.detach(|| cache::open(&path, &options)).py_err(py)?;
+        Ok(Dataset {
+            reader: Arc::new(reader),
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.reader.len() as usize
+    }
+
+    #[getter]
+    fn cache_path(&self) -> PathBuf {
+        self.reader.path().to_path_buf()
+    }
+
+    /// The cache header (docs/FORMAT.md) as JSON text.
+    fn header_json(&self) -> String {
+        serde_json::to_string(self.reader.header()).expect("header serializes")
+    }
+
+    /// One sample's field values, in field order. `index` is already range-checked.
+    fn sample<'py>(&self, py: Python<'py>, index: u64) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        if index >= self.reader.len() {
+            return Err(to_py(
+                py,
+                Error::IndexOutOfRange {
+                    index: index as i64,
+                    len: self.reader.len(),
+                },
+            ));
+        }
+        (0..self.reader.fields().len())
+            .map(|f| {
+                let value = self.reader.value(f, index).py_err(py)?;
+                Ok(match value {
+                    FieldValue::Int(v) => v.into_pyobject(py)?.into_any(),
+                    FieldValue::Float(v) => v.into_pyobject(py)?.into_any(),
+                    FieldValue::Bool(v) => v.into_pyobject(py)?.to_owned().into_any(),
+                    FieldValue::Bytes(b) => PyBytes::new(py, b).into_any(),
+                    FieldValue::Str(s) => s.into_pyobject(py)?.into_any(),
+                    FieldValue::Pil {
+                        width,
+                        height,
+                        mode,
+                        pixels,
+                    } => (mode, width, height, PyBytes::new(py, pixels))
+                        .into_pyobject(py)?
+                        .into_any(),
+                    // A bytearray, so numpy views it writable (LitData returns fresh arrays).
+                    FieldValue::Array { shape, data } => (shape, PyByteArray::new(py, data))
+                        .into_pyobject(py)?
+                        .into_any(),
+                })
+            })
+            .collect()
+    }
+
+    /// Check every checksum; raises `ChecksumError` naming the first bad sample.
+    fn verify(&self, py: Python<'_>) -> PyResult<()> {
+        let reader = &self.reader;
+        py.detach(|| {
+            reader.verify_tables()?;
+            use rayon::prelude::*;
+            (0..reader.len())
+                .into_par_iter()
+                .try_for_each(|s| reader.verify_sample(s))
+        })
+        .py_err(py)
+    }
+}
+
+/// Sampling and prefetch for one rank.
+#[pyclass(module = "slipstream._native", frozen)]
+struct Loader {
+    inner: Arc<loader::Loader>,
+}
+
+#[pymethods]
+impl Loader {
+    #[new]
+    #[pyo3(signature = (dataset, batch_size, *, seed, order, drop_last, indices, rank, world_size, batches_ahead, fields, num_threads))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        dataset: &Dataset,
+        batch_size: usize,
+        seed: u64,
+        order: &str,
+        drop_last: bool,
+        indices: Option<Vec<u64>>,
+        rank: usize,
+        world_size: usize,
+        batches_ahead: usize,
+        fields: Option<Vec<String>>,
+        num_threads: usize,
+    ) -> PyResult<Loader> {
+        let order = match order {
+            "sequential" => Order::Sequential,
+            "random" => Order::Random,
+            "quasi_random" => Order::QuasiRandom,
+            other => {
+                return Err(to_py(
+                    py,
+                    Error::invalid(format!(
+                        "order must be 'random' or 'quasi_random' (or shuffle=False), not {other:?}"
+                    )),
+                ));
+            }
+        };
+        let reader = dataset.reader.clone();
+        py.detach(|| {
+            let page_starts =
+                (order == Order::QuasiRandom).then(|| Arc::new(loader::page_starts(&reader)));
+            let sampler = Sampler::new(SamplerConfig {
+                dataset_len: reader.len(),
+                indices: indices.map(Arc::new),
+                order,
+                seed,
+                batch_size,
+                drop_last,
+                rank,
+                world_size,
+                page_starts,
+            })?;
+            loader::Loader::new(
+                reader,
+                sampler,
+                LoaderOptions {
+                    batches_ahead,
+                    fields,
+                    num_threads,
+                },
+            )
+        })
+        .py_err(py)
+        .map(|l| Loader { inner: Arc::new(l) })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Start prefetching `epoch` from batch `start`.
+    fn iter(&self, py: Python<'_>, epoch: u64, start: usize) -> BatchIterator {
+        let inner = &self.inner;
+        BatchIterator {
+            inner: Mutex::new(Some(py.detach(|| inner.iter(epoch, start)))),
+        }
+    }
+
+    /// The samples of each batch of `epoch` on this rank.
+    fn plan(&self, py: Python<'_>, epoch: u64) -> Vec<Vec<u64>> {
+        py.detach(|| self.inner.sampler().batches(epoch))
+    }
+}
+
+#[pyclass(module = "slipstream._native", frozen)]
+struct BatchIterator {
+    inner: Mutex<Option<BatchIter>>,
+}
+
+#[pymethods]
+impl BatchIterator {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// The next batch as a dict of native values, `None` at the end.
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let next = py.detach(|| {
+            let mut guard = self.inner.lock().unwrap();
+            guard.as_mut().and_then(Iterator::next)
+        });
+        let Some(batch) = next else {
+            self.close(py);
+            return Ok(None);
+        };
+        let batch = batch.py_err(py)?;
+        let out = PyDict::new(py);
+        out.set_item("__position__", batch.position)?;
+        out.set_item("index", tensor(py, batch.indices)?)?;
+        for (name, field) in batch.fields {
+            match field {
+                FieldBatch::Tensor(t) => out.set_item(name, tensor(py, t)?)?,
+                FieldBatch::Strings(s) => out.set_item(name, PyList::new(py, s)?)?,
+                FieldBatch::Ragged(r) => out.set_item(name, Py::new(py, Ragged { inner: r })?)?,
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Stop the prefetch thread now.
+    fn close(&self, py: Python<'_>) {
+        let taken = self.inner.lock().unwrap().take();
+        py.detach(move || drop(taken));
+    }
+}
+
+/// A batch of variable-length values (see `slipstream.RaggedBatch`).
+#[pyclass(module = "slipstream._native", frozen)]
+struct Ragged {
+    inner: loader::Ragged,
+}
+
+#[pymethods]
+impl Ragged {
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    #[getter]
+    fn data(&self, py: Python<'_>) -> PyResult<Py<Tensor>> {
+        tensor(py, self.inner.data.clone())
+    }
+
+    #[getter]
+    fn offsets(&self, py: Python<'_>) -> PyResult<Py<Tensor>> {
+        tensor(py, self.inner.offsets.clone())
+    }
+
+    #[getter]
+    fn heights(&self, py: Python<'_>) -> PyResult<Option<Py<Tensor>>> {
+        self.inner
+            .heights
+            .clone()
+            .map(|t| tensor(py, t))
+            .transpose()
+    }
+
+    #[getter]
+    fn widths(&self, py: Python<'_>) -> PyResult<Option<Py<Tensor>>> {
+        self.inner.widths.clone().map(|t| tensor(py, t)).transpose()
+    }
+
+    #[getter]
+    fn modes(&self) -> Option<Vec<String>> {
+        self.inner.modes.clone()
+    }
+
+    #[getter]
+    fn dtype(&self) -> Option<&'static str> {
+        self.inner.dtype.map(|d| d.name())
+    }
+
+    #[getter]
+    fn shapes(&self) -> Option<Vec<Vec<u32>>> {
+        self.inner.shapes.clone()
+    }
+
+    /// Sample `i`'s bytes (`i` already range-checked).
+    fn item<'py>(&self, py: Python<'py>, i: usize) -> PyResult<Bound<'py, PyBytes>> {
+        if i >= self.inner.len() {
+            return Err(PyIndexError::new_err("ragged index out of range"));
+        }
+        Ok(PyBytes::new(py, self.inner.item(i)))
+    }
+}
+
+/// Run the `slipstream` command line with these arguments (argv[0] included).
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
+    py.detach(|| crate::cli::run(argv))
+}
+
+/// Called in a forked child: rayon's threads did not survive the fork.
+#[pyfunction]
+fn after_fork_in_child() {
+    crate::gather::disable_parallelism();
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Dataset>()?;
+    m.add_class::<Loader>()?;
+    m.add_class::<BatchIterator>()?;
+    m.add_class::<Ragged>()?;
+    m.add_class::<Tensor>()?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! LitData's "slim" chunks: rows kept only in a trailing Arrow IPC blob.
+//!
+//! With pyarrow importable at write time, LitData stores rows whose leaves are all JSON-like
+//! (bytes, str, int, float, bool, lists, dicts) as an Arrow IPC file appended to an item table
+//! whose offsets all point at its own end:
+//!
+//! `u32 N | u32 offsets[N+1] (all = 4 + 4(N+1)) | Arrow IPC (file "ARROW1..." or stream) | u32 ipc_len | "LDARW01\0"`
+//!
+//! The IPC may use Arrow's own buffer compression (zstd or lz4). We read the columns named by
+//! the dataset's schema and re-encode each row as a classic item, so the rest of slipstream
+//! sees one item encoding whatever the chunk layout.
+
+use std::io::Cursor;
+use std::ops::Range;
+
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, BinaryViewArray, BooleanArray, LargeBinaryArray,
+    LargeStringArray, RecordBatch, StringArray, StringViewArray, cast::AsArray, types,
+};
+use arrow_schema::DataType;
+
+use super::chunk::DecodedChunk;
+use super::litdata::Schema;
+use super::serializer::Serializer;
+
+type ArrowResult<T> = std::result::Result<T, (Option<usize>, String)>;
+
+fn whole(message: impl Into<String>) -> (Option<usize>, String) {
+    (None, message.into())
+}
+
+/// Decode a slim chunk's `n` rows into classic items.
+pub fn decode_slim(bytes: &[u8], n: usize, schema: &Schema) -> ArrowResult<DecodedChunk> {
+    let len = bytes.len();
+    let ipc_len = u32::from_le_bytes(bytes[len - 12..len - 8].try_into().unwrap()) as usize;
+    let start = (len - 12)
+        .checked_sub(ipc_len)
+        .filter(|_| ipc_len > 0)
+        .ok_or_else(|| whole("Arrow footer length points before the start of the chunk"))?;
+    let ipc = &bytes[start..len - 12];
+    let batches = read_batches(ipc)?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows != n {
+        return Err(whole(format!(
+            "Arrow footer holds {rows} rows but the chunk header says {n}"
+        )));
+    }
+    let mut out = Vec::with_capacity(ipc.len());
+    let mut items = Vec::with_capacity(n);
+    let mut row_base = 0usize;
+    for batch in &batches {
+        let columns = schema
+            .fields
+            .iter()
+            .map(|f| {
+                let column = batch.column_by_name(&f.name).ok_or_else(|| {
+                    whole(format!(
+                        "Arrow footer has no column '{}' (it has: {})",
+                        f.name,
+                        batch
+                            .schema()
+                            .fields()
+                            .iter()
+                            .map(|c| c.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+                Ok((column, Column::new(column, &f.serializer, &f.name)?))
+            })
+            .collect::<ArrowResult<Vec<_>>>()?;
+        for row in 0..batch.num_rows() {
+            items.push(encode_row(&columns, row, &mut out).map_err(|m| (Some(row_base + row), m))?);
+        }
+        row_base += batch.num_rows();
+    }
+    Ok(DecodedChunk { bytes: out, items })
+}
+
+fn read_batches(ipc: &[u8]) -> ArrowResult<Vec<RecordBatch>> {
+    let bad = |e: arrow_schema::ArrowError| whole(format!("Arrow footer does not parse: {e}"));
+    if ipc.starts_with(b"ARROW1") {
+        let reader = arrow_ipc::reader::FileReader::try_new(Cursor::new(ipc), None).map_err(bad)?;
+        reader.collect::<Result<Vec<_>, _>>().map_err(bad)
+    } else {
+        let reader =
+            arrow_ipc::reader::StreamReader::try_new(Cursor::new(ipc), None).map_err(bad)?;
+        reader.collect::<Result<Vec<_>, _>>().map_err(bad)
+    }
+}
+
+/// A column viewed as the leaf type its field's serializer expects.
+enum Column<'a> {
+    Binary(&'a BinaryArray),
+    LargeBinary(&'a LargeBinaryArray),
+    BinaryView(&'a BinaryViewArray),
+    Utf8(&'a StringArray),
+    LargeUtf8(&'a LargeStringArray),
+    Utf8View(&'a StringViewArray),
+    Int(Box<dyn Fn(usize) -> Option<i64> + 'a>),
+    Float(Box<dyn Fn(usize) -> f64 + 'a>),
+    Bool(&'a BooleanArray),
+}
+
+impl<'a> Column<'a> {
+    fn new(array: &'a ArrayRef, serializer: &Serializer, name: &str) -> ArrowResult<Column<'a>> {
+        if *array.data_type() == DataType::Null {
+            return Err(whole(format!(
+                "field '{name}' is None in every row of this chunk; slipstream does not read optional fields"
+            )));
+        }
+        let mismatch = || {
+            whole(format!(
+                "column '{name}' has Arrow type {} which does not hold LitData {serializer:?} values",
+                array.data_type()
+            ))
+        };
+        Ok(match (serializer, array.data_type()) {
+            (Serializer::Bytes | Serializer::Jpeg | Serializer::Image, DataType::Binary) => {
+                Column::Binary(array.as_binary())
+            }
+            (Serializer::Bytes | Serializer::Jpeg | Serializer::Image, DataType::LargeBinary) => {
+                Column::LargeBinary(array.as_binary())
+            }
+            (Serializer::Bytes | Serializer::Jpeg | Serializer::Image, DataType::BinaryView) => {
+                Column::BinaryView(array.as_binary_view())
+            }
+            (Serializer::Str, DataType::Utf8) => Column::Utf8(array.as_string()),
+            (Serializer::Str, DataType::LargeUtf8) => Column::LargeUtf8(array.as_string()),
+            (Serializer::Str, DataType::Utf8View) => Column::Utf8View(array.as_string_view()),
+            (Serializer::Int, dt) if dt.is_integer() => Column::Int(int_getter(array)),
+            (Serializer::Float, DataType::Float64) => {
+                let a = array.as_primitive::<types::Float64Type>();
+                Column::Float(Box::new(move |i| a.value(i)))
+            }
+            (Serializer::Float, DataType::Float32) => {
+                let a = array.as_primitive::<types::Float32Type>();
+                Column::Float(Box::new(move |i| a.value(i) as f64))
+            }
+            (Serializer::Bool, DataType::Boolean) => Column::Bool(array.as_boolean()),
+            _ => return Err(mismatch()),
+        })
+    }
+}
+
+fn int_getter(array: &ArrayRef) -> Box<dyn Fn(usize) -> Option<i64> + '_> {
+    macro_rules! signed {
+        ($t:ty) => {{
+            let a = array.as_primitive::<$t>();
+            Box::new(move |i| Some(a.value(i) as i64))
+        }};
+    }
+    match array.data_type() {
+        DataType::Int8 => signed!(types::Int8Type),
+        DataType::Int16 => signed!(types::Int16Type),
+        DataType::Int32 => signed!(types::Int32Type),
+        DataType::Int64 => signed!(types::Int64Type),
+        DataType::UInt8 => signed!(types::UInt8Type),
+        DataType::UInt16 => signed!(types::UInt16Type),
+        DataType::UInt32 => signed!(types::UInt32Type),
+        DataType::UInt64 => {
+            let a = array.as_primitive::<types::UInt64Type>();
+            Box::new(move |i| i64::try_from(a.value(i)).ok())
+        }
+        _ => unreachable!("int_getter is only called for integer columns"),
+    }
+}
+
+fn encode_row(
+    columns: &[(&ArrayRef, Column)],
+    row: usize,
+    out: &mut Vec<u8>,
+) -> Result<Range<usize>, String> {
+    let start = out.len();
+    out.resize(start + 4 * columns.len(), 0);
+    for (l, (array, column)) in columns.iter().enumerate() {
+        if array.is_null(row) {
+            return Err(format!(
+                "leaf {l} is null (None); slipstream does not read optional fields, give every sample a value"
+            ));
+        }
+        let before = out.len();
+        match column {
+            Column::Binary(a) => out.extend_from_slice(a.value(row)),
+            Column::LargeBinary(a) => out.extend_from_slice(a.value(row)),
+            Column::BinaryView(a) => out.extend_from_slice(a.value(row)),
+            Column::Utf8(a) => out.extend_from_slice(a.value(row).as_bytes()),
+            Column::LargeUtf8(a) => out.extend_from_slice(a.value(row).as_bytes()),
+            Column::Utf8View(a) => out.extend_from_slice(a.value(row).as_bytes()),
+            Column::Int(get) => {
+                let v = get(row).ok_or("integer does not fit in int64")?;
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Column::Float(get) => out.extend_from_slice(&get(row).to_le_bytes()),
+            Column::Bool(a) => out.push(a.value(row) as u8),
+        }
+        let size = u32::try_from(out.len() - before).map_err(|_| "leaf larger than 4 GiB")?;
+        out[start + 4 * l..start + 4 * l + 4].copy_from_slice(&size.to_le_bytes());
+    }
+    Ok(start..out.len())
+}
