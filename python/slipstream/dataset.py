@@ -135,14 +135,14 @@ class SlipstreamDataset:
                 f"sample index {index} is out of range for a dataset of {n} samples"
             )
         values = []
-        for field, raw in zip(self._raw_fields, self._native.sample(i)):
+        for field, raw in zip(self._raw_fields, self._native.sample(i), strict=True):
             if field["kind"] == "pil":
                 raw = _pil_value(*raw)
             elif field["kind"] == "array":
                 raw = _array_value(field, *raw)
             values.append(raw)
         if self._layout == "dict":
-            return {f.name: v for f, v in zip(self._fields, values)}
+            return {f.name: v for f, v in zip(self._fields, values, strict=True)}
         if self._layout == "tuple":
             return tuple(values)
         if self._layout == "list":
