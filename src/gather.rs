@@ -24,6 +24,15 @@ pub fn disable_parallelism() {
     PARALLEL.store(false, Ordering::SeqCst);
 }
 
+/// Give rayon's global pool recognisable thread names (in `top`, `py-spy`, /proc). Threads
+/// would otherwise inherit the name of whichever thread first used the pool. Does nothing if
+/// the pool already exists.
+pub fn name_global_threads() {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("slipstream-rayon-{i}"))
+        .build_global();
+}
+
 pub fn parallelism_enabled() -> bool {
     PARALLEL.load(Ordering::Relaxed)
 }

@@ -129,7 +129,10 @@ impl Loader {
                 .collect::<Result<Vec<_>>>()?,
         };
         let threads = match options.num_threads {
-            0 => None,
+            0 => {
+                crate::gather::name_global_threads();
+                None
+            }
             n => Some(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n)

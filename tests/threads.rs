@@ -1,0 +1,54 @@
+//! Prefetch threads end with their iterators. Alone in its own test binary, because it counts
+//! the threads of the whole process.
+
+mod common;
+
+use std::sync::Arc;
+
+use slipstream::loader::{Loader, LoaderOptions};
+use slipstream::sampler::{Order, Sampler, SamplerConfig};
+
+fn prefetch_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter(|t| {
+            let comm = t.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|c| c.starts_with("slipstream-pref"))
+        })
+        .count()
+}
+
+#[test]
+fn two_hundred_iterators_leave_no_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = common::image_dataset(&tmp.path().join("ds"), 64, 5000);
+    let reader = Arc::new(common::open(&dir, &tmp.path().join("cache")).unwrap());
+    let sampler = Sampler::new(SamplerConfig {
+        dataset_len: 64,
+        indices: None,
+        order: Order::Random,
+        seed: 1,
+        batch_size: 4,
+        drop_last: false,
+        rank: 0,
+        world_size: 1,
+        page_starts: None,
+    })
+    .unwrap();
+    let loader = Arc::new(Loader::new(reader, sampler, LoaderOptions::default()).unwrap());
+    drop(loader.iter(0, 0).next());
+    let before = common::thread_count();
+    for e in 0..200 {
+        let mut it = loader.iter(e, 0);
+        if e % 2 == 0 {
+            it.next().unwrap().unwrap();
+        }
+        // Dropped mid-epoch, with the prefetch thread blocked on a full queue.
+    }
+    assert_eq!(prefetch_threads(), 0);
+    for batch in loader.iter(0, 0) {
+        batch.unwrap();
+    }
+    assert_eq!(prefetch_threads(), 0, "a finished epoch's thread has ended");
+    assert_eq!(common::thread_count(), before);
+}
