@@ -48,7 +48,10 @@ def encode(value):
             "array": {
                 "dtype": str(value.dtype),
                 "shape": list(value.shape),
-                "data": np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tobytes().hex(),
+                "data": np.ascontiguousarray(value)
+                .astype(value.dtype.newbyteorder("<"))
+                .tobytes()
+                .hex(),
             }
         }
     if isinstance(value, bool):

@@ -29,7 +29,7 @@ class RaggedBatch(Sequence[bytes]):
         >>> images = next(iter(loader))["image"]
         >>> len(images), images.offsets.shape
         (4, (5,))
-        >>> images[0][:2] == b'\\xff\\xd8' and len(images[0]) == images.offsets[1]
+        >>> images[0][:2] == b'\\xff\\xd8' and len(images[0]) == int(images.offsets[1])
         True
     """
 
@@ -82,6 +82,8 @@ def _resolve_rank(
     if rank is not None or world_size is not None:
         if rank is None or world_size is None:
             raise ConfigError("pass both rank= and world_size=, or neither")
+        if not 0 <= int(rank) < int(world_size):
+            raise ConfigError(f"rank {rank} is not in 0..world_size={world_size}")
         return int(rank), int(world_size)
     dist = _torch_distributed()
     if dist is not None:
@@ -286,7 +288,7 @@ class SlipstreamLoader:
             (0, 1)
             >>> again = SlipstreamLoader(demo_dataset, batch_size=32, output="numpy")
             >>> again.load_state_dict(state)
-            >>> (next(iter(again))["index"] == next(it)["index"]).all()
+            >>> bool((next(iter(again))["index"] == next(it)["index"]).all())
             True
         """
         if self._active is not None:

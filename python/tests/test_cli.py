@@ -1,0 +1,102 @@
+"""The command line, through `python -m slipstream` and the `slipstream` console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "slipstream", *args], capture_output=True, text=True, check=False
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_help_lists_the_commands() -> None:
+    out = run("--help").stdout
+    for command in ("build", "inspect", "verify", "bench", "demo"):
+        assert command in out
+
+
+def test_console_script() -> None:
+    script = Path(sys.executable).parent / "slipstream"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("slipstream ")
+
+
+def test_build_inspect_verify(flat_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    built = run("build", str(flat_dir), "--cache-dir", str(cache))
+    path = built.stdout.strip()
+    assert path.endswith(".slipcache") and Path(path).parent == cache
+    assert "building cache" in built.stderr
+
+    again = run("build", str(flat_dir), "--cache-dir", str(cache))
+    assert again.stdout.strip() == path and "building" not in again.stderr
+
+    text = run("inspect", path).stdout
+    assert "samples   103" in text
+    assert "image" in text and "images" in text and "24" in text
+    assert "label" in text and "min 0, max 9, 10 distinct" in text
+    header = json.loads(run("inspect", path, "--json").stdout)
+    assert header["num_samples"] == 103
+
+    assert run("verify", path).stdout.startswith("ok:")
+
+
+def test_verify_fails_on_a_corrupt_cache(flat_dir: Path, tmp_path: Path) -> None:
+    path = Path(run("build", str(flat_dir), "--cache-dir", str(tmp_path), "-q").stdout.strip())
+    header = json.loads(run("inspect", str(path), "--json").stdout)
+    data = header["data"]["offset"] + 100
+    raw = bytearray(path.read_bytes())
+    raw[data] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    result = run("verify", str(path), check=False)
+    assert result.returncode == 1
+    assert "checksum mismatch" in result.stderr and "(sample 0)" in result.stderr
+
+
+def test_errors_exit_nonzero_with_a_message(tmp_path: Path) -> None:
+    result = run("build", str(tmp_path), check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "index.json is missing" in result.stderr
+    assert run("frobnicate", check=False).returncode == 2
+
+
+def test_bench_prints_a_ratio(flat_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = run("bench", str(flat_dir), "--epochs", "2", "--batch-size", "16", "--json", str(out))
+    assert "x memcpy" in result.stdout
+    data = json.loads(out.read_text())
+    assert data["samples_per_s"] > 0 and data["machine"]["cores"] >= 1
+
+
+def test_demo(tmp_path: Path) -> None:
+    result = run(
+        "demo",
+        "--dir",
+        str(tmp_path / "demo"),
+        "--samples",
+        "40",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert "generated 40 photographs" in result.stdout
+    assert "samples/s" in result.stdout
+    rerun = run(
+        "demo",
+        "--dir",
+        str(tmp_path / "demo"),
+        "--samples",
+        "40",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert "generated earlier" in rerun.stdout
+    shutil.rmtree(tmp_path / "demo")

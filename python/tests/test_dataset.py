@@ -1,0 +1,111 @@
+"""SlipstreamDataset: indexing, schema, the cache file as documented, reuse and rebuild."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import litdata_datasets as m
+import numpy as np
+import PIL.Image
+import pytest
+import slipstream
+import torch
+
+
+def test_len_and_indexing(flat_dir: Path) -> None:
+    ds = slipstream.SlipstreamDataset(flat_dir, progress=False)
+    assert len(ds) == 103
+    assert ds[0] == m.expected_sample("flat", 0)
+    assert ds[-1] == m.expected_sample("flat", 102)
+    assert ds[-103] == ds[0]
+    assert ds[np.int64(5)]["label"] == 5
+    for bad in (103, -104, 10**12):
+        with pytest.raises(IndexError, match="out of range"):
+            ds[bad]
+    with pytest.raises(slipstream.SampleIndexError):
+        ds[103]
+    with pytest.raises(TypeError):
+        ds["0"]  # type: ignore[index]
+
+
+def test_values_have_litdata_types(full_dir: Path) -> None:
+    ds = slipstream.SlipstreamDataset(full_dir, progress=False)
+    s = ds[4]
+    assert isinstance(s["jpeg"], bytes) and s["jpeg"][:2] == b"\xff\xd8"
+    assert isinstance(s["pil"], PIL.Image.Image)
+    assert isinstance(s["label"], int) and isinstance(s["score"], float)
+    assert isinstance(s["flag"], bool) and isinstance(s["name"], str)
+    assert isinstance(s["np2d"], np.ndarray) and s["np2d"].flags.writeable
+    assert isinstance(s["t2d"], torch.Tensor) and s["t2d"].shape == (3, 2)
+    s["np2d"][0, 0] = 99  # a fresh array, like LitData's
+    assert ds[4]["np2d"][0, 0] == 0
+
+
+def test_fields_and_repr(full_dir: Path) -> None:
+    ds = slipstream.SlipstreamDataset(full_dir, progress=False)
+    assert [f.name for f in ds.fields] == list(m.expected_sample("full", 0))
+    assert "12 samples" in repr(ds) and "jpeg: bytes" in repr(ds)
+
+
+def test_tables_readable_with_numpy_memmap(flat_dir: Path) -> None:
+    """docs/FORMAT.md: per-field tables are plain arrays at offsets given in the header."""
+    ds = slipstream.SlipstreamDataset(flat_dir, progress=False)
+    header = ds.header
+    n = header["num_samples"]
+    fields = {f["name"]: f for f in header["fields"]}
+    labels = np.memmap(
+        ds.cache_path, dtype="<i8", mode="r", offset=fields["label"]["values"]["offset"], shape=(n,)
+    )
+    assert labels.tolist() == [i % 10 for i in range(n)]
+    record = np.dtype(
+        [("offset", "<u8"), ("size", "<u4"), ("crc32c", "<u4"), ("height", "<u4"), ("width", "<u4")]
+    )
+    records = np.memmap(
+        ds.cache_path,
+        dtype=record,
+        mode="r",
+        offset=fields["image"]["records"]["offset"],
+        shape=(n,),
+    )
+    with open(ds.cache_path, "rb") as f:
+        f.seek(int(records[7]["offset"]))
+        assert f.read(int(records[7]["size"])) == ds[7]["image"]
+    assert (records["height"] == 16).all() and (records["width"] == 24).all()
+    assert (records["offset"] % header["sample_alignment"] == 0).all()
+
+
+def test_cache_reused_then_rebuilt_when_the_source_changes(tmp_path: Path, cache_dir: Path) -> None:
+    src = m.make("flat", tmp_path / "ds", 6)
+    first = slipstream.SlipstreamDataset(src, progress=False)
+    built = os.stat(first.cache_path)
+    again = slipstream.SlipstreamDataset(src, progress=False)
+    assert again.cache_path == first.cache_path
+    assert os.stat(again.cache_path).st_ino == built.st_ino, "reused, not rebuilt"
+
+    # Replace the dataset by one with other contents: the cache must not be reused.
+    shutil.rmtree(src)
+    m.make("text", src, 6)
+    changed = slipstream.SlipstreamDataset(src, progress=False)
+    assert changed.cache_path == first.cache_path
+    assert os.stat(changed.cache_path).st_ino != built.st_ino
+    assert changed[0] == m.expected_sample("text", 0)
+    # The dataset opened earlier keeps reading its own (old) cache file.
+    assert first[0] == m.expected_sample("flat", 0)
+
+
+def test_explicit_cache_dir_and_cache_file(flat_dir: Path, tmp_path: Path) -> None:
+    ds = slipstream.SlipstreamDataset(flat_dir, cache_dir=tmp_path, progress=False)
+    assert Path(ds.cache_path).parent == tmp_path
+    direct = slipstream.SlipstreamDataset(ds.cache_path)
+    assert direct[3] == ds[3]
+
+
+def test_verify(flat_dir: Path) -> None:
+    slipstream.SlipstreamDataset(flat_dir, progress=False).verify()
+
+
+def test_remote_paths_are_refused_clearly() -> None:
+    with pytest.raises(slipstream.ConfigError, match="remote datasets are not supported yet"):
+        slipstream.SlipstreamDataset("s3://bucket/prefix/")
