@@ -22,7 +22,7 @@ use super::format::{
 use crate::decode::probe;
 use crate::dtype::DType;
 use crate::error::{Error, IoContext, Location, Result};
-use crate::source::chunk::{DecodedChunk, read_chunk, split_item};
+use crate::source::chunk::{DecodedChunk, Recycler, read_chunk, split_item};
 use crate::source::litdata::{Chunk, LitDataset, Schema};
 use crate::source::serializer::{Framework, Leaf, Serializer};
 
@@ -101,11 +101,12 @@ pub fn build_cache(
     // the lowest unwritten chunk always holds a permit and the writer can always progress.
     let permits = Semaphore::new(2 * threads);
     let next_chunk = AtomicUsize::new(0);
+    let recycler = Recycler::default();
     let (tx, rx) = mpsc::channel::<(usize, Result<ParsedChunk>)>();
     std::thread::scope(|scope| -> Result<()> {
         for _ in 0..threads.min(dataset.chunks.len()) {
             let tx = tx.clone();
-            let (permits, next_chunk) = (&permits, &next_chunk);
+            let (permits, next_chunk, recycler) = (&permits, &next_chunk, &recycler);
             scope.spawn(move || {
                 loop {
                     if !permits.acquire() {
@@ -115,7 +116,7 @@ pub fn build_cache(
                     let Some(chunk) = dataset.chunks.get(i) else {
                         return;
                     };
-                    let parsed = parse_chunk(chunk, &dataset.schema);
+                    let parsed = parse_chunk(chunk, &dataset.schema, recycler);
                     let failed = parsed.is_err();
                     if tx.send((i, parsed)).is_err() || failed {
                         return;
@@ -133,6 +134,7 @@ pub fn build_cache(
                     let parsed = parsed?;
                     out.append_chunk(&parsed, &dataset.chunks[expected])?;
                     progress.advance(&dataset.chunks[expected]);
+                    recycler.give(parsed.decoded.bytes);
                     permits.release();
                     expected += 1;
                 }
@@ -166,9 +168,9 @@ pub fn build_cache(
     Ok(report)
 }
 
-fn parse_chunk(chunk: &Chunk, schema: &Schema) -> Result<ParsedChunk> {
+fn parse_chunk(chunk: &Chunk, schema: &Schema, recycler: &Recycler) -> Result<ParsedChunk> {
     let fields = &schema.fields;
-    let decoded = read_chunk(chunk, schema)?;
+    let decoded = read_chunk(chunk, schema, recycler)?;
     let base = decoded.bytes.as_ptr() as usize;
     let mut samples = Vec::with_capacity(decoded.items.len());
     for i in 0..decoded.items.len() {

@@ -19,7 +19,7 @@ use arrow_array::{
 };
 use arrow_schema::DataType;
 
-use super::chunk::DecodedChunk;
+use super::chunk::{DecodedChunk, Recycler};
 use super::litdata::Schema;
 use super::serializer::Serializer;
 
@@ -30,7 +30,12 @@ fn whole(message: impl Into<String>) -> (Option<usize>, String) {
 }
 
 /// Decode a slim chunk's `n` rows into classic items.
-pub fn decode_slim(bytes: &[u8], n: usize, schema: &Schema) -> ArrowResult<DecodedChunk> {
+pub fn decode_slim(
+    bytes: &[u8],
+    n: usize,
+    schema: &Schema,
+    recycler: &Recycler,
+) -> ArrowResult<DecodedChunk> {
     let len = bytes.len();
     let ipc_len = u32::from_le_bytes(bytes[len - 12..len - 8].try_into().unwrap()) as usize;
     let start = (len - 12)
@@ -45,7 +50,7 @@ pub fn decode_slim(bytes: &[u8], n: usize, schema: &Schema) -> ArrowResult<Decod
             "Arrow footer holds {rows} rows but the chunk header says {n}"
         )));
     }
-    let mut out = Vec::with_capacity(ipc.len());
+    let mut out = recycler.take(ipc.len());
     let mut items = Vec::with_capacity(n);
     let mut row_base = 0usize;
     for batch in &batches {

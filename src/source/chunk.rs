@@ -18,6 +18,7 @@
 use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Mutex;
 
 use super::litdata::{Chunk, Schema};
 use crate::error::{Error, IoContext, Location, Result};
@@ -39,12 +40,41 @@ impl DecodedChunk {
     }
 }
 
+/// Byte vectors kept for reuse. Chunks are tens of MB; decoding each into fresh memory costs
+/// more in page faults than the decoding itself, so buffers go back here once written.
+#[derive(Debug, Default)]
+pub struct Recycler {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Recycler {
+    /// An empty vector with room for at least `capacity` bytes.
+    pub fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut free = self.free.lock().unwrap();
+        let mut v = match free.iter().position(|v| v.capacity() >= capacity) {
+            Some(i) => free.swap_remove(i),
+            None => free.pop().unwrap_or_default(),
+        };
+        v.clear();
+        v.reserve(capacity);
+        v
+    }
+
+    pub fn give(&self, v: Vec<u8>) {
+        let mut free = self.free.lock().unwrap();
+        if free.len() < 16 {
+            free.push(v);
+        }
+    }
+}
+
 /// Context for error messages and consistency checks.
 struct Ctx<'a> {
     path: &'a Path,
     first_sample: u64,
     expected_items: u64,
     schema: &'a Schema,
+    recycler: &'a Recycler,
 }
 
 impl Ctx<'_> {
@@ -61,8 +91,8 @@ impl Ctx<'_> {
 }
 
 /// Read and decode one chunk file of a dataset.
-pub fn read_chunk(chunk: &Chunk, schema: &Schema) -> Result<DecodedChunk> {
-    let mut bytes = Vec::with_capacity(chunk.file_len as usize);
+pub fn read_chunk(chunk: &Chunk, schema: &Schema, recycler: &Recycler) -> Result<DecodedChunk> {
+    let mut bytes = recycler.take(chunk.file_len as usize);
     std::fs::File::open(&chunk.path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .at(&chunk.path)?;
@@ -71,18 +101,24 @@ pub fn read_chunk(chunk: &Chunk, schema: &Schema) -> Result<DecodedChunk> {
         first_sample: chunk.first_sample,
         expected_items: chunk.entry.chunk_size,
         schema,
+        recycler,
     };
     decode(bytes, &ctx, true)
 }
 
+/// Decode `bytes`, which this takes over (and recycles if it decodes into another buffer).
 fn decode(bytes: Vec<u8>, ctx: &Ctx, allow_whole_file_zstd: bool) -> Result<DecodedChunk> {
     if bytes.starts_with(&ZSTD_MAGIC) && allow_whole_file_zstd {
-        let inflated = zstd::stream::decode_all(&bytes[..])
+        let mut inflated = ctx.recycler.take(bytes.len() * 4);
+        zstd::stream::copy_decode(&bytes[..], &mut inflated)
             .map_err(|e| ctx.err(format!("zstd-compressed chunk does not decompress: {e}")))?;
+        ctx.recycler.give(bytes);
         return decode(inflated, ctx, false);
     }
     if bytes.starts_with(FRAMED_MAGIC) {
-        return decode_framed(&bytes, ctx);
+        let decoded = decode_framed(&bytes, ctx);
+        ctx.recycler.give(bytes);
+        return decoded;
     }
     decode_classic(bytes, ctx)
 }
@@ -147,12 +183,14 @@ fn decode_classic(bytes: Vec<u8>, ctx: &Ctx) -> Result<DecodedChunk> {
     let end = offsets[n];
     let footer = has_arrow_footer(&bytes);
     if n > 0 && end == header && footer {
-        return super::arrow::decode_slim(&bytes, n, ctx.schema).map_err(
+        let decoded = super::arrow::decode_slim(&bytes, n, ctx.schema, ctx.recycler).map_err(
             |(item, message)| match item {
                 Some(item) => ctx.item_err(item, message),
                 None => ctx.err(message),
             },
         );
+        ctx.recycler.give(bytes);
+        return decoded;
     }
     if end != len && !footer {
         return Err(ctx.err(format!(
@@ -165,7 +203,9 @@ fn decode_classic(bytes: Vec<u8>, ctx: &Ctx) -> Result<DecodedChunk> {
         .first()
         .is_some_and(|r| bytes[r.clone()].starts_with(&ZSTD_MAGIC));
     if sample_compressed {
-        return inflate_items(&bytes, &items, ctx);
+        let decoded = inflate_items(&bytes, &items, ctx);
+        ctx.recycler.give(bytes);
+        return decoded;
     }
     Ok(DecodedChunk { bytes, items })
 }
@@ -176,7 +216,7 @@ fn has_arrow_footer(bytes: &[u8]) -> bool {
 
 /// `compression_level="sample"`: every item is its own zstd frame.
 fn inflate_items(bytes: &[u8], items: &[Range<usize>], ctx: &Ctx) -> Result<DecodedChunk> {
-    let mut out = Vec::with_capacity(bytes.len() * 2);
+    let mut out = ctx.recycler.take(bytes.len() * 2);
     let mut ranges = Vec::with_capacity(items.len());
     for (i, r) in items.iter().enumerate() {
         let start = out.len();
@@ -225,7 +265,7 @@ fn decode_framed(bytes: &[u8], ctx: &Ctx) -> Result<DecodedChunk> {
         return Err(ctx.err("framed zstd chunk has inconsistent item offsets"));
     }
     let total = offsets[n];
-    let mut out = Vec::with_capacity(total);
+    let mut out = ctx.recycler.take(total);
     let mut next_item = 0usize;
     for f in 0..n_frames {
         let at = table + FRAME * f;
