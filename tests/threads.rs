@@ -50,5 +50,5 @@ fn two_hundred_iterators_leave_no_threads() {
         batch.unwrap();
     }
     assert_eq!(prefetch_threads(), 0, "a finished epoch's thread has ended");
-    assert_eq!(common::thread_count(), before);
+    assert!(common::thread_count() <= before, "no thread of any kind accumulates");
 }
