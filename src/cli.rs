@@ -294,7 +294,6 @@ pub fn describe(reader: &CacheReader) -> Result<String> {
 
 fn verify(reader: &CacheReader) -> Result<i32> {
     let t = Instant::now();
-    reader.verify_tables()?;
     reader.advise_sequential();
     let n = reader.len();
     let bar =

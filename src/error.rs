@@ -82,6 +82,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// A bug in slipstream, reported instead of crashing the caller.
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
+
     /// A sample index outside the dataset.
     #[error("sample index {index} is out of range for a dataset of {len} samples")]
     IndexOutOfRange { index: i64, len: u64 },

@@ -1,7 +1,8 @@
 //! Copying a batch's values out of the cache into one batch buffer.
 //!
 //! Each sample's bytes are copied once, straight from the memory map into their place in the
-//! batch buffer, by rayon threads. Nothing else touches the bytes on the way.
+//! batch buffer, by rayon threads. The first time a value is read its checksum is checked on
+//! the copy (see `CacheReader::check`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,9 +71,10 @@ pub fn gather_values(
         destinations.push(head);
         rest = tail;
     }
+    // The checksum is computed on the copy, while it is still in this core's cache.
     let copy = |((dst, r), &sample): ((&mut [u8], &Record), &u64)| -> Result<()> {
         dst.copy_from_slice(reader.record_bytes(field, sample, r)?);
-        Ok(())
+        reader.check(field, sample, r, dst)
     };
     if parallelism_enabled() {
         destinations

@@ -205,6 +205,16 @@ impl Loader {
                     let mut shape = vec![b];
                     shape.extend(header.fixed_shape.iter().flatten().map(|&d| d as i64));
                     let dtype = header.dtype.expect("array fields have a dtype");
+                    let per_sample = shape[1..].iter().product::<i64>() as usize * dtype.size();
+                    if let Some(k) = g.records.iter().position(|x| x.size as usize != per_sample) {
+                        return Err(Error::cache(
+                            crate::error::Location::sample(r.path(), samples[k]),
+                            format!(
+                                "array of field '{}' does not have the field's fixed shape",
+                                header.name
+                            ),
+                        ));
+                    }
                     FieldBatch::Tensor(HostTensor::new(Arc::new(g.buffer), dtype, shape))
                 }
                 FieldKind::Bytes | FieldKind::Pil | FieldKind::Array => {
@@ -328,7 +338,23 @@ impl Iterator for BatchIter {
                 "this iterator was started before the process forked; start a new one (iter(loader)) in the child",
             )));
         }
-        self.rx.as_ref()?.recv().ok()
+        match self.rx.as_ref()?.recv() {
+            Ok(batch) => Some(batch),
+            // The thread is done, normally or by panicking: only the latter is an error.
+            Err(_) => match self.handle.take()?.join() {
+                Ok(()) => None,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Some(Err(Error::Internal(format!(
+                        "the prefetch thread panicked: {what}"
+                    ))))
+                }
+            },
+        }
     }
 }
 

@@ -25,6 +25,7 @@ fn to_py(py: Python<'_>, error: Error) -> PyErr {
         Error::Checksum { .. } => "ChecksumError",
         Error::InvalidArgument(_) => "ConfigError",
         Error::IndexOutOfRange { .. } => "SampleIndexError",
+        Error::Internal(_) => "SlipstreamError",
     };
     match py
         .import("slipstream.errors")
@@ -136,7 +137,6 @@ impl Dataset {
     fn verify(&self, py: Python<'_>) -> PyResult<()> {
         let reader = &self.reader;
         py.detach(|| {
-            reader.verify_tables()?;
             use rayon::prelude::*;
             (0..reader.len())
                 .into_par_iter()

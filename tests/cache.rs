@@ -117,6 +117,23 @@ fn concurrent_openers_build_once() {
 }
 
 #[test]
+fn a_killed_build_leaves_nothing_the_next_build_keeps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache_dir = tmp.path().join("cache");
+    let dir = common::image_dataset(&tmp.path().join("ds"), 10, 3000);
+    let path = cache::cache_path(&dir.canonicalize().unwrap(), &cache_dir);
+    fs::create_dir_all(&cache_dir).unwrap();
+    let abandoned = cache_dir.join(format!(
+        ".{}.tmp-999999",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    fs::write(&abandoned, b"half a cache").unwrap();
+    let reader = common::open(&dir, &cache_dir).unwrap();
+    assert_eq!(reader.path(), path);
+    assert!(!abandoned.exists(), "the abandoned temporary file is gone");
+}
+
+#[test]
 fn forced_rebuild_replaces_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let cache_dir = tmp.path().join("cache");

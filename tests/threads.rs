@@ -50,5 +50,8 @@ fn two_hundred_iterators_leave_no_threads() {
         batch.unwrap();
     }
     assert_eq!(prefetch_threads(), 0, "a finished epoch's thread has ended");
-    assert!(common::thread_count() <= before, "no thread of any kind accumulates");
+    assert!(
+        common::thread_count() <= before,
+        "no thread of any kind accumulates"
+    );
 }

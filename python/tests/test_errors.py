@@ -104,6 +104,17 @@ def test_checksum_failure(tmp_path: Path) -> None:
         byte = f.read(1)
         f.seek(data_offset + 5)
         f.write(bytes([byte[0] ^ 1]))
+    damaged = slipstream.SlipstreamDataset(ds.cache_path)
     with pytest.raises(slipstream.ChecksumError, match=r"\(sample 4\).*'image'") as e:
-        slipstream.SlipstreamDataset(ds.cache_path).verify()
+        damaged.verify()
     assert isinstance(e.value, slipstream.CacheError)
+    # Reading the damaged sample raises too, rather than returning wrong bytes.
+    assert damaged[3]["image"] == m.expected_sample("flat", 3)["image"]
+    with pytest.raises(slipstream.ChecksumError, match=r"\(sample 4\)"):
+        damaged[4]
+    with pytest.raises(slipstream.ChecksumError, match=r"\(sample 4\)"):
+        list(slipstream.SlipstreamLoader(damaged, batch_size=2, shuffle=False))
+    # Opening the dataset (not the file) notices the damage only when it is read; a rebuild
+    # (slipstream build --rebuild) repairs it.
+    repaired = slipstream.SlipstreamDataset(src, cache_dir=tmp_path / "cache", rebuild=True)
+    assert repaired[4] == m.expected_sample("flat", 4)

@@ -103,9 +103,26 @@ pub fn open(source: &Path, options: &OpenOptions) -> Result<CacheReader> {
     {
         return Ok(reader);
     }
+    remove_abandoned_builds(&path);
     build_cache(&dataset, &path, &options.build)?;
     drop(lock);
     CacheReader::open(&path)
+}
+
+/// Delete temporary files of builds of `path` that were killed. Only called with the lock
+/// held, so no live builder is writing one.
+fn remove_abandoned_builds(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// The existing cache at `path` if it is intact and was built from this exact source.

@@ -1,13 +1,15 @@
 //! Reading a cache file through a memory map.
 //!
-//! [`CacheReader::open`] validates everything it can without reading the data region: magic,
-//! version, header checksum and JSON, and that every table lies inside the file with the size
-//! the sample count implies. Each record is bounds-checked against the data region when it is
-//! used, so a corrupt table gives an error, never an out-of-bounds read. Content checksums are
-//! checked by [`CacheReader::verify_sample`] (and `slipstream verify`), not on the hot path.
+//! [`CacheReader::open`] validates everything but the data region: magic, version, header
+//! checksum and JSON, that every table lies inside the file with the size the sample count
+//! implies, and every table's checksum (tables are small: 24 bytes per sample and field).
+//! Each record is bounds-checked against the data region when it is used, and each value's
+//! checksum is checked the first time this process reads it, so a corrupt cache gives an
+//! error, never wrong bytes; later reads of the same value skip the check.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::Mmap;
 
@@ -20,6 +22,8 @@ pub struct CacheReader {
     path: PathBuf,
     map: Mmap,
     header: Header,
+    /// Per field, one bit per sample: the value's checksum has been checked.
+    verified: Vec<Vec<AtomicU64>>,
 }
 
 impl std::fmt::Debug for CacheReader {
@@ -61,7 +65,26 @@ impl CacheReader {
         // break this, as it would for any mmap reader; that is documented in docs/FORMAT.md.
         let map = unsafe { Mmap::map(&file) }.at(&path)?;
         let header = parse_header(&map, &path)?;
-        Ok(CacheReader { path, map, header })
+        let verified = header
+            .fields
+            .iter()
+            .map(|f| {
+                let words = if f.kind.is_scalar() {
+                    0
+                } else {
+                    header.num_samples.div_ceil(64)
+                };
+                (0..words).map(|_| AtomicU64::new(0)).collect()
+            })
+            .collect();
+        let reader = CacheReader {
+            path,
+            map,
+            header,
+            verified,
+        };
+        reader.verify_tables()?;
+        Ok(reader)
     }
 
     pub fn path(&self) -> &Path {
@@ -110,12 +133,36 @@ impl CacheReader {
         Record::decode(&self.table(&self.header.fields[field].records)[at..at + RECORD_LEN])
     }
 
-    /// Bytes of a variable-length value, bounds-checked against the data region.
+    /// Bytes of a variable-length value, bounds-checked and checksum-checked.
     pub fn value_bytes(&self, field: usize, sample: u64) -> Result<&[u8]> {
         let r = self.record(field, sample);
-        self.record_bytes(field, sample, &r)
+        let bytes = self.record_bytes(field, sample, &r)?;
+        self.check(field, sample, &r, bytes)?;
+        Ok(bytes)
     }
 
+    /// Check `bytes` (the value of `record`, or a copy of it) against the record's checksum,
+    /// unless this value was checked before in this process.
+    pub fn check(&self, field: usize, sample: u64, record: &Record, bytes: &[u8]) -> Result<()> {
+        let (word, bit) = ((sample / 64) as usize, 1u64 << (sample % 64));
+        let flags = &self.verified[field][word];
+        if flags.load(Ordering::Relaxed) & bit != 0 {
+            return Ok(());
+        }
+        let actual = crc32c::crc32c(bytes);
+        if actual != record.crc32c {
+            return Err(Error::Checksum {
+                location: Location::sample(&self.path, sample),
+                field: self.header.fields[field].name.clone(),
+                expected: record.crc32c,
+                actual,
+            });
+        }
+        flags.fetch_or(bit, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Bytes of a variable-length value, bounds-checked only (see [`CacheReader::check`]).
     pub fn record_bytes(&self, field: usize, sample: u64, r: &Record) -> Result<&[u8]> {
         let data = self.header.data;
         let end = r.offset.checked_add(r.size as u64);
@@ -207,7 +254,7 @@ impl CacheReader {
                     width: r.width,
                     height: r.height,
                     mode: self.mode(field, sample)?,
-                    pixels: self.record_bytes(field, sample, &r)?,
+                    pixels: self.value_bytes(field, sample)?,
                 }
             }
             FieldKind::Array => FieldValue::Array {
@@ -217,7 +264,8 @@ impl CacheReader {
         })
     }
 
-    /// Check every variable-length value of one sample against its stored checksum.
+    /// Check every variable-length value of one sample against its stored checksum, whether
+    /// or not it was checked before.
     pub fn verify_sample(&self, sample: u64) -> Result<()> {
         for (i, f) in self.header.fields.iter().enumerate() {
             if f.kind.is_scalar() {

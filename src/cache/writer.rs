@@ -116,7 +116,16 @@ pub fn build_cache(
                     let Some(chunk) = dataset.chunks.get(i) else {
                         return;
                     };
-                    let parsed = parse_chunk(chunk, &dataset.schema, recycler);
+                    // A panic would leave the writer waiting for this chunk forever.
+                    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        parse_chunk(chunk, &dataset.schema, recycler)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(Error::Internal(format!(
+                            "decoding {} panicked",
+                            chunk.path.display()
+                        )))
+                    });
                     let failed = parsed.is_err();
                     if tx.send((i, parsed)).is_err() || failed {
                         return;

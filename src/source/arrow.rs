@@ -43,7 +43,10 @@ pub fn decode_slim(
         .filter(|_| ipc_len > 0)
         .ok_or_else(|| whole("Arrow footer length points before the start of the chunk"))?;
     let ipc = &bytes[start..len - 12];
-    let batches = read_batches(ipc)?;
+    // arrow-ipc panics on some malformed input (out-of-range buffer slices) instead of
+    // returning an error; a damaged chunk must give an error.
+    let batches = std::panic::catch_unwind(|| read_batches(ipc))
+        .map_err(|_| whole("Arrow footer is corrupt: the Arrow IPC reader rejected it"))??;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows != n {
         return Err(whole(format!(
