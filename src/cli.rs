@@ -16,7 +16,7 @@ use crate::cache::{self, BuildOptions, CacheReader, OpenOptions};
 use crate::demo::{self, DemoOptions};
 use crate::error::{Error, Result};
 use crate::loader::{FieldBatch, Loader, LoaderOptions};
-use crate::sampler::{Order, Sampler, SamplerConfig};
+use crate::sampler::{Sampler, SamplerConfig};
 
 #[derive(Parser)]
 #[command(
@@ -334,17 +334,7 @@ fn bench(
     json: Option<PathBuf>,
 ) -> Result<i32> {
     let reader = Arc::new(open(source, cache_dir)?);
-    let sampler = Sampler::new(SamplerConfig {
-        dataset_len: reader.len(),
-        indices: None,
-        order: Order::Random,
-        seed: 0,
-        batch_size,
-        drop_last: false,
-        rank: 0,
-        world_size: 1,
-        page_starts: None,
-    })?;
+    let sampler = Sampler::new(SamplerConfig::shuffled(reader.len(), batch_size, 0))?;
     let loader = Arc::new(Loader::new(
         reader.clone(),
         sampler,

@@ -44,6 +44,23 @@ pub struct SamplerConfig {
     pub page_starts: Option<Arc<Vec<u64>>>,
 }
 
+impl SamplerConfig {
+    /// One process, a new permutation of every sample each epoch, the last batch kept.
+    pub fn shuffled(dataset_len: u64, batch_size: usize, seed: u64) -> SamplerConfig {
+        SamplerConfig {
+            dataset_len,
+            indices: None,
+            order: Order::Random,
+            seed,
+            batch_size,
+            drop_last: false,
+            rank: 0,
+            world_size: 1,
+            page_starts: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Sampler {
     config: SamplerConfig,
@@ -232,15 +249,10 @@ mod tests {
 
     fn config(n: u64, batch: usize, rank: usize, world: usize, drop_last: bool) -> SamplerConfig {
         SamplerConfig {
-            dataset_len: n,
-            indices: None,
-            order: Order::Random,
-            seed: 3,
-            batch_size: batch,
             drop_last,
             rank,
             world_size: world,
-            page_starts: None,
+            ..SamplerConfig::shuffled(n, batch, 3)
         }
     }
 

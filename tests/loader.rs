@@ -22,15 +22,9 @@ fn loader(
     options: LoaderOptions,
 ) -> Arc<Loader> {
     let sampler = Sampler::new(SamplerConfig {
-        dataset_len: reader.len(),
-        indices: None,
         order,
-        seed: 11,
-        batch_size: batch,
-        drop_last: false,
-        rank: 0,
-        world_size: 1,
         page_starts: (order == Order::QuasiRandom).then(|| Arc::new(page_starts(reader))),
+        ..SamplerConfig::shuffled(reader.len(), batch, 11)
     })
     .unwrap();
     Arc::new(Loader::new(reader.clone(), sampler, options).unwrap())

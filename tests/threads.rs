@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use slipstream::loader::{Loader, LoaderOptions};
-use slipstream::sampler::{Order, Sampler, SamplerConfig};
+use slipstream::sampler::{Sampler, SamplerConfig};
 
 fn prefetch_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -23,18 +23,7 @@ fn two_hundred_iterators_leave_no_threads() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = common::image_dataset(&tmp.path().join("ds"), 64, 5000);
     let reader = Arc::new(common::open(&dir, &tmp.path().join("cache")).unwrap());
-    let sampler = Sampler::new(SamplerConfig {
-        dataset_len: 64,
-        indices: None,
-        order: Order::Random,
-        seed: 1,
-        batch_size: 4,
-        drop_last: false,
-        rank: 0,
-        world_size: 1,
-        page_starts: None,
-    })
-    .unwrap();
+    let sampler = Sampler::new(SamplerConfig::shuffled(64, 4, 1)).unwrap();
     let loader = Arc::new(Loader::new(reader, sampler, LoaderOptions::default()).unwrap());
     drop(loader.iter(0, 0).next());
     let before = common::thread_count();

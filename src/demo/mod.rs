@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::cache::{self, OpenOptions};
 use crate::error::Result;
 use crate::loader::{FieldBatch, Loader, LoaderOptions};
-use crate::sampler::{Order, Sampler, SamplerConfig};
+use crate::sampler::{Sampler, SamplerConfig};
 use crate::source::writer::LitDataWriter;
 
 /// Write `samples` generated JPEG photographs with labels as a LitData dataset in `dir`
@@ -83,17 +83,7 @@ pub fn run(options: &DemoOptions) -> Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    let sampler = Sampler::new(SamplerConfig {
-        dataset_len: reader.len(),
-        indices: None,
-        order: Order::Random,
-        seed: 0,
-        batch_size: options.batch_size,
-        drop_last: false,
-        rank: 0,
-        world_size: 1,
-        page_starts: None,
-    })?;
+    let sampler = Sampler::new(SamplerConfig::shuffled(reader.len(), options.batch_size, 0))?;
     let loader = Arc::new(Loader::new(
         reader.clone(),
         sampler,
