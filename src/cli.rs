@@ -189,8 +189,20 @@ fn execute(command: Command) -> Result<i32> {
     }
 }
 
-fn megabytes(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
+/// `1.2 MB`, `340 B`: decimal units, as storage is sold.
+fn human_bytes(bytes: f64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < units.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
 }
 
 /// The human-readable summary `slipstream inspect` prints.
@@ -204,11 +216,12 @@ pub fn describe(reader: &CacheReader) -> Result<String> {
         out,
         "cache     {} ({}, format v{})",
         reader.path().display(),
-        megabytes(file_len),
+        human_bytes(file_len as f64),
         h.version
     );
     let _ = writeln!(out, "source    {} ({})", h.source.path, h.source.kind);
-    let _ = writeln!(out, "samples   {n} ({:?} samples)", h.layout);
+    let layout = format!("{:?}", h.layout).to_lowercase();
+    let _ = writeln!(out, "samples   {n} ({layout} samples)");
     let _ = writeln!(out, "fields");
     let mut histogram: BTreeMap<(u32, u32), u64> = BTreeMap::new();
     for (i, f) in h.fields.iter().enumerate() {
@@ -233,11 +246,11 @@ pub fn describe(reader: &CacheReader) -> Result<String> {
                 let min = sizes.iter().min().copied().unwrap_or(0);
                 let max = sizes.iter().max().copied().unwrap_or(0);
                 let mut s = format!(
-                    "{} in all, {:.1} KB mean, {:.1}-{:.1} KB",
-                    megabytes(f.total_bytes),
-                    f.total_bytes as f64 / n.max(1) as f64 / 1e3,
-                    min as f64 / 1e3,
-                    max as f64 / 1e3
+                    "{} in all, {} mean, {} to {}",
+                    human_bytes(f.total_bytes as f64),
+                    human_bytes(f.total_bytes as f64 / n.max(1) as f64),
+                    human_bytes(min as f64),
+                    human_bytes(max as f64)
                 );
                 if f.images && histogram.is_empty() {
                     for sample in 0..n {
@@ -319,7 +332,7 @@ fn verify(reader: &CacheReader) -> Result<i32> {
     println!(
         "ok: {} ({n} samples, {}) verified in {:.2} s",
         reader.path().display(),
-        megabytes(bytes),
+        human_bytes(bytes as f64),
         t.elapsed().as_secs_f64()
     );
     Ok(0)

@@ -187,6 +187,25 @@ fn encrypted_dataset() {
 }
 
 #[test]
+fn parquet_item_loader() {
+    let (_tmp, dir) = dataset();
+    edit_index(&dir, |i| {
+        i["config"]["item_loader"] = "ParquetLoader".into()
+    });
+    let err = open_err(&dir);
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("ParquetLoader") && message.contains("PyTreeLoader"),
+        "{message}"
+    );
+    assert!(
+        message.contains(dir.file_name().unwrap().to_str().unwrap()),
+        "names the dataset"
+    );
+}
+
+#[test]
 fn nested_samples() {
     let (_tmp, dir) = dataset();
     let leaf = serde_json::json!({"type": null, "context": null, "children_spec": []});

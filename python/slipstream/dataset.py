@@ -156,16 +156,34 @@ class SlipstreamDataset:
 
     @property
     def cache_path(self) -> str:
-        """The cache file this dataset reads."""
+        """The cache file this dataset reads.
+
+        Example:
+            >>> demo_dataset.cache_path.endswith(".slipcache")
+            True
+        """
         return os.fspath(self._native.cache_path)
 
     @property
     def header(self) -> dict[str, Any]:
-        """The cache header (docs/FORMAT.md): table offsets for ``numpy.memmap``, the source."""
+        """The cache header (docs/FORMAT.md): table offsets for ``numpy.memmap``, the source.
+
+        Example:
+            >>> import numpy as np
+            >>> label = demo_dataset.header["fields"][1]
+            >>> labels = np.memmap(demo_dataset.cache_path, dtype="<i8", mode="r",
+            ...                    offset=label["values"]["offset"], shape=(len(demo_dataset),))
+            >>> int(labels[5]) == demo_dataset[5]["label"]
+            True
+        """
         return self._header
 
     def verify(self) -> None:
-        """Check every sample against its checksum; raises :class:`ChecksumError` if one fails."""
+        """Check every sample against its checksum; raises :class:`ChecksumError` if one fails.
+
+        Example:
+            >>> demo_dataset.verify()
+        """
         self._native.verify()
 
     def __repr__(self) -> str:

@@ -233,7 +233,15 @@ class SlipstreamLoader:
         return len(self._native)
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next ``iter()`` run ``epoch``."""
+        """Make the next ``iter()`` run ``epoch``.
+
+        Example:
+            >>> loader = SlipstreamLoader(demo_dataset, batch_size=32, seed=0, output="numpy")
+            >>> loader.set_epoch(5)
+            >>> first = next(iter(loader))["index"].tolist()
+            >>> first == loader.batch_indices(5)[0]
+            True
+        """
         self._next_epoch = int(epoch)
         if self._resume is not None and self._resume[0] != epoch:
             self._resume = None

@@ -109,3 +109,29 @@ def test_verify(flat_dir: Path) -> None:
 def test_remote_paths_are_refused_clearly() -> None:
     with pytest.raises(slipstream.ConfigError, match="remote datasets are not supported yet"):
         slipstream.SlipstreamDataset("s3://bucket/prefix/")
+
+
+def test_concurrent_processes_build_once(tmp_path: Path) -> None:
+    """Several ranks on one node opening a new dataset: one builds, the others wait, all reuse."""
+    import subprocess
+    import sys
+
+    src = m.make("flat", tmp_path / "ds", 40)
+    code = (
+        "import os, sys, slipstream; "
+        "ds = slipstream.SlipstreamDataset(sys.argv[1], cache_dir=sys.argv[2]); "
+        "print(os.stat(ds.cache_path).st_ino, len(ds))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(src), str(tmp_path / "cache")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = [p.communicate() for p in procs]
+    assert all(p.returncode == 0 for p in procs), results
+    assert len({out for out, _ in results}) == 1, "every process maps the same file"
+    assert sum("building cache" in err for _, err in results) == 1, "built once"
