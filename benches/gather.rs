@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput};
 use slipstream::buffer::BufferPool;
-use slipstream::cache::{self, BuildOptions, CacheReader, OpenOptions};
+use slipstream::cache::{self, BuildOptions, OpenOptions};
 use slipstream::gather::gather_values;
 use slipstream::rng::{Stream, key};
 use slipstream::source::writer::LitDataWriter;
