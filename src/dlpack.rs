@@ -43,6 +43,20 @@ impl HostTensor {
         )
     }
 
+    /// The values of an int64 tensor.
+    pub fn i64_values(&self) -> Vec<i64> {
+        assert_eq!(
+            self.dtype,
+            DType::Int64,
+            "i64_values of a {} tensor",
+            self.dtype.name()
+        );
+        self.bytes()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    }
+
     pub fn numel(&self) -> usize {
         self.shape.iter().product::<i64>() as usize
     }

@@ -31,18 +31,13 @@ fn loader(
 }
 
 fn parts(batch: &Batch) -> (Vec<i64>, &Ragged, Vec<i64>) {
-    let ints = |b: &[u8]| {
-        b.chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect::<Vec<_>>()
-    };
     let FieldBatch::Ragged(images) = &batch.fields[0].1 else {
         panic!()
     };
     let FieldBatch::Tensor(labels) = &batch.fields[1].1 else {
         panic!()
     };
-    (ints(batch.indices.bytes()), images, ints(labels.bytes()))
+    (batch.indices.i64_values(), images, labels.i64_values())
 }
 
 fn check_batch(batch: &Batch) {
@@ -52,9 +47,8 @@ fn check_batch(batch: &Batch) {
         assert_eq!(images.item(k), common::image_of(i as u64), "sample {i}");
         assert_eq!(labels[k], i % 10);
     }
-    let heights = images.heights.as_ref().unwrap().bytes();
-    let h0 = i64::from_le_bytes(heights[..8].try_into().unwrap());
-    assert_eq!(h0 as u64, 8 + (indices[0] as u64 % 3) * 4);
+    let heights = images.heights.as_ref().unwrap().i64_values();
+    assert_eq!(heights[0] as u64, 8 + (indices[0] as u64 % 3) * 4);
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::cache::{self, OpenOptions};
+use crate::dlpack::HostTensor;
 use crate::error::Result;
 use crate::loader::{FieldBatch, Loader, LoaderOptions};
 use crate::sampler::{Sampler, SamplerConfig};
@@ -95,33 +96,39 @@ pub fn run(options: &DemoOptions) -> Result<()> {
         .next()
         .transpose()?
         .expect("at least one batch");
-    if let Some((_, FieldBatch::Ragged(images))) = first.fields.iter().find(|(n, _)| n == "image") {
-        let labels = first
-            .fields
-            .iter()
-            .find_map(|(n, f)| match (n.as_str(), f) {
-                ("label", FieldBatch::Tensor(t)) => Some(t),
-                _ => None,
-            });
-        println!(
-            "batch 0   {} samples, {} JPEG bytes, first image {}x{}, labels {:?}",
-            images.len(),
-            images.data.numel(),
-            images.widths.as_ref().map_or(0, |w| i64::from_le_bytes(
-                w.bytes()[..8].try_into().unwrap()
-            )),
-            images.heights.as_ref().map_or(0, |h| i64::from_le_bytes(
-                h.bytes()[..8].try_into().unwrap()
-            )),
-            labels.map(|t| {
-                t.bytes()
-                    .chunks_exact(8)
-                    .take(8)
-                    .map(|b| scene::CLASSES[i64::from_le_bytes(b.try_into().unwrap()) as usize])
-                    .collect::<Vec<_>>()
-            })
-        );
-    }
+    let [
+        (_, FieldBatch::Ragged(images)),
+        (_, FieldBatch::Tensor(labels)),
+    ] = &first.fields[..]
+    else {
+        unreachable!("the demo dataset holds an image and a label field");
+    };
+    let (widths, heights) = (
+        images
+            .widths
+            .as_ref()
+            .map(HostTensor::i64_values)
+            .unwrap_or_default(),
+        images
+            .heights
+            .as_ref()
+            .map(HostTensor::i64_values)
+            .unwrap_or_default(),
+    );
+    let names: Vec<&str> = labels
+        .i64_values()
+        .iter()
+        .take(5)
+        .map(|&l| scene::CLASSES[l as usize])
+        .collect();
+    println!(
+        "batch 0   {} samples, {:.2} MB of JPEG, first image {}x{}, labels {}, ...",
+        images.len(),
+        images.data.numel() as f64 / 1e6,
+        widths.first().unwrap_or(&0),
+        heights.first().unwrap_or(&0),
+        names.join(", ")
+    );
 
     // Time whole epochs of raw batches (compressed bytes + labels), prefetch on.
     let (mut samples, mut bytes, mut epochs) = (0u64, 0u64, 0u64);
