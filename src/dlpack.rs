@@ -16,6 +16,9 @@ pub struct HostTensor {
     pub byte_offset: usize,
     pub dtype: DType,
     pub shape: Vec<i64>,
+    /// Element strides when not C-contiguous (a permutation of a dense layout, such as
+    /// channels-last); `None` for C order.
+    pub strides: Option<Vec<i64>>,
 }
 
 impl HostTensor {
@@ -25,12 +28,20 @@ impl HostTensor {
             byte_offset: 0,
             dtype,
             shape,
+            strides: None,
         };
         assert!(
             t.nbytes() <= t.buffer.len(),
             "tensor larger than its buffer"
         );
         t
+    }
+
+    /// The same elements with `strides` (in elements), which must describe a dense layout.
+    pub fn with_strides(mut self, strides: Vec<i64>) -> HostTensor {
+        assert_eq!(strides.len(), self.shape.len(), "one stride per dimension");
+        self.strides = Some(strides);
+        self
     }
 
     /// A 1-D int64 tensor holding `values`.
@@ -124,8 +135,11 @@ mod export {
         fn managed<M: ManagedTensorBase>(&self) -> PyResult<Managed<M>> {
             let t = &self.inner;
             let owner: Box<Arc<Buffer>> = Box::new(t.buffer.clone());
-            let mut init = Dynamic::compact(t.shape.clone())
-                .prepare_as::<M>()
+            let prepared = match &t.strides {
+                Some(strides) => Dynamic::new(t.shape.clone(), strides.clone()).prepare_as::<M>(),
+                None => Dynamic::compact(t.shape.clone()).prepare_as::<M>(),
+            };
+            let mut init = prepared
                 .map_err(|e| PyBufferError::new_err(e.to_string()))?
                 .initialize(owner);
             init.set_data(t.buffer.as_ptr() as *mut c_void)
@@ -135,7 +149,8 @@ mod export {
             // SAFETY: the data pointer, offset, shape and dtype describe memory inside the
             // buffer (`HostTensor::new` checks the size), and the managed tensor's context
             // holds an `Arc` of that buffer, so the memory outlives the managed tensor.
-            // Strides are compact and stored by `Dynamic::compact`; no flags are claimed.
+            // Strides are compact, or a permutation of a compact layout over the same bytes
+            // (`with_strides`); no flags are claimed.
             Ok(unsafe { init.finish() })
         }
     }

@@ -78,6 +78,14 @@ pub enum Error {
         actual: u32,
     },
 
+    /// An encoded image that does not decode.
+    #[error("{location}: field '{field}': {message}")]
+    Decode {
+        location: Location,
+        field: String,
+        message: String,
+    },
+
     /// A caller passed an argument that cannot work (bad index, bad option).
     #[error("{0}")]
     InvalidArgument(String),

@@ -19,6 +19,7 @@ pub mod loader;
 pub mod rng;
 pub mod sampler;
 pub mod source;
+pub mod transform;
 
 #[cfg(feature = "python")]
 mod python;

@@ -6,7 +6,7 @@
 //! an exception, the end of the epoch) stops the thread and joins it before returning.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -18,6 +18,8 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gather::{gather_scalars, gather_values, parallelism_enabled};
 use crate::sampler::Sampler;
+use crate::transform::PipelineSpec;
+use crate::transform::batch::{OnError, Pipelines};
 
 /// Quasi-random order groups samples into pages of about this many cache bytes.
 pub const PAGE_BYTES: u64 = 8 << 20;
@@ -32,6 +34,9 @@ pub struct LoaderOptions {
     pub fields: Option<Vec<String>>,
     /// Gather threads; 0 uses rayon's global pool (one thread per core).
     pub num_threads: usize,
+    /// Image pipelines; the fields they read are not loaded raw (unless named in `fields`).
+    pub pipelines: Vec<PipelineSpec>,
+    pub on_error: OnError,
 }
 
 impl Default for LoaderOptions {
@@ -40,8 +45,19 @@ impl Default for LoaderOptions {
             batches_ahead: 3,
             fields: None,
             num_threads: 0,
+            pipelines: Vec::new(),
+            on_error: OnError::Raise,
         }
     }
+}
+
+/// Counters over the loader's lifetime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoaderStats {
+    /// Images decoded and transformed by pipelines.
+    pub images: u64,
+    /// Samples replaced because their image did not decode (`on_error="skip"`).
+    pub replaced: u64,
 }
 
 /// Variable-length values of a batch: bytes back to back plus where each one starts.
@@ -82,7 +98,7 @@ impl Ragged {
 pub enum FieldBatch {
     /// Scalars [B], or arrays that all have one shape [B, ...].
     Tensor(HostTensor),
-    Ragged(Ragged),
+    Ragged(Box<Ragged>),
     Strings(Vec<String>),
 }
 
@@ -100,9 +116,12 @@ pub struct Loader {
     reader: Arc<CacheReader>,
     sampler: Sampler,
     fields: Vec<usize>,
+    pipelines: Pipelines,
     pool: BufferPool,
     threads: Option<rayon::ThreadPool>,
     batches_ahead: usize,
+    images: AtomicU64,
+    replaced: AtomicU64,
 }
 
 impl Loader {
@@ -114,8 +133,12 @@ impl Loader {
         if options.batches_ahead == 0 {
             return Err(Error::invalid("batches_ahead must be at least 1"));
         }
+        let pipelines = Pipelines::new(&reader, options.pipelines, options.on_error)?;
+        let sources = pipelines.source_fields();
         let fields = match &options.fields {
-            None => (0..reader.fields().len()).collect(),
+            None => (0..reader.fields().len())
+                .filter(|f| !sources.contains(f))
+                .collect(),
             Some(names) => names
                 .iter()
                 .map(|n| {
@@ -141,22 +164,33 @@ impl Loader {
                     .map_err(|e| Error::invalid(format!("cannot start {n} gather threads: {e}")))?,
             ),
         };
-        let var_fields = fields
+        let buffers_per_batch = fields
             .iter()
             .filter(|&&f| !reader.fields()[f].kind.is_scalar())
-            .count();
+            .count()
+            + pipelines.output_names().len();
         Ok(Loader {
-            pool: BufferPool::new((options.batches_ahead + 2) * var_fields.max(1)),
+            pool: BufferPool::new((options.batches_ahead + 2) * buffers_per_batch.max(1)),
             reader,
             sampler,
             fields,
+            pipelines,
             threads,
             batches_ahead: options.batches_ahead,
+            images: AtomicU64::new(0),
+            replaced: AtomicU64::new(0),
         })
     }
 
     pub fn sampler(&self) -> &Sampler {
         &self.sampler
+    }
+
+    pub fn stats(&self) -> LoaderStats {
+        LoaderStats {
+            images: self.images.load(Ordering::Relaxed),
+            replaced: self.replaced.load(Ordering::Relaxed),
+        }
     }
 
     pub fn reader(&self) -> &Arc<CacheReader> {
@@ -184,7 +218,31 @@ impl Loader {
     fn gather_here(&self, epoch: u64, position: usize, samples: &[u64]) -> Result<Batch> {
         let r = &*self.reader;
         let b = samples.len() as i64;
-        let mut fields = Vec::with_capacity(self.fields.len());
+        let mut fields =
+            Vec::with_capacity(self.fields.len() + self.pipelines.output_names().len());
+        // Pipelines first: a sample whose image is replaced is replaced in every field.
+        let produced;
+        let samples = if self.pipelines.is_empty() {
+            samples
+        } else {
+            let replacement = |sample, attempt| self.sampler.replacement(epoch, sample, attempt);
+            produced = self.pipelines.run(
+                r,
+                &self.pool,
+                self.sampler.config().seed,
+                epoch,
+                samples,
+                &replacement,
+            )?;
+            self.images
+                .fetch_add(samples.len() as u64, Ordering::Relaxed);
+            self.replaced
+                .fetch_add(produced.replaced, Ordering::Relaxed);
+            for (name, tensor) in &produced.tensors {
+                fields.push((name.clone(), FieldBatch::Tensor(tensor.clone())));
+            }
+            &produced.samples[..]
+        };
         for &f in &self.fields {
             let header = &r.fields()[f];
             let batch = match header.kind {
@@ -245,7 +303,7 @@ impl Loader {
                             HostTensor::new(Arc::new(g.buffer), DType::Uint8, vec![len])
                         },
                     };
-                    FieldBatch::Ragged(ragged)
+                    FieldBatch::Ragged(Box::new(ragged))
                 }
             };
             fields.push((header.name.clone(), batch));

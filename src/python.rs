@@ -14,6 +14,9 @@ use crate::dlpack::{HostTensor, Tensor};
 use crate::error::Error;
 use crate::loader::{self, BatchIter, FieldBatch, LoaderOptions};
 use crate::sampler::{Order, Sampler, SamplerConfig};
+use crate::transform::PipelineSpec;
+use crate::transform::batch::OnError;
+use crate::transform::params;
 
 /// Raise `error` as the matching `slipstream.errors` class.
 fn to_py(py: Python<'_>, error: Error) -> PyErr {
@@ -23,15 +26,21 @@ fn to_py(py: Python<'_>, error: Error) -> PyErr {
         Error::Unsupported { .. } => "UnsupportedError",
         Error::Cache { .. } => "CacheError",
         Error::Checksum { .. } => "ChecksumError",
+        Error::Decode { .. } => "DecodeError",
         Error::InvalidArgument(_) => "ConfigError",
         Error::IndexOutOfRange { .. } => "SampleIndexError",
         Error::Internal(_) => "SlipstreamError",
     };
+    error_of_class(py, class, error.to_string())
+}
+
+/// An instance of the `slipstream.errors` class named `class`.
+fn error_of_class(py: Python<'_>, class: &str, message: String) -> PyErr {
     match py
         .import("slipstream.errors")
         .and_then(|m| m.getattr(class))
     {
-        Ok(class) => match class.call1((error.to_string(),)) {
+        Ok(class) => match class.call1((message,)) {
             Ok(instance) => PyErr::from_value(instance),
             Err(e) => e,
         },
@@ -155,7 +164,7 @@ struct Loader {
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (dataset, batch_size, *, seed, order, drop_last, indices, rank, world_size, batches_ahead, fields, num_threads))]
+    #[pyo3(signature = (dataset, batch_size, *, seed, order, drop_last, indices, rank, world_size, batches_ahead, fields, num_threads, pipelines_json, on_error))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -170,7 +179,21 @@ impl Loader {
         batches_ahead: usize,
         fields: Option<Vec<String>>,
         num_threads: usize,
+        pipelines_json: &str,
+        on_error: &str,
     ) -> PyResult<Loader> {
+        let pipelines: Vec<PipelineSpec> = serde_json::from_str(pipelines_json)
+            .map_err(|e| to_py(py, Error::invalid(format!("pipelines: {e}"))))?;
+        let on_error = match on_error {
+            "raise" => OnError::Raise,
+            "skip" => OnError::Skip,
+            other => {
+                return Err(to_py(
+                    py,
+                    Error::invalid(format!("on_error must be 'raise' or 'skip', not {other:?}")),
+                ));
+            }
+        };
         let order = match order {
             "sequential" => Order::Sequential,
             "random" => Order::Random,
@@ -206,6 +229,8 @@ impl Loader {
                     batches_ahead,
                     fields,
                     num_threads,
+                    pipelines,
+                    on_error,
                 },
             )
         })
@@ -228,6 +253,35 @@ impl Loader {
     /// The samples of each batch of `epoch` on this rank.
     fn plan(&self, py: Python<'_>, epoch: u64) -> Vec<Vec<u64>> {
         py.detach(|| self.inner.sampler().batches(epoch))
+    }
+
+    /// One batch of these samples, now, on this thread (and rayon's).
+    fn load<'py>(
+        &self,
+        py: Python<'py>,
+        epoch: u64,
+        samples: Vec<u64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let n = self.inner.reader().len();
+        if let Some(&bad) = samples.iter().find(|&&s| s >= n) {
+            return Err(to_py(
+                py,
+                Error::IndexOutOfRange {
+                    index: bad as i64,
+                    len: n,
+                },
+            ));
+        }
+        let batch = py
+            .detach(|| self.inner.gather(epoch, 0, &samples))
+            .py_err(py)?;
+        batch_dict(py, batch)
+    }
+
+    /// (images decoded, samples replaced) so far.
+    fn stats(&self) -> (u64, u64) {
+        let s = self.inner.stats();
+        (s.images, s.replaced)
     }
 }
 
@@ -252,18 +306,7 @@ impl BatchIterator {
             self.close(py);
             return Ok(None);
         };
-        let batch = batch.py_err(py)?;
-        let out = PyDict::new(py);
-        out.set_item("__position__", batch.position)?;
-        out.set_item("index", tensor(py, batch.indices)?)?;
-        for (name, field) in batch.fields {
-            match field {
-                FieldBatch::Tensor(t) => out.set_item(name, tensor(py, t)?)?,
-                FieldBatch::Strings(s) => out.set_item(name, PyList::new(py, s)?)?,
-                FieldBatch::Ragged(r) => out.set_item(name, Py::new(py, Ragged { inner: r })?)?,
-            }
-        }
-        Ok(Some(out))
+        batch_dict(py, batch.py_err(py)?).map(Some)
     }
 
     /// Stop the prefetch thread now.
@@ -271,6 +314,21 @@ impl BatchIterator {
         let taken = self.inner.lock().unwrap().take();
         py.detach(move || drop(taken));
     }
+}
+
+/// A batch as a dict of native values: `__position__`, `index`, then the fields.
+fn batch_dict(py: Python<'_>, batch: loader::Batch) -> PyResult<Bound<'_, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("__position__", batch.position)?;
+    out.set_item("index", tensor(py, batch.indices)?)?;
+    for (name, field) in batch.fields {
+        match field {
+            FieldBatch::Tensor(t) => out.set_item(name, tensor(py, t)?)?,
+            FieldBatch::Strings(s) => out.set_item(name, PyList::new(py, s)?)?,
+            FieldBatch::Ragged(r) => out.set_item(name, Py::new(py, Ragged { inner: *r })?)?,
+        }
+    }
+    Ok(out)
 }
 
 /// A batch of variable-length values (see `slipstream.RaggedBatch`).
@@ -333,6 +391,57 @@ impl Ragged {
     }
 }
 
+/// Decode a JPEG or PNG to (height, width, packed RGB bytes), with the CPU pipeline's decoder.
+#[pyfunction]
+fn decode_image<'py>(py: Python<'py>, data: &[u8]) -> PyResult<(u32, u32, Bound<'py, PyBytes>)> {
+    let mut rgb = Vec::new();
+    let decoded = py
+        .detach(|| {
+            crate::decode::cpu::CpuDecoder::new().decode(
+                data,
+                crate::decode::cpu::DecodePlan::FULL,
+                &mut rgb,
+            )
+        })
+        .map_err(|message| error_of_class(py, "DecodeError", message))?;
+    Ok((decoded.height, decoded.width, PyBytes::new(py, &rgb)))
+}
+
+/// RandomResizedCrop's (top, left, height, width) for one view of one sample.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn random_resized_crop_params(
+    seed: u64,
+    epoch: u64,
+    sample: u64,
+    view: u64,
+    height: u32,
+    width: u32,
+    scale: (f64, f64),
+    ratio: (f64, f64),
+) -> (u32, u32, u32, u32) {
+    let key = params::ViewKey {
+        seed,
+        epoch,
+        sample,
+        view,
+    };
+    let c = params::random_resized_crop_for(key, height, width, scale, ratio);
+    (c.top, c.left, c.height, c.width)
+}
+
+/// Whether one view of one sample is flipped, with probability `p`.
+#[pyfunction]
+fn flip_param(seed: u64, epoch: u64, sample: u64, view: u64, p: f64) -> bool {
+    let key = params::ViewKey {
+        seed,
+        epoch,
+        sample,
+        view,
+    };
+    params::flip_for(key, p)
+}
+
 /// Run the `slipstream` command line with these arguments (argv[0] included).
 #[pyfunction]
 fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
@@ -353,6 +462,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Ragged>()?;
     m.add_class::<Tensor>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(random_resized_crop_params, m)?)?;
+    m.add_function(wrap_pyfunction!(flip_param, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_image, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -29,7 +29,7 @@ pub mod domain {
     pub const SHUFFLE: u64 = 1;
     pub const QUASI_PAGES: u64 = 2;
     pub const QUASI_WINDOW: u64 = 3;
-    pub const SEED: u64 = 4;
+    pub const REPLACE: u64 = 5;
 }
 
 /// A deterministic stream of 64-bit numbers (SplitMix64 over a keyed counter).

@@ -197,6 +197,19 @@ impl Sampler {
         order
     }
 
+    /// The sample to deliver instead of `sample` when it cannot be (its `attempt`-th
+    /// replacement): drawn from the same population, a pure function of its arguments.
+    pub fn replacement(&self, epoch: u64, sample: u64, attempt: u64) -> u64 {
+        let mut s = Stream::new(key(&[
+            domain::REPLACE,
+            self.config.seed,
+            epoch,
+            sample,
+            attempt,
+        ]));
+        self.population(s.below(self.population_len()))
+    }
+
     /// This rank's samples for the epoch, in the order they are loaded.
     pub fn rank_order(&self, epoch: u64) -> Vec<u64> {
         let c = &self.config;

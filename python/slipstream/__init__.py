@@ -15,6 +15,7 @@ from .errors import (
     CacheError,
     ChecksumError,
     ConfigError,
+    DecodeError,
     FormatError,
     SampleIndexError,
     SlipstreamError,
@@ -22,6 +23,16 @@ from .errors import (
     UnsupportedError,
 )
 from .loader import RaggedBatch, SlipstreamLoader
+from .transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CenterCrop,
+    Normalize,
+    Pipeline,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    decode_image,
+)
 
 __version__: str = _native.__version__
 
@@ -31,12 +42,20 @@ if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_native.after_fork_in_child)
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "CacheError",
+    "CenterCrop",
     "ChecksumError",
     "ConfigError",
+    "DecodeError",
     "Field",
     "FormatError",
+    "Normalize",
+    "Pipeline",
     "RaggedBatch",
+    "RandomHorizontalFlip",
+    "RandomResizedCrop",
     "SampleIndexError",
     "SlipstreamDataset",
     "SlipstreamError",
@@ -44,4 +63,5 @@ __all__ = [
     "SlipstreamLoader",
     "UnsupportedError",
     "__version__",
+    "decode_image",
 ]

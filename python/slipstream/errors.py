@@ -26,6 +26,10 @@ class ChecksumError(CacheError):
     """A sample's bytes in the cache no longer match their checksum."""
 
 
+class DecodeError(SlipstreamError):
+    """An image that does not decode (corrupt, truncated, or not a JPEG or PNG)."""
+
+
 class SlipstreamIOError(SlipstreamError, OSError):
     """An operating-system error on a named file."""
 
@@ -42,6 +46,7 @@ __all__ = [
     "CacheError",
     "ChecksumError",
     "ConfigError",
+    "DecodeError",
     "FormatError",
     "SampleIndexError",
     "SlipstreamError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import sys
@@ -13,6 +14,7 @@ from . import _native
 from ._tensors import Converter, converter
 from .dataset import SlipstreamDataset
 from .errors import ConfigError
+from .transforms import pipeline_spec
 
 
 class RaggedBatch(Sequence[bytes]):
@@ -147,13 +149,26 @@ class SlipstreamLoader:
         distributed, rank, world_size: see above; ``distributed=False`` ignores the
             environment.
         batches_ahead: batches prepared ahead of the consumer.
-        pipelines: per-field transform pipelines (not available yet).
+        pipelines: image pipelines, ``{output name: [stages]}`` or ``{name: Pipeline(...)}``
+            (see :mod:`slipstream.transforms`): each turns an image field into a tensor
+            ``[B, 3, H, W]`` (``[B, views, 3, H, W]`` with several views). The fields they
+            read are not also loaded raw.
         order: ``"random"``, or ``"quasi_random"`` for datasets larger than RAM: shuffled
             pages of the cache, samples shuffled within a window of pages, so each rank reads
             a bounded set of pages at a time.
         fields: names of the fields to load (default: all).
         num_threads: threads copying batches (default: one per core).
         output: ``"auto"``, ``"torch"`` or ``"numpy"``.
+        dtype: pipeline output type: ``"uint8"``, ``"float16"``, ``"bfloat16"`` or
+            ``"float32"``; default float32 with Normalize, uint8 without.
+        memory_format: ``"contiguous"`` (NCHW) or ``"channels_last"`` (NHWC in memory,
+            as ``torch.channels_last``).
+        reduced_decode: decode only the rows and columns a crop needs, and at reduced
+            resolution (libjpeg's DCT scaling) when the crop is at least twice the output;
+            ``False`` resizes every crop from full-resolution pixels, like torchvision.
+        on_error: ``"raise"`` a :class:`DecodeError` for an image that does not decode, or
+            ``"skip"`` it: the sample is replaced by another, chosen deterministically,
+            and counted in :meth:`stats`.
 
     Example:
         >>> loader = SlipstreamLoader(demo_dataset, batch_size=32, seed=0, output="numpy")
@@ -184,14 +199,13 @@ class SlipstreamLoader:
         fields: Sequence[str] | None = None,
         num_threads: int | None = None,
         output: str = "auto",
+        dtype: str | None = None,
+        memory_format: str = "contiguous",
+        reduced_decode: bool = True,
+        on_error: str = "raise",
     ) -> None:
         if not isinstance(dataset, SlipstreamDataset):
             raise ConfigError(f"dataset must be a SlipstreamDataset, not {type(dataset).__name__}")
-        if pipelines:
-            raise ConfigError(
-                "pipelines are not available yet: this version loads raw batches (encoded "
-                "bytes and labels); decode them yourself or leave pipelines=None"
-            )
         if isinstance(batch_size, bool) or int(batch_size) < 1:
             raise ConfigError(f"batch_size must be a positive integer, not {batch_size!r}")
         if order not in ("random", "quasi_random"):
@@ -207,6 +221,17 @@ class SlipstreamLoader:
         self._batches_ahead = int(batches_ahead)
         self._fields = None if fields is None else list(fields)
         self._num_threads = 0 if num_threads is None else int(num_threads)
+        self._pipelines = [
+            pipeline_spec(
+                name,
+                p,
+                dtype=dtype,
+                memory_format=memory_format,
+                reduced_decode=reduced_decode,
+            )
+            for name, p in (pipelines or {}).items()
+        ]
+        self._on_error = on_error
         self._convert = converter(output)
         self._native = self._make_native()
         self._next_epoch = 0
@@ -226,6 +251,8 @@ class SlipstreamLoader:
             batches_ahead=self._batches_ahead,
             fields=self._fields,
             num_threads=self._num_threads,
+            pipelines_json=json.dumps(self._pipelines),
+            on_error=self._on_error,
         )
 
     def __len__(self) -> int:
@@ -284,6 +311,32 @@ class SlipstreamLoader:
         if isinstance(v, _native.Ragged):
             return RaggedBatch(v, self._convert)
         return v
+
+    def load(self, indices: Sequence[int], epoch: int = 0) -> dict[str, Any]:
+        """One batch of exactly these samples, made now on this thread (no prefetch), with the
+        random choices of ``epoch``: the same values the loader yields for them.
+
+        Example:
+            >>> loader = SlipstreamLoader(demo_dataset, batch_size=32, seed=0, output="numpy")
+            >>> first = next(iter(loader))
+            >>> again = loader.load(first["index"].tolist(), epoch=0)
+            >>> bool((again["label"] == first["label"]).all())
+            True
+        """
+        raw = self._native.load(int(epoch), [int(i) for i in indices])
+        raw.pop("__position__")
+        return {name: self._value(v) for name, v in raw.items()}
+
+    def stats(self) -> dict[str, int]:
+        """Counters since the loader was made: images decoded by pipelines, and samples
+        replaced because their image did not decode (``on_error="skip"``).
+
+        Example:
+            >>> SlipstreamLoader(demo_dataset, batch_size=8).stats()
+            {'images': 0, 'replaced': 0}
+        """
+        images, replaced = self._native.stats()
+        return {"images": images, "replaced": replaced}
 
     def state_dict(self) -> dict[str, Any]:
         """Where the loader is: restoring it resumes on the batch after the last one yielded.

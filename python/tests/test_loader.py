@@ -122,6 +122,8 @@ def test_dlpack_is_versioned_and_zero_copy(flat: SlipstreamDataset) -> None:
             batches_ahead=1,
             fields=None,
             num_threads=0,
+            pipelines_json="[]",
+            on_error="raise",
         ).iter(0, 0)
     )
     labels = raw["label"]
@@ -364,7 +366,7 @@ def test_bad_arguments(flat: SlipstreamDataset) -> None:
         SlipstreamLoader(flat, batch_size=0)
     with pytest.raises(slipstream.ConfigError, match="batches_ahead"):
         SlipstreamLoader(flat, batch_size=4, batches_ahead=0)
-    with pytest.raises(slipstream.ConfigError, match="pipelines"):
+    with pytest.raises(slipstream.ConfigError, match="must start with RandomResizedCrop"):
         SlipstreamLoader(flat, batch_size=4, pipelines={"image": ["crop"]})
     with pytest.raises(slipstream.ConfigError, match="SlipstreamDataset"):
         SlipstreamLoader([1, 2, 3], batch_size=4)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
-//! Image decoding. For now: reading an encoded image's size from its header, which the cache
-//! records per sample so batches can report heights and widths without decoding.
+//! Image decoding: reading an encoded image's size from its header (recorded in the cache so
+//! batches report heights and widths without decoding), and decoding to RGB on the CPU.
 
+pub mod cpu;
 mod probe;
 
 pub use probe::{ImageFormat, probe};

@@ -1,0 +1,432 @@
+//! Decoding encoded images to RGB on the CPU: JPEG with libjpeg-turbo (only the rows and MCU
+//! columns a crop needs, optionally DCT-downscaled), PNG with the `png` crate.
+//!
+//! One [`CpuDecoder`] per thread: the TurboJPEG handle inside is not thread-safe.
+
+use std::ffi::{CStr, c_int};
+use std::ptr::NonNull;
+
+use turbojpeg_sys as tj;
+
+use super::probe::{ImageFormat, probe};
+
+/// A region of an image, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
+/// How to decode: at `eighths`/8 of full resolution (1..=8; JPEG only), and only `region`
+/// (in full-resolution pixels; `None` for the whole image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodePlan {
+    pub eighths: u32,
+    pub region: Option<Rect>,
+}
+
+impl DecodePlan {
+    pub const FULL: DecodePlan = DecodePlan {
+        eighths: 8,
+        region: None,
+    };
+}
+
+/// What a decode produced: RGB pixels covering `[x0, x0 + width) × [y0, y0 + height)` of the
+/// image scaled by `eighths`/8 (which may be larger than asked for: MCU alignment, or a format
+/// that cannot decode partially).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    pub eighths: u32,
+    pub x0: u32,
+    pub y0: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Decoded {
+    /// Scale from full-resolution to decoded pixel coordinates.
+    pub fn scale(&self) -> f64 {
+        self.eighths as f64 / 8.0
+    }
+}
+
+/// Full-resolution width and height of a JPEG or PNG, from its header.
+pub fn image_size(bytes: &[u8]) -> Result<(u32, u32), String> {
+    match probe(bytes) {
+        Some((_, h, w)) => Ok((w, h)),
+        None => Err(not_an_image(bytes)),
+    }
+}
+
+fn not_an_image(bytes: &[u8]) -> String {
+    if bytes.starts_with(&[0xff, 0xd8]) || bytes.starts_with(b"\x89PNG") {
+        "the image header is damaged or truncated".into()
+    } else {
+        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!(
+            "not a JPEG or PNG image (starts with {}; {} bytes)",
+            head.join(" "),
+            bytes.len()
+        )
+    }
+}
+
+/// iMCU width in pixels per TurboJPEG subsampling (444, 422, 420, gray, 440, 411, 441):
+/// turbojpeg.h's `tjMCUWidth`, a static table the library does not export.
+const MCU_WIDTH: [u32; 7] = [8, 16, 16, 8, 8, 32, 8];
+
+/// Round `x · eighths / 8` up, as libjpeg does for scaled sizes.
+pub fn scaled(x: u32, eighths: u32) -> u32 {
+    (x * eighths).div_ceil(8)
+}
+
+struct Handle(NonNull<std::ffi::c_void>);
+
+// SAFETY: a TurboJPEG handle is plain heap state with no thread affinity; it may move between
+// threads as long as one thread uses it at a time, which `&mut CpuDecoder` guarantees.
+unsafe impl Send for Handle {}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed exactly once.
+        unsafe { tj::tj3Destroy(self.0.as_ptr()) }
+    }
+}
+
+/// Decodes JPEG and PNG images to packed RGB, reusing its buffers between images.
+#[derive(Default)]
+pub struct CpuDecoder {
+    handle: Option<Handle>,
+    cmyk: Vec<u8>,
+}
+
+impl CpuDecoder {
+    pub fn new() -> CpuDecoder {
+        CpuDecoder::default()
+    }
+
+    fn handle(&mut self) -> Result<*mut std::ffi::c_void, String> {
+        if self.handle.is_none() {
+            // SAFETY: plain constructor; a null result is handled.
+            let raw = unsafe { tj::tj3Init(tj::TJINIT_TJINIT_DECOMPRESS as c_int) };
+            self.handle = Some(Handle(
+                NonNull::new(raw).ok_or("libjpeg-turbo could not allocate a decompressor")?,
+            ));
+        }
+        Ok(self.handle.as_ref().unwrap().0.as_ptr())
+    }
+
+    /// Decode `bytes` into `out` (packed RGB, resized to fit) following `plan` as far as the
+    /// format allows.
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        plan: DecodePlan,
+        out: &mut Vec<u8>,
+    ) -> Result<Decoded, String> {
+        match probe(bytes) {
+            Some((ImageFormat::Jpeg, _, _)) => self.decode_jpeg(bytes, plan, out),
+            Some((ImageFormat::Png, _, _)) => decode_png(bytes, out),
+            None => Err(not_an_image(bytes)),
+        }
+    }
+
+    fn decode_jpeg(
+        &mut self,
+        bytes: &[u8],
+        plan: DecodePlan,
+        out: &mut Vec<u8>,
+    ) -> Result<Decoded, String> {
+        let h = self.handle()?;
+        let error = |h| {
+            // SAFETY: the handle is live; the string is owned by it and copied at once.
+            unsafe { CStr::from_ptr(tj::tj3GetErrorStr(h)) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        // SAFETY (for every call below): `h` is a live decompressor owned by `self`, `bytes`
+        // outlives the calls, and the output buffer is sized for the region and pitch given.
+        if unsafe { tj::tj3DecompressHeader(h, bytes.as_ptr(), bytes.len() as tj::size_t) } != 0 {
+            return Err(format!("JPEG header: {}", error(h)));
+        }
+        let get = |p| unsafe { tj::tj3Get(h, p as c_int) };
+        let (width, height) = (
+            get(tj::TJPARAM_TJPARAM_JPEGWIDTH) as u32,
+            get(tj::TJPARAM_TJPARAM_JPEGHEIGHT) as u32,
+        );
+        let subsamp = get(tj::TJPARAM_TJPARAM_SUBSAMP);
+        let colorspace = get(tj::TJPARAM_TJPARAM_COLORSPACE) as u32;
+        if get(tj::TJPARAM_TJPARAM_PRECISION) != 8 {
+            return Err("JPEG with more than 8 bits per sample is not supported".into());
+        }
+        if width == 0 || height == 0 {
+            return Err("JPEG with an empty frame".into());
+        }
+        let eighths = plan.eighths.clamp(1, 8);
+        // libjpeg-turbo lists its factors in lowest terms (1/2, not 4/8).
+        let divisor = [8, 4, 2, 1]
+            .into_iter()
+            .find(|&d| eighths.is_multiple_of(d))
+            .unwrap_or(1);
+        let factor = tj::tjscalingfactor {
+            num: (eighths / divisor) as c_int,
+            denom: (8 / divisor) as c_int,
+        };
+        if unsafe { tj::tj3SetScalingFactor(h, factor) } != 0 {
+            return Err(format!("JPEG scaling: {}", error(h)));
+        }
+        let (sw, sh) = (scaled(width, eighths), scaled(height, eighths));
+        // The region in scaled pixels, its left edge moved down to a scaled iMCU boundary.
+        let (x0, y0, x1, y1) = match plan.region {
+            Some(r) => {
+                let mcu = match MCU_WIDTH.get(subsamp as usize) {
+                    Some(&w) if subsamp >= 0 => scaled(w, eighths),
+                    _ => sw,
+                };
+                let x0 = (r.x * eighths / 8).min(sw.saturating_sub(1)) / mcu * mcu;
+                let y0 = (r.y * eighths / 8).min(sh.saturating_sub(1));
+                let x1 = scaled(r.x + r.w, eighths).clamp(x0 + 1, sw);
+                let y1 = scaled(r.y + r.h, eighths).clamp(y0 + 1, sh);
+                (x0, y0, x1, y1)
+            }
+            None => (0, 0, sw, sh),
+        };
+        let (w, hh) = (x1 - x0, y1 - y0);
+        let region = tj::tjregion {
+            x: x0 as c_int,
+            y: y0 as c_int,
+            w: if plan.region.is_some() { w as c_int } else { 0 },
+            h: if plan.region.is_some() {
+                hh as c_int
+            } else {
+                0
+            },
+        };
+        if unsafe { tj::tj3SetCroppingRegion(h, region) } != 0 {
+            return Err(format!("JPEG cropping region: {}", error(h)));
+        }
+        let cmyk = matches!(colorspace, tj::TJCS_TJCS_CMYK | tj::TJCS_TJCS_YCCK);
+        let pixels = w as usize * hh as usize;
+        let (format, target) = if cmyk {
+            self.cmyk.resize(pixels * 4, 0);
+            (tj::TJPF_TJPF_CMYK, &mut self.cmyk)
+        } else {
+            out.resize(pixels * 3, 0);
+            (tj::TJPF_TJPF_RGB, &mut *out)
+        };
+        let pitch = (w * if cmyk { 4 } else { 3 }) as c_int;
+        let status = unsafe {
+            tj::tj3Decompress8(
+                h,
+                bytes.as_ptr(),
+                bytes.len() as tj::size_t,
+                target.as_mut_ptr(),
+                pitch,
+                format as c_int,
+            )
+        };
+        if status != 0 {
+            let message = error(h);
+            // SAFETY: as above.
+            let fatal = unsafe { tj::tj3GetErrorCode(h) } != tj::TJERR_TJERR_WARNING as c_int;
+            // Warnings about stray bytes are common in real photographs and harmless; a
+            // premature end means missing pixels, which must not pass as an image.
+            if fatal || message.contains("Premature end") {
+                return Err(format!("JPEG data: {message}"));
+            }
+        }
+        if cmyk {
+            cmyk_to_rgb(&self.cmyk[..pixels * 4], out);
+        }
+        Ok(Decoded {
+            eighths,
+            x0,
+            y0,
+            width: w,
+            height: hh,
+        })
+    }
+}
+
+/// Adobe (inverted) CMYK, as libjpeg delivers it, to RGB: `R = C · K / 255`, like Pillow.
+fn cmyk_to_rgb(cmyk: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(cmyk.len() / 4 * 3);
+    for p in cmyk.chunks_exact(4) {
+        let k = p[3] as u32;
+        for &c in &p[..3] {
+            out.push(((c as u32 * k + 127) / 255) as u8);
+        }
+    }
+}
+
+fn decode_png(bytes: &[u8], out: &mut Vec<u8>) -> Result<Decoded, String> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    // Palette → RGB, low bit depths → 8, 16 bits → 8, tRNS → alpha.
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(|e| format!("PNG: {e}"))?;
+    let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| format!("PNG: {e}"))?;
+    let (w, h) = (info.width, info.height);
+    let pixels = w as usize * h as usize;
+    out.clear();
+    out.reserve(pixels * 3);
+    let data = &buf[..info.buffer_size()];
+    match info.color_type {
+        png::ColorType::Rgb => out.extend_from_slice(&data[..pixels * 3]),
+        // Alpha is dropped, as Pillow's convert("RGB") does.
+        png::ColorType::Rgba => data
+            .chunks_exact(4)
+            .for_each(|p| out.extend_from_slice(&p[..3])),
+        png::ColorType::Grayscale => data.iter().for_each(|&g| out.extend_from_slice(&[g, g, g])),
+        png::ColorType::GrayscaleAlpha => data
+            .chunks_exact(2)
+            .for_each(|p| out.extend_from_slice(&[p[0], p[0], p[0]])),
+        png::ColorType::Indexed => return Err("PNG palette was not expanded".into()),
+    }
+    Ok(Decoded {
+        eighths: 8,
+        x0: 0,
+        y0: 0,
+        width: w,
+        height: h,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg(w: u16, h: u16) -> (Vec<u8>, Vec<u8>) {
+        let pixels: Vec<u8> = (0..w as usize * h as usize)
+            .flat_map(|i| {
+                let (x, y) = (i % w as usize, i / w as usize);
+                [
+                    (x * 255 / w as usize) as u8,
+                    (y * 255 / h as usize) as u8,
+                    128,
+                ]
+            })
+            .collect();
+        let mut out = Vec::new();
+        jpeg_encoder::Encoder::new(&mut out, 95)
+            .encode(&pixels, w, h, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        (out, pixels)
+    }
+
+    #[test]
+    fn full_region_and_scaled_decodes_agree() {
+        let (bytes, pixels) = jpeg(200, 120);
+        let mut d = CpuDecoder::new();
+        let mut full = Vec::new();
+        let info = d.decode(&bytes, DecodePlan::FULL, &mut full).unwrap();
+        assert_eq!(
+            (info.width, info.height, info.x0, info.y0),
+            (200, 120, 0, 0)
+        );
+        let mean_err: f64 = full
+            .iter()
+            .zip(&pixels)
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .sum::<f64>()
+            / full.len() as f64;
+        assert!(
+            mean_err < 2.0,
+            "a smooth image decodes close to its pixels: {mean_err}"
+        );
+
+        // A region decodes the same pixels as the full decode, from an MCU-aligned left edge.
+        let mut part = Vec::new();
+        let region = Rect {
+            x: 37,
+            y: 21,
+            w: 90,
+            h: 50,
+        };
+        let info = d
+            .decode(
+                &bytes,
+                DecodePlan {
+                    eighths: 8,
+                    region: Some(region),
+                },
+                &mut part,
+            )
+            .unwrap();
+        assert_eq!(info.x0 % 16, 0);
+        assert!(info.x0 <= 37 && info.x0 + info.width >= 127 && info.y0 == 21);
+        assert_eq!(info.height, 50);
+        for y in 0..info.height as usize {
+            for x in 0..info.width as usize {
+                let (fx, fy) = (x + info.x0 as usize, y + info.y0 as usize);
+                for c in 0..3 {
+                    let a = part[(y * info.width as usize + x) * 3 + c] as i32;
+                    let b = full[(fy * 200 + fx) * 3 + c] as i32;
+                    assert!((a - b).abs() <= 1, "({fx},{fy}) {a} vs {b}");
+                }
+            }
+        }
+
+        let mut half = Vec::new();
+        let info = d
+            .decode(
+                &bytes,
+                DecodePlan {
+                    eighths: 4,
+                    region: None,
+                },
+                &mut half,
+            )
+            .unwrap();
+        assert_eq!((info.width, info.height, info.scale()), (100, 60, 0.5));
+    }
+
+    #[test]
+    fn damaged_images_are_errors() {
+        let (bytes, _) = jpeg(64, 64);
+        let mut d = CpuDecoder::new();
+        let mut out = Vec::new();
+        let err = d
+            .decode(&bytes[..bytes.len() / 2], DecodePlan::FULL, &mut out)
+            .unwrap_err();
+        assert!(
+            err.contains("Premature end") || err.contains("JPEG"),
+            "{err}"
+        );
+        assert!(
+            d.decode(b"GIF89a....", DecodePlan::FULL, &mut out)
+                .unwrap_err()
+                .contains("not a JPEG or PNG")
+        );
+        let mut garbage = bytes.clone();
+        for b in garbage.iter_mut().skip(200).take(64) {
+            *b = 0xff;
+        }
+        // Either decodes to something or errors; never panics.
+        let _ = d.decode(&garbage, DecodePlan::FULL, &mut out);
+    }
+
+    #[test]
+    fn png_to_rgb() {
+        let mut bytes = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut bytes, 3, 2);
+            enc.set_color(png::ColorType::GrayscaleAlpha);
+            let mut w = enc.write_header().unwrap();
+            w.write_image_data(&[0, 255, 100, 255, 200, 0, 1, 1, 2, 2, 3, 3])
+                .unwrap();
+        }
+        let mut out = Vec::new();
+        let info = CpuDecoder::new()
+            .decode(&bytes, DecodePlan::FULL, &mut out)
+            .unwrap();
+        assert_eq!((info.width, info.height), (3, 2));
+        assert_eq!(&out[..9], &[0, 0, 0, 100, 100, 100, 200, 200, 200]);
+    }
+}

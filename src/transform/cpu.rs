@@ -1,0 +1,382 @@
+//! The CPU pipeline, fused per image: decode once (only the region the crops need,
+//! DCT-downscaled when allowed), then for each view resize the crop (antialiased bilinear, the
+//! convolution torchvision and Pillow use, by `fast_image_resize`'s SIMD kernels), flip, and
+//! convert/normalize straight into the view's slot of the batch tensor.
+
+use fast_image_resize as fr;
+use fr::images::{TypedCroppedImage, TypedImage, TypedImageRef};
+use fr::pixels::U8x3;
+
+use super::params::{
+    CropBox, ViewKey, center_crop_axis, flip_for, random_resized_crop_for, resized_shorter_side,
+};
+use super::{Geometry, MemoryFormat, PipelineSpec};
+use crate::decode::cpu::{CpuDecoder, DecodePlan, Decoded, Rect, image_size};
+use crate::dtype::DType;
+
+/// Per-thread state: the decoder and scratch buffers, reused image after image.
+#[derive(Default)]
+pub struct Workspace {
+    decoder: CpuDecoder,
+    decoded: Vec<u8>,
+    resized: Vec<u8>,
+    canvas: Vec<u8>,
+    resizer: fr::Resizer,
+}
+
+/// u8 → output element, per channel: scaling to [0, 1], normalization and the cast, computed
+/// once per pipeline.
+#[derive(Debug, Clone)]
+pub enum Lut {
+    U8,
+    F32(Box<[[f32; 256]; 3]>),
+    /// float16 or bfloat16 bit patterns.
+    Half(Box<[[u16; 256]; 3]>),
+}
+
+impl Lut {
+    pub fn new(spec: &PipelineSpec) -> Lut {
+        let value = |c: usize, u: usize| -> f32 {
+            // The same float32 operations as ToDtype(scale=True) then Normalize.
+            let x = u as f32 / 255.0;
+            match spec.normalize {
+                Some((mean, std)) => (x - mean[c]) / std[c],
+                None => x,
+            }
+        };
+        let table = |f: &dyn Fn(f32) -> u16| {
+            let mut t = Box::new([[0u16; 256]; 3]);
+            for (c, row) in t.iter_mut().enumerate() {
+                for (u, v) in row.iter_mut().enumerate() {
+                    *v = f(value(c, u));
+                }
+            }
+            t
+        };
+        match spec.dtype {
+            DType::Float32 => {
+                let mut t = Box::new([[0f32; 256]; 3]);
+                for (c, row) in t.iter_mut().enumerate() {
+                    for (u, v) in row.iter_mut().enumerate() {
+                        *v = value(c, u);
+                    }
+                }
+                Lut::F32(t)
+            }
+            DType::Float16 => Lut::Half(table(&|v| half::f16::from_f32(v).to_bits())),
+            DType::Bfloat16 => Lut::Half(table(&|v| half::bf16::from_f32(v).to_bits())),
+            _ => Lut::U8,
+        }
+    }
+}
+
+/// One pipeline's work on one image: its spec, its table, the number of its first view among
+/// all views of the field (views are numbered across pipelines for their random streams),
+/// and the image's slot in the output (all its views).
+pub struct Job<'a> {
+    pub spec: &'a PipelineSpec,
+    pub lut: &'a Lut,
+    pub first_view: u64,
+    pub out: &'a mut [u8],
+}
+
+/// Which random draws: the loader's seed and epoch and the sample's index.
+#[derive(Debug, Clone, Copy)]
+pub struct Draw {
+    pub seed: u64,
+    pub epoch: u64,
+    pub sample: u64,
+}
+
+impl Draw {
+    fn view(self, view: u64) -> ViewKey {
+        ViewKey {
+            seed: self.seed,
+            epoch: self.epoch,
+            sample: self.sample,
+            view,
+        }
+    }
+}
+
+/// One view's geometry in full-resolution pixels of the image.
+#[derive(Debug, Clone, Copy)]
+enum ViewGeometry {
+    /// Resize exactly this crop to the output (pixels outside it are never read).
+    Crop(CropBox),
+    /// Resize the whole image to `resized` (height, width), then take `window` of it, which
+    /// may extend past it (padding with zeros): per axis (start, length, offset in output).
+    Window {
+        resized: (u32, u32),
+        rows: (u32, u32, u32),
+        cols: (u32, u32, u32),
+    },
+}
+
+fn view_geometry(
+    geometry: &Geometry,
+    draw: Draw,
+    view: u64,
+    height: u32,
+    width: u32,
+) -> ViewGeometry {
+    match *geometry {
+        Geometry::RandomResizedCrop { scale, ratio, .. } => ViewGeometry::Crop(
+            random_resized_crop_for(draw.view(view), height, width, scale, ratio),
+        ),
+        Geometry::CenterCrop {
+            height: ch,
+            width: cw,
+            resize,
+        } => {
+            let resized = match resize {
+                Some(size) => resized_shorter_side(height, width, size),
+                None => (height, width),
+            };
+            ViewGeometry::Window {
+                resized,
+                rows: center_crop_axis(resized.0, ch),
+                cols: center_crop_axis(resized.1, cw),
+            }
+        }
+    }
+}
+
+/// The smallest DCT scale (in eighths) at which every view still has at least as many pixels
+/// as its output along each axis, so the final resize never enlarges. Only 1/1, 1/2, 1/4 and
+/// 1/8: libjpeg-turbo has SIMD code for those, the others are slower than a full decode.
+fn reduced_eighths(views: &[(ViewGeometry, (u32, u32))], height: u32, width: u32) -> u32 {
+    let need = |out: u32, source: u32| (8 * out as u64).div_ceil(source.max(1) as u64) as u32;
+    views
+        .iter()
+        .map(|(g, (oh, ow))| match *g {
+            ViewGeometry::Crop(c) => need(*oh, c.height).max(need(*ow, c.width)),
+            ViewGeometry::Window { resized, .. } => {
+                need(resized.0, height).max(need(resized.1, width))
+            }
+        })
+        .max()
+        .unwrap_or(8)
+        .clamp(1, 8)
+        .next_power_of_two()
+}
+
+/// Decode `bytes` once and write every view of every job.
+pub fn process_image(
+    ws: &mut Workspace,
+    bytes: &[u8],
+    draw: Draw,
+    jobs: &mut [Job],
+) -> Result<(), String> {
+    let (width, height) = image_size(bytes)?;
+    let mut views = Vec::new();
+    for job in jobs.iter() {
+        for v in 0..job.spec.views as u64 {
+            let view = job.first_view + v;
+            let g = view_geometry(&job.spec.geometry, draw, view, height, width);
+            views.push((g, job.spec.geometry.output_size()));
+        }
+    }
+    let reduced = jobs.iter().all(|j| j.spec.reduced_decode);
+    let eighths = if reduced {
+        reduced_eighths(&views, height, width)
+    } else {
+        8
+    };
+    // Decode only the union of the crops when every view is a crop.
+    let region = views
+        .iter()
+        .map(|(g, _)| match g {
+            ViewGeometry::Crop(c) => Some(Rect {
+                x: c.left,
+                y: c.top,
+                w: c.width,
+                h: c.height,
+            }),
+            ViewGeometry::Window { .. } => None,
+        })
+        .try_fold(None::<Rect>, |acc, r| {
+            let r = r?;
+            Some(Some(match acc {
+                None => r,
+                Some(a) => {
+                    let (x0, y0) = (a.x.min(r.x), a.y.min(r.y));
+                    let (x1, y1) = ((a.x + a.w).max(r.x + r.w), (a.y + a.h).max(r.y + r.h));
+                    Rect {
+                        x: x0,
+                        y: y0,
+                        w: x1 - x0,
+                        h: y1 - y0,
+                    }
+                }
+            }))
+        })
+        .flatten();
+    let decoded = ws
+        .decoder
+        .decode(bytes, DecodePlan { eighths, region }, &mut ws.decoded)?;
+
+    let mut views = views.into_iter();
+    for job in jobs.iter_mut() {
+        let per_view = job.spec.view_bytes();
+        for v in 0..job.spec.views as u64 {
+            let (geometry, (oh, ow)) = views.next().expect("one geometry per view");
+            let flip = flip_for(draw.view(job.first_view + v), job.spec.flip);
+            let out = &mut job.out[v as usize * per_view..(v as usize + 1) * per_view];
+            let target = Target {
+                size: (oh, ow),
+                flip,
+                full: (height, width),
+            };
+            render_view(ws, &decoded, geometry, target, job.spec, job.lut, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// What one view must become: output (height, width), flipped or not, from an image whose
+/// full resolution is `full` (height, width).
+struct Target {
+    size: (u32, u32),
+    flip: bool,
+    full: (u32, u32),
+}
+
+fn render_view(
+    ws: &mut Workspace,
+    decoded: &Decoded,
+    geometry: ViewGeometry,
+    target: Target,
+    spec: &PipelineSpec,
+    lut: &Lut,
+    out: &mut [u8],
+) -> Result<(), String> {
+    let ((oh, ow), flip) = (target.size, target.flip);
+    let s = decoded.scale();
+    let (x0, y0) = (decoded.x0 as f64, decoded.y0 as f64);
+    let src = TypedImageRef::<U8x3>::from_buffer(decoded.width, decoded.height, &ws.decoded)
+        .map_err(|e| format!("decoded image buffer: {e:?}"))?;
+    let options = |left: f64, top: f64, w: f64, h: f64| {
+        fr::ResizeOptions::new()
+            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
+            .crop(left, top, w, h)
+    };
+    match geometry {
+        ViewGeometry::Crop(c) => {
+            // The crop in decoded pixels; the filter may read only pixels inside it.
+            let bx = (c.left as f64 * s - x0).max(0.0);
+            let by = (c.top as f64 * s - y0).max(0.0);
+            let bw = (c.width as f64 * s).min(decoded.width as f64 - bx);
+            let bh = (c.height as f64 * s).min(decoded.height as f64 - by);
+            let (cx0, cy0) = (bx.floor() as u32, by.floor() as u32);
+            let cx1 = ((bx + bw).ceil() as u32).min(decoded.width);
+            let cy1 = ((by + bh).ceil() as u32).min(decoded.height);
+            let view = TypedCroppedImage::from_ref(&src, cx0, cy0, cx1 - cx0, cy1 - cy0)
+                .map_err(|e| format!("crop {c:?}: {e:?}"))?;
+            ws.resized.resize(oh as usize * ow as usize * 3, 0);
+            let mut dst = TypedImage::<U8x3>::from_buffer(ow, oh, &mut ws.resized)
+                .map_err(|e| format!("output buffer: {e:?}"))?;
+            ws.resizer
+                .resize_typed(
+                    &view,
+                    &mut dst,
+                    &options(bx - cx0 as f64, by - cy0 as f64, bw, bh),
+                )
+                .map_err(|e| format!("resize: {e:?}"))?;
+            write_view(&ws.resized, oh, ow, flip, spec.memory_format, lut, out);
+        }
+        ViewGeometry::Window {
+            resized,
+            rows,
+            cols,
+        } => {
+            // Resized pixel r is full-resolution pixel r · full / resized, decoded pixel · s.
+            let fy = target.full.0 as f64 / resized.0 as f64 * s;
+            let fx = target.full.1 as f64 / resized.1 as f64 * s;
+            let by = rows.0 as f64 * fy - y0;
+            let bx = cols.0 as f64 * fx - x0;
+            let bh = (rows.1 as f64 * fy).min(decoded.height as f64 - by);
+            let bw = (cols.1 as f64 * fx).min(decoded.width as f64 - bx);
+            ws.resized.resize(rows.1 as usize * cols.1 as usize * 3, 0);
+            let mut dst = TypedImage::<U8x3>::from_buffer(cols.1, rows.1, &mut ws.resized)
+                .map_err(|e| format!("output buffer: {e:?}"))?;
+            ws.resizer
+                .resize_typed(&src, &mut dst, &options(bx, by, bw, bh))
+                .map_err(|e| format!("resize: {e:?}"))?;
+            if rows.1 == oh && cols.1 == ow {
+                write_view(&ws.resized, oh, ow, flip, spec.memory_format, lut, out);
+            } else {
+                // Smaller than the crop: zero padding around it, as torchvision pads.
+                ws.canvas.clear();
+                ws.canvas.resize(oh as usize * ow as usize * 3, 0);
+                for y in 0..rows.1 as usize {
+                    let src_row =
+                        &ws.resized[y * cols.1 as usize * 3..(y + 1) * cols.1 as usize * 3];
+                    let at = ((y + rows.2 as usize) * ow as usize + cols.2 as usize) * 3;
+                    ws.canvas[at..at + src_row.len()].copy_from_slice(src_row);
+                }
+                write_view(&ws.canvas, oh, ow, flip, spec.memory_format, lut, out);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write an RGB image (`h`×`w`×3 bytes) into `out` through `lut`, flipped if asked, in the
+/// requested memory format.
+pub fn write_view(
+    rgb: &[u8],
+    h: u32,
+    w: u32,
+    flip: bool,
+    format: MemoryFormat,
+    lut: &Lut,
+    out: &mut [u8],
+) {
+    let (h, w) = (h as usize, w as usize);
+    let source_x = |x: usize| if flip { w - 1 - x } else { x };
+    // Element `e` of the output, in (channel, y, x) or (y, x, channel) order.
+    let index = |c: usize, y: usize, x: usize| match format {
+        MemoryFormat::Contiguous => (c * h + y) * w + x,
+        MemoryFormat::ChannelsLast => (y * w + x) * 3 + c,
+    };
+    macro_rules! fill {
+        ($out:expr, $value:expr) => {
+            for y in 0..h {
+                let row = &rgb[y * w * 3..(y + 1) * w * 3];
+                for x in 0..w {
+                    let p = &row[source_x(x) * 3..source_x(x) * 3 + 3];
+                    for c in 0..3 {
+                        $out[index(c, y, x)] = ($value)(c, p[c]);
+                    }
+                }
+            }
+        };
+    }
+    match lut {
+        Lut::U8 => fill!(out, |_, v: u8| v),
+        Lut::F32(t) => {
+            let out = elements_mut::<f32>(out);
+            fill!(out, |c: usize, v: u8| t[c][v as usize]);
+        }
+        Lut::Half(t) => {
+            let out = elements_mut::<u16>(out);
+            fill!(out, |c: usize, v: u8| t[c][v as usize]);
+        }
+    }
+}
+
+/// Plain-old-data element types a byte buffer may be viewed as.
+trait Element: Copy {}
+impl Element for f32 {}
+impl Element for u16 {}
+
+/// View an aligned byte slice as elements.
+fn elements_mut<T: Element>(bytes: &mut [u8]) -> &mut [T] {
+    // SAFETY: `T` is f32 or u16, for which every bit pattern is a valid value; `align_to_mut`
+    // only yields correctly aligned, in-bounds elements, and we insist the whole slice is
+    // covered (batch buffers are 256-byte aligned and slots are whole elements).
+    let (head, elements, tail) = unsafe { bytes.align_to_mut::<T>() };
+    assert!(head.is_empty() && tail.is_empty(), "misaligned output slot");
+    elements
+}
