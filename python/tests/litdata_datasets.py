@@ -172,3 +172,49 @@ def make(
     if result.returncode != 0 or not (out / "index.json").exists():
         raise RuntimeError(f"litdata.optimize failed:\n{result.stdout}\n{result.stderr}")
     return out
+
+
+def _image_row(item: tuple[bytes, int]) -> dict[str, Any]:
+    return {"image": item[0], "label": item[1]}
+
+
+def make_images(out: str | os.PathLike[str], images: list[bytes]) -> Path:
+    """A dataset {"image": bytes, "label": i} of these encoded images (litdata.optimize)."""
+    import litdata
+
+    out = Path(out)
+    litdata.optimize(
+        fn=_image_row,
+        inputs=[(data, i) for i, data in enumerate(images)],
+        output_dir=str(out),
+        chunk_bytes="1MB",
+        num_workers=1,
+        start_method="fork",
+    )
+    return out
+
+
+def variants(photo: bytes) -> dict[str, bytes]:
+    """One photograph encoded the ways ImageNet-like datasets hold images."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(photo)).convert("RGB")
+
+    def save(img: Any, fmt: str = "JPEG", **kw: Any) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, **kw)
+        return buf.getvalue()
+
+    rgba = image.copy()
+    rgba.putalpha(200)
+    return {
+        "baseline": photo,
+        "q75_444": save(image, quality=75, subsampling=0),
+        "q95_422": save(image, quality=95, subsampling=1),
+        "progressive": save(image, quality=90, progressive=True),
+        "grayscale": save(image.convert("L"), quality=90),
+        "cmyk": save(image.convert("CMYK"), quality=90),
+        "png": save(image, "PNG"),
+        "png_rgba": save(rgba, "PNG"),
+        "png_gray": save(image.convert("L"), "PNG"),
+    }

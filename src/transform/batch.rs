@@ -195,19 +195,13 @@ impl Pipelines {
             }
             Err(failure.expect("at least one attempt failed"))
         };
-        let outcomes: Vec<(u64, bool)> = if parallelism_enabled() {
-            slots
-                .into_par_iter()
-                .enumerate()
-                .map(one)
-                .collect::<Result<_>>()?
+        let outcomes: Vec<Result<(u64, bool)>> = if parallelism_enabled() {
+            slots.into_par_iter().enumerate().map(one).collect()
         } else {
-            slots
-                .into_iter()
-                .enumerate()
-                .map(one)
-                .collect::<Result<_>>()?
+            slots.into_iter().enumerate().map(one).collect()
         };
+        // The first failure in batch order, whichever thread met it first.
+        let outcomes: Vec<(u64, bool)> = outcomes.into_iter().collect::<Result<_>>()?;
         let tensors = buffers
             .into_iter()
             .zip(&self.outputs)

@@ -37,8 +37,9 @@ pub enum Lut {
 impl Lut {
     pub fn new(spec: &PipelineSpec) -> Lut {
         let value = |c: usize, u: usize| -> f32 {
-            // The same float32 operations as ToDtype(scale=True) then Normalize.
-            let x = u as f32 / 255.0;
+            // The same float32 operations as torchvision's ToDtype(scale=True), a multiply by
+            // float32(1 / 255), then Normalize's subtract and divide.
+            let x = u as f32 * (1.0f64 / 255.0) as f32;
             match spec.normalize {
                 Some((mean, std)) => (x - mean[c]) / std[c],
                 None => x,
