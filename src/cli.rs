@@ -87,7 +87,7 @@ enum Command {
         /// Where to write the dataset [default: under the cache directory].
         #[arg(long)]
         dir: Option<PathBuf>,
-        #[arg(long, default_value_t = 96)]
+        #[arg(long, default_value_t = 64)]
         samples: usize,
         #[arg(long, default_value_t = 32)]
         batch_size: usize,

@@ -163,9 +163,10 @@ class SlipstreamLoader:
             ``"float32"``; default float32 with Normalize, uint8 without.
         memory_format: ``"contiguous"`` (NCHW) or ``"channels_last"`` (NHWC in memory,
             as ``torch.channels_last``).
-        reduced_decode: decode only the rows and columns a crop needs, and at reduced
-            resolution (libjpeg's DCT scaling) when the crop is at least twice the output;
-            ``False`` resizes every crop from full-resolution pixels, like torchvision.
+        reduced_decode: decode JPEGs at 1/2, 1/4 or 1/8 resolution (libjpeg's DCT-domain
+            scaling) when every crop of the image is at least 2, 4 or 8 times the output;
+            ``False`` resizes every crop from full-resolution pixels, as torchvision does.
+            Either way only the rows and MCU columns the crops need are decoded (exactly).
         on_error: ``"raise"`` a :class:`DecodeError` for an image that does not decode, or
             ``"skip"`` it: the sample is replaced by another, chosen deterministically,
             and counted in :meth:`stats`.

@@ -216,7 +216,8 @@ pub fn render(seed: u64, width: usize, height: usize) -> (Vec<u8>, usize) {
                 }
                 c
             } else if v < near[x] {
-                let shade = 0.8 + 0.4 * fbm(s + 13, u * 12.0, v * 12.0, 4);
+                let rock = fbm(s + 37, x as f32 * 0.25, y as f32 * 0.25, 3);
+                let shade = 0.6 + 0.4 * fbm(s + 13, u * 12.0, v * 12.0, 4) + 0.45 * rock;
                 lerp(scale(look.far, shade), look.sky_horizon, 0.35)
             } else if look.water && v < horizon + 0.15 {
                 // Water mirrors the sky, broken up by ripples.
@@ -225,7 +226,11 @@ pub fn render(seed: u64, width: usize, height: usize) -> (Vec<u8>, usize) {
                 lerp(scale(mirrored, 0.8), scale(look.sky_top, 0.7), ripple * 0.5)
             } else {
                 let depth = (v - horizon) / (1.0 - horizon);
-                let texture = fbm(s + 19, u * 30.0 * aspect, v * 50.0, 4);
+                // Coarse patches, and fine detail that gets finer towards the horizon.
+                let fine = 0.45 / (depth + 0.25);
+                let texture = 0.6 * fbm(s + 19, u * 30.0 * aspect, v * 50.0, 4)
+                    + 0.9 * fbm(s + 31, x as f32 * fine, y as f32 * fine * 1.6, 3)
+                    - 0.3;
                 let base = if look.water {
                     look.ground
                 } else {
@@ -270,7 +275,7 @@ pub fn render(seed: u64, width: usize, height: usize) -> (Vec<u8>, usize) {
             let vignette = 1.0 - 0.35 * (u * u + v * v);
             let g = mix64(s ^ ((y * width + x) as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
             for (ch, value) in img[y * width + x].iter().enumerate() {
-                let grain = (((g >> (16 * ch)) & 0xff) as f32 - 127.5) / 127.5 * 7.0;
+                let grain = (((g >> (16 * ch)) & 0xff) as f32 - 127.5) / 127.5 * 12.0;
                 out.push((value * vignette + grain).clamp(0.0, 255.0) as u8);
             }
         }
@@ -288,12 +293,12 @@ pub const SIZES: [(usize, usize); 6] = [
     (333, 500),
 ];
 
-/// Scene `seed` as a baseline 4:2:0 JPEG at an ImageNet-like size and quality 80-95, with
+/// Scene `seed` as a baseline 4:2:0 JPEG at an ImageNet-like size and quality 85-95, with
 /// its label.
 pub fn jpeg(seed: u64) -> (Vec<u8>, usize) {
     let mut rng = Stream::new(key(&[0x1e9, seed]));
     let (width, height) = SIZES[rng.below(SIZES.len() as u64) as usize];
-    let quality = 80 + rng.below(16) as u8;
+    let quality = 85 + rng.below(11) as u8;
     let (rgb, label) = render(seed, width, height);
     let mut out = Vec::new();
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);

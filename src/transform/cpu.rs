@@ -24,8 +24,9 @@ pub struct Workspace {
     resizer: fr::Resizer,
 }
 
-/// u8 → output element, per channel: scaling to [0, 1], normalization and the cast, computed
-/// once per pipeline.
+/// How a pipeline turns u8 pixels into output elements: per channel, a table of the 256
+/// possible values, scaled to [0, 1], normalized and cast. Computed once per pipeline; a
+/// lookup per element is cheaper than the arithmetic (a division) and exactly equal to it.
 #[derive(Debug, Clone)]
 pub enum Lut {
     U8,
@@ -36,20 +37,16 @@ pub enum Lut {
 
 impl Lut {
     pub fn new(spec: &PipelineSpec) -> Lut {
-        let value = |c: usize, u: usize| -> f32 {
-            // The same float32 operations as torchvision's ToDtype(scale=True), a multiply by
-            // float32(1 / 255), then Normalize's subtract and divide.
-            let x = u as f32 * (1.0f64 / 255.0) as f32;
-            match spec.normalize {
-                Some((mean, std)) => (x - mean[c]) / std[c],
-                None => x,
-            }
-        };
-        let table = |f: &dyn Fn(f32) -> u16| {
+        let (mean, std) = spec.normalize.unwrap_or(([0.0; 3], [1.0; 3]));
+        // torchvision's float32 operations: ToDtype(scale=True) multiplies by float32(1/255),
+        // Normalize subtracts the mean and divides by the std.
+        let k = (1.0f64 / 255.0) as f32;
+        let value = |c: usize, u: usize| (u as f32 * k - mean[c]) / std[c];
+        let table = |cast: fn(f32) -> u16| {
             let mut t = Box::new([[0u16; 256]; 3]);
             for (c, row) in t.iter_mut().enumerate() {
                 for (u, v) in row.iter_mut().enumerate() {
-                    *v = f(value(c, u));
+                    *v = cast(value(c, u));
                 }
             }
             t
@@ -64,8 +61,8 @@ impl Lut {
                 }
                 Lut::F32(t)
             }
-            DType::Float16 => Lut::Half(table(&|v| half::f16::from_f32(v).to_bits())),
-            DType::Bfloat16 => Lut::Half(table(&|v| half::bf16::from_f32(v).to_bits())),
+            DType::Float16 => Lut::Half(table(|v| half::f16::from_f32(v).to_bits())),
+            DType::Bfloat16 => Lut::Half(table(|v| half::bf16::from_f32(v).to_bits())),
             _ => Lut::U8,
         }
     }
@@ -323,8 +320,8 @@ fn render_view(
     Ok(())
 }
 
-/// Write an RGB image (`h`×`w`×3 bytes) into `out` through `lut`, flipped if asked, in the
-/// requested memory format.
+/// Write an RGB image (`h`×`w`×3 bytes) into `out` converted by `lut`, flipped if asked, in
+/// the requested memory format.
 pub fn write_view(
     rgb: &[u8],
     h: u32,
@@ -335,34 +332,70 @@ pub fn write_view(
     out: &mut [u8],
 ) {
     let (h, w) = (h as usize, w as usize);
-    let source_x = |x: usize| if flip { w - 1 - x } else { x };
-    // Element `e` of the output, in (channel, y, x) or (y, x, channel) order.
-    let index = |c: usize, y: usize, x: usize| match format {
-        MemoryFormat::Contiguous => (c * h + y) * w + x,
-        MemoryFormat::ChannelsLast => (y * w + x) * 3 + c,
-    };
-    macro_rules! fill {
-        ($out:expr, $value:expr) => {
-            for y in 0..h {
-                let row = &rgb[y * w * 3..(y + 1) * w * 3];
-                for x in 0..w {
-                    let p = &row[source_x(x) * 3..source_x(x) * 3 + 3];
-                    for c in 0..3 {
-                        $out[index(c, y, x)] = ($value)(c, p[c]);
+    match lut {
+        Lut::U8 => write_typed(rgb, h, w, flip, format, &IDENTITY, out),
+        Lut::F32(t) => write_typed(rgb, h, w, flip, format, t, elements_mut::<f32>(out)),
+        Lut::Half(t) => write_typed(rgb, h, w, flip, format, t, elements_mut::<u16>(out)),
+    }
+}
+
+const IDENTITY: [[u8; 256]; 3] = {
+    let mut t = [[0u8; 256]; 3];
+    let mut i = 0;
+    while i < 256 {
+        t[0][i] = i as u8;
+        t[1][i] = i as u8;
+        t[2][i] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The loops of `write_view`: per output row, walk the source row once, forwards or
+/// backwards, looking each byte up in its channel's table.
+fn write_typed<T: Copy>(
+    rgb: &[u8],
+    h: usize,
+    w: usize,
+    flip: bool,
+    format: MemoryFormat,
+    table: &[[T; 256]; 3],
+    out: &mut [T],
+) {
+    for y in 0..h {
+        let src = &rgb[y * w * 3..(y + 1) * w * 3];
+        match format {
+            MemoryFormat::Contiguous => {
+                for (c, t) in table.iter().enumerate() {
+                    let dst = &mut out[(c * h + y) * w..(c * h + y + 1) * w];
+                    let pixels = src.chunks_exact(3).map(|p| t[p[c] as usize]);
+                    if flip {
+                        dst.iter_mut().rev().zip(pixels).for_each(|(d, v)| *d = v);
+                    } else {
+                        dst.iter_mut().zip(pixels).for_each(|(d, v)| *d = v);
                     }
                 }
             }
-        };
-    }
-    match lut {
-        Lut::U8 => fill!(out, |_, v: u8| v),
-        Lut::F32(t) => {
-            let out = elements_mut::<f32>(out);
-            fill!(out, |c: usize, v: u8| t[c][v as usize]);
-        }
-        Lut::Half(t) => {
-            let out = elements_mut::<u16>(out);
-            fill!(out, |c: usize, v: u8| t[c][v as usize]);
+            MemoryFormat::ChannelsLast => {
+                let dst = &mut out[y * w * 3..(y + 1) * w * 3];
+                let pixels = src.chunks_exact(3).map(|p| {
+                    [
+                        table[0][p[0] as usize],
+                        table[1][p[1] as usize],
+                        table[2][p[2] as usize],
+                    ]
+                });
+                if flip {
+                    dst.chunks_exact_mut(3)
+                        .rev()
+                        .zip(pixels)
+                        .for_each(|(d, v)| d.copy_from_slice(&v));
+                } else {
+                    dst.chunks_exact_mut(3)
+                        .zip(pixels)
+                        .for_each(|(d, v)| d.copy_from_slice(&v));
+                }
+            }
         }
     }
 }
