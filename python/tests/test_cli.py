@@ -88,7 +88,10 @@ def test_demo(tmp_path: Path) -> None:
         str(tmp_path / "cache"),
     )
     assert "generated 40 photographs" in result.stdout
-    assert "samples/s" in result.stdout
+    assert "samples/s" in result.stdout and "images/s" in result.stdout
+    picture = Path(result.stdout.split("de-normalized: ")[1].split()[0])
+    assert picture.parent == tmp_path / "cache"
+    assert picture.read_bytes().startswith(b"\x89PNG")
     rerun = run(
         "demo",
         "--dir",
