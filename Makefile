@@ -6,7 +6,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYO3_PYTHON := $(abspath $(PY))
 
-.PHONY: demo test test-rust test-python lint build fixtures bench clean
+.PHONY: demo test test-rust test-python lint build fixtures bench clean system-tools
+
+# cmake and nasm build libjpeg-turbo (the turbojpeg-sys crate vendors its sources).
+SYSTEM_TOOLS := cmake nasm
+system-tools:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && apt-get install -y -qq $$missing; \
+		else \
+			echo "error: missing$$missing (needed to build libjpeg-turbo): sudo apt-get install$$missing"; exit 1; \
+		fi; \
+	fi
 
 $(VENV)/.installed: requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +28,7 @@ $(VENV)/.installed: requirements-dev.txt
 
 # The extension module (into python/slipstream, installed editable in .venv) and the
 # `slipstream` binary.
-build: $(VENV)/.installed
+build: $(VENV)/.installed system-tools
 	$(VENV)/bin/maturin develop --release --quiet
 	cargo build --release --bins --quiet
 
@@ -25,13 +37,13 @@ demo: build
 
 test: lint test-rust test-python
 
-test-rust: $(VENV)/.installed
+test-rust: $(VENV)/.installed system-tools
 	cargo test --release --quiet
 
 test-python: build
 	$(PY) -m pytest -q
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed system-tools
 	cargo fmt --all -- --check
 	cargo clippy --release --all-targets --all-features --quiet -- -D warnings
 	$(VENV)/bin/ruff check python benches scripts
@@ -43,7 +55,9 @@ fixtures: $(VENV)/.installed
 
 bench: build
 	cargo bench --bench gather
+	cargo bench --bench pipeline
 	$(PY) benches/python/raw_io.py
+	$(PY) benches/python/cpu_pipeline.py
 
 clean:
 	rm -rf target $(VENV) python/slipstream/_native*.so

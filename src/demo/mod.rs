@@ -11,11 +11,11 @@ use rayon::prelude::*;
 use crate::cache::{self, OpenOptions};
 use crate::dlpack::HostTensor;
 use crate::dtype::DType;
-use crate::transform::{Geometry, MemoryFormat, PipelineSpec};
 use crate::error::Result;
 use crate::loader::{FieldBatch, Loader, LoaderOptions};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::source::writer::LitDataWriter;
+use crate::transform::{Geometry, MemoryFormat, PipelineSpec};
 
 /// Write `samples` generated JPEG photographs with labels as a LitData dataset in `dir`
 /// (fields `image`: jpeg, `label`: int), in chunks of about `chunk_bytes`.
@@ -210,14 +210,21 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     if let Some(batch) = picture {
         let path = cache_dir.join("demo-batch.png");
         write_grid(&batch, &path)?;
-        println!("picture   first augmented batch, de-normalized: {}", path.display());
+        println!(
+            "picture   first augmented batch, de-normalized: {}",
+            path.display()
+        );
     }
     Ok(())
 }
 
 /// Write a normalized float32 batch [B, 3, H, W] as a PNG grid of its images, de-normalized.
 fn write_grid(batch: &HostTensor, path: &Path) -> Result<()> {
-    let (b, h, w) = (batch.shape[0] as usize, batch.shape[2] as usize, batch.shape[3] as usize);
+    let (b, h, w) = (
+        batch.shape[0] as usize,
+        batch.shape[2] as usize,
+        batch.shape[3] as usize,
+    );
     let values: Vec<f32> = batch
         .bytes()
         .chunks_exact(4)
@@ -228,7 +235,10 @@ fn write_grid(batch: &HostTensor, path: &Path) -> Result<()> {
     let (gw, gh) = (columns * (w + gap) + gap, rows * (h + gap) + gap);
     let mut grid = vec![255u8; gw * gh * 3];
     for i in 0..b {
-        let (ox, oy) = (gap + (i % columns) * (w + gap), gap + (i / columns) * (h + gap));
+        let (ox, oy) = (
+            gap + (i % columns) * (w + gap),
+            gap + (i / columns) * (h + gap),
+        );
         for c in 0..3 {
             for y in 0..h {
                 for x in 0..w {
