@@ -19,6 +19,21 @@ pub struct Rect {
     pub h: u32,
 }
 
+impl Rect {
+    /// The smallest rectangle holding both.
+    pub fn union(self, other: Rect) -> Rect {
+        let (x0, y0) = (self.x.min(other.x), self.y.min(other.y));
+        let x1 = (self.x + self.w).max(other.x + other.w);
+        let y1 = (self.y + self.h).max(other.y + other.h);
+        Rect {
+            x: x0,
+            y: y0,
+            w: x1 - x0,
+            h: y1 - y0,
+        }
+    }
+}
+
 /// How to decode: at `eighths`/8 of full resolution (1..=8; JPEG only), and only `region`
 /// (in full-resolution pixels; `None` for the whole image).
 ///

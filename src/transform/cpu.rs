@@ -193,23 +193,8 @@ pub fn process_image(
             }),
             ViewGeometry::Window { .. } => None,
         })
-        .try_fold(None::<Rect>, |acc, r| {
-            let r = r?;
-            Some(Some(match acc {
-                None => r,
-                Some(a) => {
-                    let (x0, y0) = (a.x.min(r.x), a.y.min(r.y));
-                    let (x1, y1) = ((a.x + a.w).max(r.x + r.w), (a.y + a.h).max(r.y + r.h));
-                    Rect {
-                        x: x0,
-                        y: y0,
-                        w: x1 - x0,
-                        h: y1 - y0,
-                    }
-                }
-            }))
-        })
-        .flatten();
+        .collect::<Option<Vec<Rect>>>()
+        .and_then(|crops| crops.into_iter().reduce(Rect::union));
     let decoded = ws
         .decoder
         .decode(bytes, DecodePlan { eighths, region }, &mut ws.decoded)?;
