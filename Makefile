@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYO3_PYTHON := $(abspath $(PY))
 
-.PHONY: demo test test-rust test-python lint build fixtures bench clean system-tools
+.PHONY: demo test test-rust test-python lint build fixtures bench clean system-tools nvcc gpu-bundle
 
 # cmake and nasm build libjpeg-turbo (the turbojpeg-sys crate vendors its sources).
 SYSTEM_TOOLS := cmake nasm
@@ -26,9 +26,17 @@ $(VENV)/.installed: requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# nvcc from PyPI, where build.rs finds it, for the `cuda` feature's kernels (no GPU needed).
+NVCC_DIR := .nvcc
+$(NVCC_DIR)/.installed: requirements-nvcc.txt $(VENV)/.installed
+	rm -rf $(NVCC_DIR)
+	$(PY) -m pip install --quiet --target $(NVCC_DIR) -r requirements-nvcc.txt
+	touch $@
+nvcc: $(NVCC_DIR)/.installed
+
 # The extension module (into python/slipstream, installed editable in .venv) and the
 # `slipstream` binary.
-build: $(VENV)/.installed system-tools
+build: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	$(VENV)/bin/maturin develop --release --quiet
 	cargo build --release --bins --quiet
 
@@ -37,13 +45,14 @@ demo: build
 
 test: lint test-rust test-python
 
-test-rust: $(VENV)/.installed system-tools
-	cargo test --release --quiet
+# `cuda` as in the wheel (pyproject.toml), so the tests cover the build users get.
+test-rust: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
+	cargo test --release --features cuda --quiet
 
 test-python: build
 	$(PY) -m pytest -q
 
-lint: $(VENV)/.installed system-tools
+lint: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	cargo fmt --all -- --check
 	cargo clippy --release --all-targets --all-features --quiet -- -D warnings
 	$(VENV)/bin/ruff check python benches scripts
@@ -59,5 +68,10 @@ bench: build
 	$(PY) benches/python/raw_io.py
 	$(PY) benches/python/cpu_pipeline.py
 
+# What scripts/gpu-check.sh needs on a GPU machine (wheel with kernels, nvJPEG and pytest
+# wheels, the Rust GPU test binary), built here without a GPU, into gpu-bundle/.
+gpu-bundle: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
+	scripts/build-gpu-bundle.sh
+
 clean:
-	rm -rf target $(VENV) python/slipstream/_native*.so
+	rm -rf target $(VENV) $(NVCC_DIR) gpu-bundle python/slipstream/_native*.so

@@ -1,11 +1,82 @@
-//! Build script. The `cuda` feature will compile `kernels/*.cu` with nvcc here (issue 4); the
-//! CPU build needs nothing from it.
+//! Build script: with the `cuda` feature, compile `kernels/*.cu` with nvcc into one fatbin per
+//! file (sm_80 and sm_90 code plus compute_90 PTX for newer GPUs), which `src/transform/cuda.rs`
+//! embeds. nvcc is looked for in `$NVCC`, `$CUDA_HOME/bin`, `PATH`, then the pinned PyPI
+//! packages `make nvcc` installs in `.nvcc/`. Without nvcc the library still builds and says
+//! at run time that it has no kernels, unless `SLIPSTREAM_REQUIRE_KERNELS=1` (the build of a
+//! wheel meant for a GPU machine) turns that into a build failure.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ARCHES: &[&str] = &[
+    "-gencode=arch=compute_80,code=sm_80",
+    "-gencode=arch=compute_90,code=sm_90",
+    "-gencode=arch=compute_90,code=compute_90",
+];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        println!(
-            "cargo:warning=the `cuda` feature has no kernels yet: this build runs on the CPU path only"
-        );
+    println!("cargo:rerun-if-changed=kernels");
+    for var in ["NVCC", "CUDA_HOME", "SLIPSTREAM_REQUIRE_KERNELS"] {
+        println!("cargo:rerun-if-env-changed={var}");
     }
+    println!("cargo::rustc-check-cfg=cfg(slipstream_kernels)");
+    if env::var_os("CARGO_FEATURE_CUDA").is_none() {
+        return;
+    }
+    let required = env::var("SLIPSTREAM_REQUIRE_KERNELS").is_ok_and(|v| v == "1");
+    let Some(nvcc) = find_nvcc() else {
+        let message = "nvcc not found ($NVCC, $CUDA_HOME/bin, PATH, .nvcc/ from `make nvcc`): \
+                       the `cuda` feature is built without kernels and device=\"cuda\" will say so";
+        if required {
+            panic!("SLIPSTREAM_REQUIRE_KERNELS=1 but {message}");
+        }
+        println!("cargo:warning={message}");
+        return;
+    };
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir("kernels")
+        .expect("read kernels/")
+        .map(|e| e.expect("read kernels/").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cu"))
+        .collect();
+    kernels.sort();
+    for cu in &kernels {
+        let stem = cu.file_stem().unwrap().to_string_lossy();
+        let fatbin = out.join(format!("{stem}.fatbin"));
+        let status = Command::new(&nvcc)
+            .args(["-fatbin", "-O3", "-std=c++17"])
+            // The CPU twin (src/transform/resample.rs) does not fuse multiply-adds either.
+            .arg("--fmad=false")
+            .args(ARCHES)
+            .arg("-o")
+            .arg(&fatbin)
+            .arg(cu)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
+        assert!(status.success(), "nvcc failed on {}", cu.display());
+    }
+    println!("cargo:rerun-if-changed={}", nvcc.display());
+    println!("cargo:rustc-cfg=slipstream_kernels");
+}
+
+fn find_nvcc() -> Option<PathBuf> {
+    let is_file = |p: &Path| p.is_file().then(|| p.to_path_buf());
+    if let Some(p) = env::var_os("NVCC") {
+        return is_file(Path::new(&p));
+    }
+    if let Some(home) = env::var_os("CUDA_HOME")
+        && let Some(p) = is_file(&Path::new(&home).join("bin/nvcc"))
+    {
+        return Some(p);
+    }
+    if let Some(path) = env::var_os("PATH")
+        && let Some(p) = env::split_paths(&path).find_map(|d| is_file(&d.join("nvcc")))
+    {
+        return Some(p);
+    }
+    // `make` installs the pinned nvidia-cuda-nvcc wheel into .nvcc/ (requirements-nvcc.txt).
+    let manifest = env::var_os("CARGO_MANIFEST_DIR")?;
+    is_file(&Path::new(&manifest).join(".nvcc/nvidia/cu13/bin/nvcc"))
 }

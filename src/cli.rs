@@ -364,6 +364,7 @@ fn bench(
             for (_, f) in &batch.fields {
                 bytes += match f {
                     FieldBatch::Tensor(t) => t.nbytes() as u64,
+                    FieldBatch::Device(t) => t.nbytes() as u64,
                     FieldBatch::Ragged(r) => r.data.numel() as u64,
                     FieldBatch::Strings(s) => s.iter().map(|s| s.len() as u64).sum(),
                 };

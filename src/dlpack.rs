@@ -110,7 +110,7 @@ mod export {
         pub inner: HostTensor,
     }
 
-    fn dl_dtype(dtype: DType) -> DLDataType {
+    pub(super) fn dl_dtype(dtype: DType) -> DLDataType {
         let (code, bits) = match dtype {
             DType::Bool => (DLDataTypeCode::BOOL, 8),
             DType::Int8 => (DLDataTypeCode::INT, 8),
@@ -209,6 +209,140 @@ mod export {
         fn __repr__(&self) -> String {
             format!(
                 "Tensor(shape={:?}, dtype={})",
+                self.inner.shape,
+                self.inner.dtype.name()
+            )
+        }
+    }
+}
+
+#[cfg(all(feature = "python", feature = "cuda"))]
+pub use cuda_export::CudaTensor;
+
+/// CUDA tensors through DLPack, following the stream protocol: `__dlpack__(stream=s)` makes
+/// the consumer's stream `s` wait for the event that marks the tensor ready (no host wait), and
+/// remembers `s` so the memory is freed only after the work `s` has queued by then.
+#[cfg(all(feature = "python", feature = "cuda"))]
+mod cuda_export {
+    use std::ffi::c_void;
+
+    use dlpark::ffi::{DLDevice, DLManagedTensor, DLManagedTensorVersioned};
+    use dlpark::metadata::Dynamic;
+    use dlpark::python::{CudaStreamRequest, DlpackExporter, ExportRequest, export_dlpack};
+    use dlpark::{DlpackFlags, Managed, ManagedTensorBase};
+    use pyo3::exceptions::{PyBufferError, PyRuntimeError};
+    use pyo3::prelude::*;
+
+    use super::export::dl_dtype;
+    use crate::transform::cuda::DeviceTensor;
+
+    /// A GPU tensor owned by slipstream. Convert it with `torch.from_dlpack` (zero copy, on
+    /// the current stream); it stays valid as long as any result does.
+    #[pyclass(module = "slipstream._native", frozen)]
+    pub struct CudaTensor {
+        pub inner: DeviceTensor,
+    }
+
+    impl CudaTensor {
+        fn device(&self) -> DLDevice {
+            DLDevice::cuda(self.inner.memory.gpu().ordinal() as i32)
+        }
+
+        fn managed<M: ManagedTensorBase>(&self) -> PyResult<Managed<M>> {
+            let t = &self.inner;
+            let owner = Box::new(t.memory.clone());
+            let mut init = Dynamic::new(t.shape.clone(), t.strides.clone())
+                .prepare_as::<M>()
+                .map_err(|e| PyBufferError::new_err(e.to_string()))?
+                .initialize(owner);
+            init.set_data(t.memory.ptr() as *mut c_void)
+                .set_device(self.device())
+                .set_dtype(dl_dtype(t.dtype))
+                .set_byte_offset(0);
+            // SAFETY: the pointer, shape, strides and dtype describe the device allocation the
+            // kernel wrote (its size is the batch tensor's, allocated for exactly this layout),
+            // and the managed tensor's context holds an `Arc` of that allocation, so it is
+            // freed only after the consumer's deleter runs (and then in stream order after the
+            // consumer's queued work).
+            Ok(unsafe { init.finish() })
+        }
+    }
+
+    impl DlpackExporter for CudaTensor {
+        fn device(&self) -> DLDevice {
+            CudaTensor::device(self)
+        }
+
+        fn flags(&self) -> DlpackFlags {
+            DlpackFlags::empty()
+        }
+
+        fn prepare_export(&self, _py: Python<'_>, request: &ExportRequest<'_>) -> PyResult<()> {
+            let stream = match request.cuda_stream()? {
+                CudaStreamRequest::NoSync => return Ok(()),
+                // The protocol's default: the legacy default stream.
+                CudaStreamRequest::Omitted | CudaStreamRequest::LegacyDefault => 1,
+                CudaStreamRequest::PerThreadDefault => 2,
+                CudaStreamRequest::Pointer(p) => p,
+            };
+            let memory = &self.inner.memory;
+            memory
+                .gpu()
+                .make_wait(stream, &self.inner.ready)
+                .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            memory.consumed_on(stream);
+            Ok(())
+        }
+
+        fn export_legacy(&self, _py: Python<'_>) -> PyResult<Managed<DLManagedTensor>> {
+            self.managed()
+        }
+
+        fn export_versioned(&self, _py: Python<'_>) -> PyResult<Managed<DLManagedTensorVersioned>> {
+            self.managed()
+        }
+    }
+
+    #[pymethods]
+    impl CudaTensor {
+        #[pyo3(signature = (stream=None, *, max_version=None, dl_device=None, copy=None))]
+        fn __dlpack__(
+            &self,
+            py: Python<'_>,
+            stream: Option<Bound<'_, PyAny>>,
+            max_version: Option<(u32, u32)>,
+            dl_device: Option<(u32, i32)>,
+            copy: Option<bool>,
+        ) -> PyResult<Py<PyAny>> {
+            let request = ExportRequest::parse(stream.as_ref(), max_version, dl_device, copy)?;
+            export_dlpack(self, py, request)
+        }
+
+        fn __dlpack_device__(&self) -> (u32, i32) {
+            let d = self.device();
+            (d.device_type.0, d.device_id)
+        }
+
+        #[getter]
+        fn shape(&self) -> Vec<i64> {
+            self.inner.shape.clone()
+        }
+
+        #[getter]
+        fn dtype(&self) -> &'static str {
+            self.inner.dtype.name()
+        }
+
+        /// Block the calling thread until the tensor is written (for timing and tests).
+        fn synchronize(&self, py: Python<'_>) -> PyResult<()> {
+            py.detach(|| self.inner.ready.synchronize())
+                .map_err(|e| PyRuntimeError::new_err(format!("CUDA: {e:?}")))
+        }
+
+        fn __repr__(&self) -> String {
+            format!(
+                "CudaTensor(cuda:{}, shape={:?}, dtype={})",
+                self.inner.memory.gpu().ordinal(),
                 self.inner.shape,
                 self.inner.dtype.name()
             )

@@ -86,6 +86,10 @@ pub enum Error {
         message: String,
     },
 
+    /// The GPU path cannot run or failed: no driver or device, a kernel, CUDA or nvJPEG error.
+    #[error("CUDA: {0}")]
+    Cuda(String),
+
     /// A caller passed an argument that cannot work (bad index, bad option).
     #[error("{0}")]
     InvalidArgument(String),

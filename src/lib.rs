@@ -9,6 +9,8 @@
 pub mod buffer;
 pub mod cache;
 pub mod cli;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod decode;
 pub mod demo;
 pub mod dlpack;

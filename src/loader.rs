@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::gather::{gather_scalars, gather_values, parallelism_enabled};
 use crate::sampler::Sampler;
 use crate::transform::PipelineSpec;
-use crate::transform::batch::{OnError, Pipelines};
+use crate::transform::batch::{Device, OnError, OutputTensor, Pipelines};
+use crate::transform::cuda::{DeviceTensor, GpuPipelines};
 
 /// Quasi-random order groups samples into pages of about this many cache bytes.
 pub const PAGE_BYTES: u64 = 8 << 20;
@@ -37,6 +38,8 @@ pub struct LoaderOptions {
     /// Image pipelines; the fields they read are not loaded raw (unless named in `fields`).
     pub pipelines: Vec<PipelineSpec>,
     pub on_error: OnError,
+    /// Where the pipelines run; raw fields are always gathered on the host.
+    pub device: Device,
 }
 
 impl Default for LoaderOptions {
@@ -47,6 +50,7 @@ impl Default for LoaderOptions {
             num_threads: 0,
             pipelines: Vec::new(),
             on_error: OnError::Raise,
+            device: Device::Cpu,
         }
     }
 }
@@ -58,6 +62,11 @@ pub struct LoaderStats {
     pub images: u64,
     /// Samples replaced because their image did not decode (`on_error="skip"`).
     pub replaced: u64,
+    /// Images decoded by the GPU's hardware JPEG engine, by nvJPEG's CUDA backend, and by
+    /// the CPU (every image of the CPU pipeline; the GPU pipeline's fallback).
+    pub decoded_hardware: u64,
+    pub decoded_cuda: u64,
+    pub decoded_cpu: u64,
 }
 
 /// Variable-length values of a batch: bytes back to back plus where each one starts.
@@ -98,6 +107,8 @@ impl Ragged {
 pub enum FieldBatch {
     /// Scalars [B], or arrays that all have one shape [B, ...].
     Tensor(HostTensor),
+    /// A pipeline's output on a GPU.
+    Device(DeviceTensor),
     Ragged(Box<Ragged>),
     Strings(Vec<String>),
 }
@@ -122,6 +133,7 @@ pub struct Loader {
     batches_ahead: usize,
     images: AtomicU64,
     replaced: AtomicU64,
+    routes: [AtomicU64; 3],
 }
 
 impl Loader {
@@ -133,7 +145,13 @@ impl Loader {
         if options.batches_ahead == 0 {
             return Err(Error::invalid("batches_ahead must be at least 1"));
         }
-        let pipelines = Pipelines::new(&reader, options.pipelines, options.on_error)?;
+        let pipelines = Pipelines::new(
+            &reader,
+            options.pipelines,
+            options.on_error,
+            options.device,
+            options.batches_ahead + 2,
+        )?;
         let sources = pipelines.source_fields();
         let fields = match &options.fields {
             None => (0..reader.fields().len())
@@ -179,6 +197,7 @@ impl Loader {
             batches_ahead: options.batches_ahead,
             images: AtomicU64::new(0),
             replaced: AtomicU64::new(0),
+            routes: Default::default(),
         })
     }
 
@@ -190,7 +209,15 @@ impl Loader {
         LoaderStats {
             images: self.images.load(Ordering::Relaxed),
             replaced: self.replaced.load(Ordering::Relaxed),
+            decoded_hardware: self.routes[0].load(Ordering::Relaxed),
+            decoded_cuda: self.routes[1].load(Ordering::Relaxed),
+            decoded_cpu: self.routes[2].load(Ordering::Relaxed),
         }
+    }
+
+    /// The GPU the pipelines run on, if any.
+    pub fn gpu(&self) -> Option<&GpuPipelines> {
+        self.pipelines.gpu()
     }
 
     pub fn reader(&self) -> &Arc<CacheReader> {
@@ -238,8 +265,15 @@ impl Loader {
                 .fetch_add(samples.len() as u64, Ordering::Relaxed);
             self.replaced
                 .fetch_add(produced.replaced, Ordering::Relaxed);
+            for (route, count) in self.routes.iter().zip(produced.routes) {
+                route.fetch_add(count, Ordering::Relaxed);
+            }
             for (name, tensor) in &produced.tensors {
-                fields.push((name.clone(), FieldBatch::Tensor(tensor.clone())));
+                let batch = match tensor {
+                    OutputTensor::Host(t) => FieldBatch::Tensor(t.clone()),
+                    OutputTensor::Device(t) => FieldBatch::Device(t.clone()),
+                };
+                fields.push((name.clone(), batch));
             }
             &produced.samples[..]
         };

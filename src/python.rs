@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::loader::{self, BatchIter, FieldBatch, LoaderOptions};
 use crate::sampler::{Order, Sampler, SamplerConfig};
 use crate::transform::PipelineSpec;
-use crate::transform::batch::OnError;
+use crate::transform::batch::{Device, GpuDecoder, OnError};
+use crate::transform::cuda::DeviceTensor;
 use crate::transform::params;
 
 /// Raise `error` as the matching `slipstream.errors` class.
@@ -27,6 +28,7 @@ fn to_py(py: Python<'_>, error: Error) -> PyErr {
         Error::Cache { .. } => "CacheError",
         Error::Checksum { .. } => "ChecksumError",
         Error::Decode { .. } => "DecodeError",
+        Error::Cuda(_) => "CudaError",
         Error::InvalidArgument(_) => "ConfigError",
         Error::IndexOutOfRange { .. } => "SampleIndexError",
         Error::Internal(_) => "SlipstreamError",
@@ -164,7 +166,7 @@ struct Loader {
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (dataset, batch_size, *, seed, order, drop_last, indices, rank, world_size, batches_ahead, fields, num_threads, pipelines_json, on_error))]
+    #[pyo3(signature = (dataset, batch_size, *, seed, order, drop_last, indices, rank, world_size, batches_ahead, fields, num_threads, pipelines_json, on_error, device=None, decoder="auto"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -181,7 +183,26 @@ impl Loader {
         num_threads: usize,
         pipelines_json: &str,
         on_error: &str,
+        device: Option<usize>,
+        decoder: &str,
     ) -> PyResult<Loader> {
+        let decoder = match decoder {
+            "auto" => GpuDecoder::Auto,
+            "cuda" => GpuDecoder::Cuda,
+            "cpu" => GpuDecoder::Cpu,
+            other => {
+                return Err(to_py(
+                    py,
+                    Error::invalid(format!(
+                        "decoder must be 'auto', 'cuda' or 'cpu', not {other:?}"
+                    )),
+                ));
+            }
+        };
+        let device = match device {
+            None => Device::Cpu,
+            Some(ordinal) => Device::Cuda { ordinal, decoder },
+        };
         let pipelines: Vec<PipelineSpec> = serde_json::from_str(pipelines_json)
             .map_err(|e| to_py(py, Error::invalid(format!("pipelines: {e}"))))?;
         let on_error = match on_error {
@@ -231,6 +252,7 @@ impl Loader {
                     num_threads,
                     pipelines,
                     on_error,
+                    device,
                 },
             )
         })
@@ -278,10 +300,26 @@ impl Loader {
         batch_dict(py, batch)
     }
 
-    /// (images decoded, samples replaced) so far.
-    fn stats(&self) -> (u64, u64) {
+    /// Counters so far (see `SlipstreamLoader.stats`).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.inner.stats();
-        (s.images, s.replaced)
+        let out = PyDict::new(py);
+        out.set_item("images", s.images)?;
+        out.set_item("replaced", s.replaced)?;
+        if let Some(gpu) = self.inner.gpu() {
+            out.set_item("decoded_hardware", s.decoded_hardware)?;
+            out.set_item("decoded_cuda", s.decoded_cuda)?;
+            out.set_item("decoded_cpu", s.decoded_cpu)?;
+            out.set_item("gpu_memory_bytes", gpu.memory_bytes())?;
+        }
+        Ok(out)
+    }
+
+    /// Where the pipelines run, in words: "cpu", or the GPU and its decode paths.
+    fn device_info(&self) -> String {
+        self.inner
+            .gpu()
+            .map_or_else(|| "cpu".to_string(), |g| g.describe())
     }
 }
 
@@ -316,6 +354,16 @@ impl BatchIterator {
     }
 }
 
+#[cfg(feature = "cuda")]
+fn device_tensor(py: Python<'_>, t: DeviceTensor) -> PyResult<Py<PyAny>> {
+    Ok(Py::new(py, crate::dlpack::CudaTensor { inner: t })?.into_any())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn device_tensor(_py: Python<'_>, t: DeviceTensor) -> PyResult<Py<PyAny>> {
+    unreachable!("no DeviceTensor exists without the cuda feature: {t:?}")
+}
+
 /// A batch as a dict of native values: `__position__`, `index`, then the fields.
 fn batch_dict(py: Python<'_>, batch: loader::Batch) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
@@ -324,6 +372,7 @@ fn batch_dict(py: Python<'_>, batch: loader::Batch) -> PyResult<Bound<'_, PyDict
     for (name, field) in batch.fields {
         match field {
             FieldBatch::Tensor(t) => out.set_item(name, tensor(py, t)?)?,
+            FieldBatch::Device(t) => out.set_item(name, device_tensor(py, t)?)?,
             FieldBatch::Strings(s) => out.set_item(name, PyList::new(py, s)?)?,
             FieldBatch::Ragged(r) => out.set_item(name, Py::new(py, Ragged { inner: *r })?)?,
         }
@@ -461,6 +510,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<BatchIterator>()?;
     m.add_class::<Ragged>()?;
     m.add_class::<Tensor>()?;
+    #[cfg(feature = "cuda")]
+    m.add_class::<crate::dlpack::CudaTensor>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(random_resized_crop_params, m)?)?;
     m.add_function(wrap_pyfunction!(flip_param, m)?)?;

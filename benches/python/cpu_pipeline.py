@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from bench_common import machine, photos
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,25 +60,7 @@ def main() -> None:
     from torchvision.transforms import v2
 
     torch.set_num_threads(1)
-    source = args.data / f"photos-{args.images}"
-    if not (source / "index.json").exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "slipstream",
-                "demo",
-                "--dir",
-                str(source),
-                "--samples",
-                str(args.images),
-                "--cache-dir",
-                str(args.data / "cache"),
-            ],
-            check=True,
-            capture_output=True,
-        )
-    ds = ss.SlipstreamDataset(source, cache_dir=args.data / "cache", progress=False)
+    ds = photos(args.data, args.images)
     jpegs = [ds[i]["image"] for i in range(len(ds))]
     sizes = [ss.decode_image(j).shape[:2] for j in jpegs[:50]]
     b = args.batch_size
@@ -187,12 +167,6 @@ def main() -> None:
         / r["torchvision_center_crop_1_thread"],
         "loader_vs_bare_pipeline": r["slipstream_loader_2_threads"] / r["slipstream_2_threads"],
     }
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     import torchvision
 
     out = {
@@ -206,18 +180,12 @@ def main() -> None:
         "batch_size": b,
         "images_per_s": results,
         "ratios": ratios,
-        "machine": {
-            "cpu": cpu,
-            "cores": os.cpu_count(),
-            "os": platform.platform(),
-            "versions": {
-                "slipstream": ss.__version__,
-                "torch": torch.__version__,
-                "torchvision": torchvision.__version__,
-                "pillow": Image.__version__,
-                "python": platform.python_version(),
-            },
-        },
+        "machine": machine(
+            slipstream=ss.__version__,
+            torch=torch.__version__,
+            torchvision=torchvision.__version__,
+            pillow=Image.__version__,
+        ),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     print(
@@ -231,7 +199,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"cpu_pipeline-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

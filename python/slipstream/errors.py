@@ -30,6 +30,10 @@ class DecodeError(SlipstreamError):
     """An image that does not decode (corrupt, truncated, or not a JPEG or PNG)."""
 
 
+class CudaError(SlipstreamError):
+    """The GPU path cannot run (no driver, no device, built without CUDA) or CUDA/nvJPEG failed."""
+
+
 class SlipstreamIOError(SlipstreamError, OSError):
     """An operating-system error on a named file."""
 
@@ -46,6 +50,7 @@ __all__ = [
     "CacheError",
     "ChecksumError",
     "ConfigError",
+    "CudaError",
     "DecodeError",
     "FormatError",
     "SampleIndexError",

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
 from . import _native
+from ._cuda import parse_device, point_at_nvjpeg
 from ._tensors import Converter, converter
 from .dataset import SlipstreamDataset
 from .errors import ConfigError
@@ -170,6 +171,17 @@ class SlipstreamLoader:
         on_error: ``"raise"`` a :class:`DecodeError` for an image that does not decode, or
             ``"skip"`` it: the sample is replaced by another, chosen deterministically,
             and counted in :meth:`stats`.
+        device: where pipelines run: ``"cpu"`` (default), or ``"cuda"``/``"cuda:N"``/a
+            ``torch.device``: JPEGs decoded by nvJPEG (the GPU's hardware engine where it has
+            one) and transformed by slipstream's CUDA kernels, with the same crops and flips
+            as on the CPU; pipeline outputs are then CUDA tensors (other fields stay on the
+            host). ``"cuda"`` is torch's current device, else ``LOCAL_RANK``, else 0. Raises
+            :class:`CudaError` when there is no usable GPU.
+        decoder: who decodes JPEGs for ``device="cuda"``: ``"auto"`` (nvJPEG: the GPU's
+            hardware JPEG engine on A100/H100/H200 for the images it takes, nvJPEG's CUDA
+            backend for the rest, the CPU for what nvJPEG cannot decode), ``"cuda"`` (no
+            hardware engine) or ``"cpu"`` (libjpeg-turbo on the host threads; the GPU only
+            transforms).
 
     Example:
         >>> loader = SlipstreamLoader(demo_dataset, batch_size=32, seed=0, output="numpy")
@@ -204,6 +216,8 @@ class SlipstreamLoader:
         memory_format: str = "contiguous",
         reduced_decode: bool = True,
         on_error: str = "raise",
+        device: Any = None,
+        decoder: str = "auto",
     ) -> None:
         if not isinstance(dataset, SlipstreamDataset):
             raise ConfigError(f"dataset must be a SlipstreamDataset, not {type(dataset).__name__}")
@@ -233,6 +247,17 @@ class SlipstreamLoader:
             for name, p in (pipelines or {}).items()
         ]
         self._on_error = on_error
+        self._device = parse_device(device)
+        self._decoder = decoder
+        if self._device is not None:
+            if not self._pipelines:
+                raise ConfigError(
+                    "device='cuda' runs image pipelines on the GPU, and this loader has no "
+                    "pipelines (raw fields are always loaded into host memory)"
+                )
+            if output == "numpy":
+                raise ConfigError("output='numpy' cannot hold CUDA tensors: use output='torch'")
+            point_at_nvjpeg()
         self._convert = converter(output)
         self._native = self._make_native()
         self._next_epoch = 0
@@ -254,6 +279,8 @@ class SlipstreamLoader:
             num_threads=self._num_threads,
             pipelines_json=json.dumps(self._pipelines),
             on_error=self._on_error,
+            device=self._device,
+            decoder=self._decoder,
         )
 
     def __len__(self) -> int:
@@ -309,6 +336,8 @@ class SlipstreamLoader:
     def _value(self, v: Any) -> Any:
         if isinstance(v, _native.Tensor):
             return self._convert(v)
+        if type(v).__name__ == "CudaTensor":
+            return self._convert(v)
         if isinstance(v, _native.Ragged):
             return RaggedBatch(v, self._convert)
         return v
@@ -330,14 +359,26 @@ class SlipstreamLoader:
 
     def stats(self) -> dict[str, int]:
         """Counters since the loader was made: images decoded by pipelines, and samples
-        replaced because their image did not decode (``on_error="skip"``).
+        replaced because their image did not decode (``on_error="skip"``). On a GPU also
+        the images each decoder took (``decoded_hardware``: the JPEG engine,
+        ``decoded_cuda``: nvJPEG's CUDA backend, ``decoded_cpu``: the fallback for what
+        nvJPEG cannot decode) and ``gpu_memory_bytes``, the device memory the loader holds.
 
         Example:
             >>> SlipstreamLoader(demo_dataset, batch_size=8).stats()
             {'images': 0, 'replaced': 0}
         """
-        images, replaced = self._native.stats()
-        return {"images": images, "replaced": replaced}
+        return dict(self._native.stats())
+
+    @property
+    def device_info(self) -> str:
+        """Where the pipelines run, in words: ``"cpu"``, or the GPU and its decoders.
+
+        Example:
+            >>> SlipstreamLoader(demo_dataset, batch_size=8).device_info
+            'cpu'
+        """
+        return str(self._native.device_info())
 
     def state_dict(self) -> dict[str, Any]:
         """Where the loader is: restoring it resumes on the batch after the last one yielded.

@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::loader::{FieldBatch, Loader, LoaderOptions};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::source::writer::LitDataWriter;
+use crate::transform::batch::{Device, GpuDecoder};
 use crate::transform::{Geometry, MemoryFormat, PipelineSpec};
 
 /// Write `samples` generated JPEG photographs with labels as a LitData dataset in `dir`
@@ -177,39 +178,61 @@ pub fn run(options: &DemoOptions) -> Result<()> {
         memory_format: MemoryFormat::Contiguous,
         reduced_decode: true,
     };
-    let sampler = Sampler::new(SamplerConfig::shuffled(reader.len(), options.batch_size, 0))?;
-    let pipeline = Arc::new(Loader::new(
-        reader.clone(),
-        sampler,
-        LoaderOptions {
-            pipelines: vec![spec],
-            ..Default::default()
-        },
-    )?);
+    // On the GPU when there is one (and this build has the GPU path), else on the CPU.
+    let pipeline_loader = |device| {
+        let sampler = Sampler::new(SamplerConfig::shuffled(reader.len(), options.batch_size, 0))?;
+        Loader::new(
+            reader.clone(),
+            sampler,
+            LoaderOptions {
+                pipelines: vec![spec.clone()],
+                device,
+                ..Default::default()
+            },
+        )
+    };
+    let gpu = Device::Cuda {
+        ordinal: 0,
+        decoder: GpuDecoder::Auto,
+    };
+    let (pipeline, path) = match pipeline_loader(gpu) {
+        Ok(l) => {
+            let path = l.gpu().map(|g| g.describe()).unwrap_or_default();
+            (Arc::new(l), path)
+        }
+        Err(crate::Error::Cuda(why)) => {
+            println!("device    CPU (no GPU path: {why})");
+            let l = pipeline_loader(Device::Cpu)?;
+            let path = format!("CPU, {} threads", rayon::current_num_threads());
+            (Arc::new(l), path)
+        }
+        Err(e) => return Err(e),
+    };
     let (mut images, mut epochs, mut picture) = (0u64, 0u64, None);
     let t = Instant::now();
     while epochs < 2 || (t.elapsed().as_secs_f64() < 2.0 && epochs < 100) {
         for batch in pipeline.iter(epochs, 0) {
             let batch = batch?;
             images += batch.indices.numel() as u64;
-            if picture.is_none()
-                && let Some((_, FieldBatch::Tensor(t))) = batch.fields.first()
-            {
-                picture = Some(t.clone());
+            if picture.is_none() {
+                picture = match batch.fields.first() {
+                    Some((_, FieldBatch::Tensor(t))) => Some((t.shape.clone(), t.bytes().to_vec())),
+                    Some((_, FieldBatch::Device(t))) => Some((t.shape.clone(), t.to_host()?)),
+                    _ => None,
+                };
             }
         }
         epochs += 1;
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "pipeline  decode + RandomResizedCrop(224) + flip + normalize (batch {}): {:.0} images/s on {} threads (CPU)",
+        "pipeline  decode + RandomResizedCrop(224) + flip + normalize (batch {}): {:.0} images/s on {path}",
         options.batch_size,
         images as f64 / secs,
-        rayon::current_num_threads()
     );
-    if let Some(batch) = picture {
+    if let Some((shape, bytes)) = picture {
         let path = cache_dir.join("demo-batch.png");
-        write_grid(&batch, &path)?;
+        write_grid(&shape, &bytes, &path)?;
         println!(
             "picture   first augmented batch, de-normalized: {}",
             path.display()
@@ -218,15 +241,11 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     Ok(())
 }
 
-/// Write a normalized float32 batch [B, 3, H, W] as a PNG grid of its images, de-normalized.
-fn write_grid(batch: &HostTensor, path: &Path) -> Result<()> {
-    let (b, h, w) = (
-        batch.shape[0] as usize,
-        batch.shape[2] as usize,
-        batch.shape[3] as usize,
-    );
-    let values: Vec<f32> = batch
-        .bytes()
+/// Write a normalized float32 batch [B, 3, H, W] (its shape and bytes) as a PNG grid of its
+/// images, de-normalized.
+fn write_grid(shape: &[i64], bytes: &[u8], path: &Path) -> Result<()> {
+    let (b, h, w) = (shape[0] as usize, shape[2] as usize, shape[3] as usize);
+    let values: Vec<f32> = bytes
         .chunks_exact(4)
         .map(|v| f32::from_le_bytes(v.try_into().unwrap()))
         .collect();

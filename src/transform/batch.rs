@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use super::PipelineSpec;
 use super::cpu::{Draw, Job, Lut, Workspace, process_image};
+use super::cuda::{DeviceTensor, GpuPipelines};
 use crate::buffer::BufferPool;
 use crate::cache::CacheReader;
 use crate::cache::format::FieldKind;
@@ -25,36 +26,45 @@ pub enum OnError {
 }
 
 /// Samples tried for one slot of a batch before giving up, under `OnError::Skip`.
-const MAX_ATTEMPTS: u64 = 16;
+pub(super) const MAX_ATTEMPTS: u64 = 16;
 
 thread_local! {
     static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
 }
 
-struct Output {
-    spec: PipelineSpec,
+pub(super) struct Output {
+    pub(super) spec: PipelineSpec,
     lut: Lut,
     /// Number of the first view among all views of its field.
-    first_view: u64,
+    pub(super) first_view: u64,
 }
 
 /// Why a sample could not be rendered: the image (may be replaced), or the cache (never).
-enum Failure {
+pub(super) enum Failure {
     Image(String, String),
     Cache(Error),
 }
 
 /// The pipelines reading one image field.
-struct Group {
-    field: usize,
-    outputs: Vec<usize>,
+pub(super) struct Group {
+    pub(super) field: usize,
+    pub(super) outputs: Vec<usize>,
 }
 
 /// A loader's pipelines, checked against the cache's fields.
 pub struct Pipelines {
-    outputs: Vec<Output>,
-    groups: Vec<Group>,
-    on_error: OnError,
+    pub(super) outputs: Vec<Output>,
+    pub(super) groups: Vec<Group>,
+    pub(super) on_error: OnError,
+    /// Set when the pipelines run on a GPU.
+    gpu: Option<GpuPipelines>,
+}
+
+/// A batch tensor in host or device memory.
+#[derive(Debug, Clone)]
+pub enum OutputTensor {
+    Host(HostTensor),
+    Device(DeviceTensor),
 }
 
 /// The outcome of one batch.
@@ -62,15 +72,43 @@ pub struct Produced {
     /// The samples actually delivered (differs from the request where one was replaced).
     pub samples: Vec<u64>,
     /// One tensor per pipeline, in the order the pipelines were given.
-    pub tensors: Vec<(String, HostTensor)>,
+    pub tensors: Vec<(String, OutputTensor)>,
     pub replaced: u64,
+    /// Images decoded by the GPU's hardware engine, nvJPEG's CUDA backend, and the CPU.
+    pub routes: [u64; 3],
+}
+
+/// Where pipelines run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    /// A GPU by ordinal, decoding JPEGs with `decoder`.
+    Cuda {
+        ordinal: usize,
+        decoder: GpuDecoder,
+    },
+}
+
+/// Who decodes JPEGs for a GPU pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuDecoder {
+    /// nvJPEG: the hardware engine where the GPU has one and it takes the image, else the
+    /// CUDA backend; the CPU for what nvJPEG cannot decode.
+    Auto,
+    /// nvJPEG's CUDA backend only (and the CPU fallback).
+    Cuda,
+    /// libjpeg-turbo on the host threads; the GPU only transforms.
+    Cpu,
 }
 
 impl Pipelines {
+    /// `ring_slots`: pinned batch slots of the GPU path.
     pub fn new(
         reader: &CacheReader,
         specs: Vec<PipelineSpec>,
         on_error: OnError,
+        device: Device,
+        ring_slots: usize,
     ) -> Result<Pipelines> {
         let mut outputs = Vec::new();
         let mut groups: Vec<Group> = Vec::new();
@@ -118,11 +156,23 @@ impl Pipelines {
                 first_view,
             });
         }
+        let gpu = match device {
+            Device::Cuda { ordinal, decoder } if !outputs.is_empty() => {
+                Some(GpuPipelines::new(ordinal, ring_slots, decoder)?)
+            }
+            _ => None,
+        };
         Ok(Pipelines {
             outputs,
             groups,
             on_error,
+            gpu,
         })
+    }
+
+    /// The GPU the pipelines run on, if any.
+    pub fn gpu(&self) -> Option<&GpuPipelines> {
+        self.gpu.as_ref()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -149,6 +199,19 @@ impl Pipelines {
         samples: &[u64],
         replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
     ) -> Result<Produced> {
+        if let Some(gpu) = &self.gpu {
+            let p = gpu.run(self, reader, (seed, epoch), samples, replacement)?;
+            return Ok(Produced {
+                samples: p.samples,
+                tensors: p
+                    .tensors
+                    .into_iter()
+                    .map(|(name, t)| (name, OutputTensor::Device(t)))
+                    .collect(),
+                replaced: p.replaced,
+                routes: p.routes,
+            });
+        }
         let b = samples.len();
         let mut buffers: Vec<_> = self
             .outputs
@@ -209,10 +272,11 @@ impl Pipelines {
                 let (shape, strides) = o.spec.tensor_layout(b);
                 let tensor =
                     HostTensor::new(Arc::new(buffer), o.spec.dtype, shape).with_strides(strides);
-                (o.spec.name.clone(), tensor)
+                (o.spec.name.clone(), OutputTensor::Host(tensor))
             })
             .collect();
         Ok(Produced {
+            routes: [0, 0, b as u64],
             replaced: outcomes.iter().filter(|(_, r)| *r).count() as u64,
             samples: outcomes.into_iter().map(|(s, _)| s).collect(),
             tensors,

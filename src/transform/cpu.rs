@@ -10,6 +10,7 @@ use fr::pixels::U8x3;
 use super::params::{
     CropBox, ViewKey, center_crop_axis, flip_for, random_resized_crop_for, resized_shorter_side,
 };
+use super::resample::source_region;
 use super::{Geometry, MemoryFormat, PipelineSpec};
 use crate::decode::cpu::{CpuDecoder, DecodePlan, Decoded, Rect, image_size};
 use crate::dtype::DType;
@@ -87,7 +88,7 @@ pub struct Draw {
 }
 
 impl Draw {
-    fn view(self, view: u64) -> ViewKey {
+    pub fn view(self, view: u64) -> ViewKey {
         ViewKey {
             seed: self.seed,
             epoch: self.epoch,
@@ -99,7 +100,7 @@ impl Draw {
 
 /// One view's geometry in full-resolution pixels of the image.
 #[derive(Debug, Clone, Copy)]
-enum ViewGeometry {
+pub enum ViewGeometry {
     /// Resize exactly this crop to the output (pixels outside it are never read).
     Crop(CropBox),
     /// Resize the whole image to `resized` (height, width), then take `window` of it, which
@@ -111,7 +112,7 @@ enum ViewGeometry {
     },
 }
 
-fn view_geometry(
+pub fn view_geometry(
     geometry: &Geometry,
     draw: Draw,
     view: u64,
@@ -219,10 +220,10 @@ pub fn process_image(
 
 /// What one view must become: output (height, width), flipped or not, from an image whose
 /// full resolution is `full` (height, width).
-struct Target {
-    size: (u32, u32),
-    flip: bool,
-    full: (u32, u32),
+pub struct Target {
+    pub size: (u32, u32),
+    pub flip: bool,
+    pub full: (u32, u32),
 }
 
 fn render_view(
@@ -235,72 +236,36 @@ fn render_view(
     out: &mut [u8],
 ) -> Result<(), String> {
     let ((oh, ow), flip) = (target.size, target.flip);
-    let s = decoded.scale();
-    let (x0, y0) = (decoded.x0 as f64, decoded.y0 as f64);
+    let r = source_region(geometry, &target, decoded);
     let src = TypedImageRef::<U8x3>::from_buffer(decoded.width, decoded.height, &ws.decoded)
         .map_err(|e| format!("decoded image buffer: {e:?}"))?;
-    let options = |left: f64, top: f64, w: f64, h: f64| {
-        fr::ResizeOptions::new()
-            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
-            .crop(left, top, w, h)
-    };
-    match geometry {
-        ViewGeometry::Crop(c) => {
-            // The crop in decoded pixels; the filter may read only pixels inside it.
-            let bx = (c.left as f64 * s - x0).max(0.0);
-            let by = (c.top as f64 * s - y0).max(0.0);
-            let bw = (c.width as f64 * s).min(decoded.width as f64 - bx);
-            let bh = (c.height as f64 * s).min(decoded.height as f64 - by);
-            let (cx0, cy0) = (bx.floor() as u32, by.floor() as u32);
-            let cx1 = ((bx + bw).ceil() as u32).min(decoded.width);
-            let cy1 = ((by + bh).ceil() as u32).min(decoded.height);
-            let view = TypedCroppedImage::from_ref(&src, cx0, cy0, cx1 - cx0, cy1 - cy0)
-                .map_err(|e| format!("crop {c:?}: {e:?}"))?;
-            ws.resized.resize(oh as usize * ow as usize * 3, 0);
-            let mut dst = TypedImage::<U8x3>::from_buffer(ow, oh, &mut ws.resized)
-                .map_err(|e| format!("output buffer: {e:?}"))?;
-            ws.resizer
-                .resize_typed(
-                    &view,
-                    &mut dst,
-                    &options(bx - cx0 as f64, by - cy0 as f64, bw, bh),
-                )
-                .map_err(|e| format!("resize: {e:?}"))?;
-            write_view(&ws.resized, oh, ow, flip, spec.memory_format, lut, out);
+    let [wx, wy, ww, wh] = r.window;
+    let window = TypedCroppedImage::from_ref(&src, wx, wy, ww, wh)
+        .map_err(|e| format!("window {:?}: {e:?}", r.window))?;
+    let [px, py, pw, ph] = r.paste;
+    ws.resized.resize(pw as usize * ph as usize * 3, 0);
+    let mut dst = TypedImage::<U8x3>::from_buffer(pw, ph, &mut ws.resized)
+        .map_err(|e| format!("output buffer: {e:?}"))?;
+    let [bx, by, bw, bh] = r.bbox;
+    let options = fr::ResizeOptions::new()
+        .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
+        .crop(bx, by, bw, bh);
+    ws.resizer
+        .resize_typed(&window, &mut dst, &options)
+        .map_err(|e| format!("resize: {e:?}"))?;
+    if (pw, ph) == (ow, oh) {
+        write_view(&ws.resized, oh, ow, flip, spec.memory_format, lut, out);
+    } else {
+        // Smaller than the view: zero padding around it, as torchvision pads.
+        ws.canvas.clear();
+        ws.canvas.resize(oh as usize * ow as usize * 3, 0);
+        let row_bytes = pw as usize * 3;
+        for y in 0..ph as usize {
+            let src_row = &ws.resized[y * row_bytes..(y + 1) * row_bytes];
+            let at = ((y + py as usize) * ow as usize + px as usize) * 3;
+            ws.canvas[at..at + row_bytes].copy_from_slice(src_row);
         }
-        ViewGeometry::Window {
-            resized,
-            rows,
-            cols,
-        } => {
-            // Resized pixel r is full-resolution pixel r · full / resized, decoded pixel · s.
-            let fy = target.full.0 as f64 / resized.0 as f64 * s;
-            let fx = target.full.1 as f64 / resized.1 as f64 * s;
-            let by = rows.0 as f64 * fy - y0;
-            let bx = cols.0 as f64 * fx - x0;
-            let bh = (rows.1 as f64 * fy).min(decoded.height as f64 - by);
-            let bw = (cols.1 as f64 * fx).min(decoded.width as f64 - bx);
-            ws.resized.resize(rows.1 as usize * cols.1 as usize * 3, 0);
-            let mut dst = TypedImage::<U8x3>::from_buffer(cols.1, rows.1, &mut ws.resized)
-                .map_err(|e| format!("output buffer: {e:?}"))?;
-            ws.resizer
-                .resize_typed(&src, &mut dst, &options(bx, by, bw, bh))
-                .map_err(|e| format!("resize: {e:?}"))?;
-            if rows.1 == oh && cols.1 == ow {
-                write_view(&ws.resized, oh, ow, flip, spec.memory_format, lut, out);
-            } else {
-                // Smaller than the crop: zero padding around it, as torchvision pads.
-                ws.canvas.clear();
-                ws.canvas.resize(oh as usize * ow as usize * 3, 0);
-                for y in 0..rows.1 as usize {
-                    let src_row =
-                        &ws.resized[y * cols.1 as usize * 3..(y + 1) * cols.1 as usize * 3];
-                    let at = ((y + rows.2 as usize) * ow as usize + cols.2 as usize) * 3;
-                    ws.canvas[at..at + src_row.len()].copy_from_slice(src_row);
-                }
-                write_view(&ws.canvas, oh, ow, flip, spec.memory_format, lut, out);
-            }
-        }
+        write_view(&ws.canvas, oh, ow, flip, spec.memory_format, lut, out);
     }
     Ok(())
 }

@@ -3,11 +3,19 @@
 //! A pipeline turns one image field into a tensor `[B, 3, H, W]` (`[B, V, 3, H, W]` with
 //! several views): a geometry stage (torchvision's RandomResizedCrop, or Resize + CenterCrop),
 //! an optional horizontal flip, then conversion to the output dtype with an optional
-//! normalization, in NCHW or channels-last order. [`cpu`] runs it fused, per image.
+//! normalization, in NCHW or channels-last order. [`cpu`] runs it fused, per image; [`cuda`]
+//! runs it on a GPU (nvJPEG, then one kernel launch per batch and output), with
+//! [`resample`] holding the geometry both share and the CPU twin of the kernel's math.
 
 pub mod batch;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_unavailable.rs"]
+pub mod cuda;
 pub mod params;
+pub mod resample;
 
 use serde::Deserialize;
 

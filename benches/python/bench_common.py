@@ -1,0 +1,41 @@
+"""What the Python benchmarks share: the photograph dataset and the machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def photos(data: Path, images: int) -> Any:
+    """`slipstream demo`'s photographs (~450x400 JPEGs, quality 85-95) as a dataset, generated
+    once under `data`."""
+    import slipstream as ss
+
+    source = data / f"photos-{images}"
+    if not (source / "index.json").exists():
+        command = [sys.executable, "-m", "slipstream", "demo", "--dir", str(source)]
+        command += ["--samples", str(images), "--cache-dir", str(data / "cache")]
+        subprocess.run(command, check=True, capture_output=True)
+    return ss.SlipstreamDataset(source, cache_dir=data / "cache", progress=False)
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def machine(**versions: str) -> dict[str, Any]:
+    """CPU, cores, OS and the given library versions (plus Python's)."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "versions": {**versions, "python": platform.python_version()},
+    }

@@ -1,0 +1,183 @@
+"""``device="cuda"`` from Python.
+
+Everywhere: device parsing and a clear :class:`slipstream.CudaError` when there is no GPU.
+On a GPU (``scripts/gpu-check.sh``): CUDA tensors through DLPack, the stream protocol under a
+consumer stream, crops identical to the CPU pipeline's, torchvision parity, held batches, and
+no growth of memory or threads over many epochs. Tolerances (uint8 scale, per image): against
+the CPU pipeline, which decodes with libjpeg-turbo, mean ≤ 1.5 (nvJPEG's IDCT and chroma
+upsampling differ slightly); against torchvision on torchvision-decoded pixels, mean ≤ 2.0.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+
+import pytest
+import slipstream as ss
+from slipstream._cuda import parse_device
+
+torch = pytest.importorskip("torch")
+
+GPU = torch.cuda.is_available()
+needs_gpu = pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (scripts/gpu-check.sh)")
+
+CPU_MEAN_ABS = 1.5
+TORCHVISION_MEAN_ABS = 2.0
+
+
+def gpu_loader(ds: ss.SlipstreamDataset, stages: list, **kw) -> ss.SlipstreamLoader:
+    kw.setdefault("seed", 5)
+    kw.setdefault("shuffle", False)
+    return ss.SlipstreamLoader(ds, batch_size=16, pipelines={"image": stages}, **kw)
+
+
+def test_device_strings() -> None:
+    assert parse_device(None) is None
+    assert parse_device("cpu") is None
+    assert parse_device("cuda:3") == 3
+    assert parse_device(torch.device("cuda", 2)) == 2
+    assert parse_device(torch.device("cpu")) is None
+    for bad in ("gpu", "cuda:x", -1, True):
+        with pytest.raises(ss.ConfigError):
+            parse_device(bad)
+
+
+def test_default_device_follows_local_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    if GPU:
+        assert parse_device("cuda") == torch.cuda.current_device()
+    else:
+        monkeypatch.setenv("LOCAL_RANK", "3")
+        assert parse_device("cuda") == 3
+
+
+def test_cuda_needs_pipelines_and_torch_output(demo_dataset) -> None:
+    with pytest.raises(ss.ConfigError, match="numpy"):
+        gpu_loader(demo_dataset, [ss.CenterCrop(224)], device="cuda", output="numpy")
+    with pytest.raises(ss.ConfigError, match="pipelines"):
+        ss.SlipstreamLoader(demo_dataset, batch_size=4, device="cuda")
+
+
+@pytest.mark.skipif(GPU, reason="this machine has a GPU")
+def test_no_gpu_is_a_clear_error(demo_dataset) -> None:
+    with pytest.raises(ss.CudaError) as e:
+        gpu_loader(demo_dataset, [ss.RandomResizedCrop(224)], device="cuda")
+    message = str(e.value)
+    assert "CUDA" in message and "device=" in message, message
+
+
+# -- on a GPU ---------------------------------------------------------------------------------
+
+
+@needs_gpu
+def test_batches_are_cuda_tensors(demo_dataset) -> None:
+    lo = gpu_loader(
+        demo_dataset,
+        [ss.RandomResizedCrop(224), ss.RandomHorizontalFlip(), ss.Normalize()],
+        device="cuda",
+        dtype="float16",
+        memory_format="channels_last",
+    )
+    assert lo.device_info.startswith("cuda:0"), lo.device_info
+    batch = next(iter(lo))
+    image = batch["image"]
+    assert image.device.type == "cuda" and image.dtype == torch.float16
+    assert image.shape == (16, 3, 224, 224)
+    assert image.is_contiguous(memory_format=torch.channels_last)
+    assert batch["label"].device.type == "cpu"
+    assert torch.isfinite(image).all()
+    stats = lo.stats()
+    assert stats["images"] >= 16 and stats["decoded_cpu"] == 0, stats
+    assert stats["decoded_hardware"] + stats["decoded_cuda"] >= 16, stats
+    assert stats["gpu_memory_bytes"] > 0
+
+
+@needs_gpu
+@pytest.mark.parametrize(
+    "stages", [[ss.RandomResizedCrop(224), ss.RandomHorizontalFlip()], [ss.CenterCrop(224, 256)]]
+)
+def test_same_crops_and_flips_as_the_cpu_pipeline(demo_dataset, stages: list) -> None:
+    gpu = gpu_loader(demo_dataset, stages, device="cuda")
+    cpu = gpu_loader(demo_dataset, stages, reduced_decode=False)
+    for g, c in zip(gpu, cpu, strict=True):
+        assert torch.equal(g["index"], c["index"])
+        diff = (g["image"].cpu().int() - c["image"].int()).abs().float()
+        per_image = diff.flatten(1).mean(1)
+        assert per_image.max() <= CPU_MEAN_ABS, per_image.tolist()
+
+
+@needs_gpu
+def test_random_resized_crop_matches_torchvision(demo_dataset) -> None:
+    from torchvision.io import decode_jpeg
+    from torchvision.transforms.v2 import functional as F
+
+    crop, flip = ss.RandomResizedCrop(224), ss.RandomHorizontalFlip()
+    lo = gpu_loader(demo_dataset, [crop, flip], device="cuda")
+    worst = 0.0
+    for batch in lo:
+        images = batch["image"].cpu()
+        for k, i in enumerate(batch["index"].tolist()):
+            data = torch.frombuffer(bytearray(demo_dataset[i]["image"]), dtype=torch.uint8)
+            img = decode_jpeg(data)
+            top, left, h, w = crop.get_params(*img.shape[1:], seed=5, epoch=0, index=i)
+            ref = F.resized_crop(img, top, left, h, w, [224, 224], antialias=True)
+            if flip.get_params(seed=5, epoch=0, index=i):
+                ref = F.horizontal_flip(ref)
+            mean = (images[k].int() - ref.int()).abs().float().mean().item()
+            worst = max(worst, mean)
+            assert mean <= TORCHVISION_MEAN_ABS, f"sample {i}: {mean:.3f}"
+    print(f"GPU vs torchvision resized_crop: worst per-image mean {worst:.3f}")
+
+
+@needs_gpu
+def test_stream_protocol_under_a_consumer_stream(demo_dataset) -> None:
+    """Tensors taken on a busy side stream are read only after slipstream's kernels, and
+    their memory is not reused while that stream may still read it."""
+    lo = gpu_loader(demo_dataset, [ss.RandomResizedCrop(224)], device="cuda", batches_ahead=2)
+    side = torch.cuda.Stream()
+    sums = []
+    with torch.cuda.stream(side):
+        for batch in lo:
+            torch.cuda._sleep(2_000_000)  # keep the consumer stream busy
+            image = batch["image"]  # from_dlpack on `side`: waits for our event
+            sums.append((batch["index"].clone(), image.float().sum((1, 2, 3))))
+            del image, batch  # freed while `side` still has queued work
+    torch.cuda.synchronize()
+    for index, total in sums:
+        again = lo.load(index.tolist(), epoch=0)["image"]
+        torch.cuda.synchronize()
+        assert torch.equal(total, again.float().sum((1, 2, 3)).to(total.device))
+
+
+@needs_gpu
+def test_held_batches_keep_their_values(demo_dataset) -> None:
+    lo = gpu_loader(demo_dataset, [ss.RandomResizedCrop(96)], device="cuda", batches_ahead=2)
+    held = list(lo) + list(lo)
+    for n, batch in enumerate(held):
+        again = lo.load(batch["index"].tolist(), epoch=0 if n < len(held) // 2 else 1)
+        assert torch.equal(batch["image"], again["image"]), f"batch {n}"
+
+
+@needs_gpu
+def test_no_growth_over_many_epochs(demo_dataset) -> None:
+    lo = gpu_loader(demo_dataset, [ss.RandomResizedCrop(224), ss.Normalize()], device="cuda")
+    threads = threading.active_count()
+    readings = []
+    for epoch in range(40):
+        lo.set_epoch(epoch)
+        for batch in lo:
+            batch["image"].float().mean()
+        gc.collect()
+        torch.cuda.synchronize()
+        free, _ = torch.cuda.mem_get_info()
+        readings.append((free, lo.stats()["gpu_memory_bytes"], _rss()))
+    assert readings[-1][1] <= readings[2][1], readings
+    assert readings[-1][0] >= readings[2][0] - (64 << 20), readings
+    assert readings[-1][2] <= readings[2][2] + (64 << 20), readings
+    assert threading.active_count() == threads
+
+
+def _rss() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Build, on a machine without a GPU, everything scripts/gpu-check.sh needs on a GPU machine that
+# has no Rust and no network: the wheel (with kernels: SLIPSTREAM_REQUIRE_KERNELS=1 makes a
+# missing nvcc an error), the nvJPEG, pytest and numpy wheels, and the Rust GPU test binary. Output in
+# gpu-bundle/ (about 30 MB), which the device tool carries. Run through `make gpu-bundle`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+BUNDLE=gpu-bundle
+rm -rf "$BUNDLE"
+mkdir -p "$BUNDLE/wheels" "$BUNDLE/bin"
+
+# The GPU machines run Python 3.12; the wheel is abi3 (3.10+).
+SLIPSTREAM_REQUIRE_KERNELS=1 .venv/bin/maturin build --release --strip --quiet --out "$BUNDLE/wheels"
+
+"$PY" -m pip download --quiet --dest "$BUNDLE/wheels" --only-binary=:all: \
+    --python-version 3.12 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    --platform manylinux_2_28_x86_64 --platform any \
+    nvidia-nvjpeg==13.0.4.44 pytest==9.2.0 pluggy iniconfig packaging pygments numpy
+
+# The test binary of tests/gpu.rs, found through cargo's JSON messages.
+binary=$(SLIPSTREAM_REQUIRE_KERNELS=1 cargo test --release --features cuda --test gpu --no-run \
+    --message-format=json 2>/dev/null |
+    "$PY" -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "gpu" and m.get("executable"):
+        print(m["executable"])')
+strip -o "$BUNDLE/bin/gpu-tests" "$binary"
+git rev-parse HEAD > "$BUNDLE/commit"
+git status --porcelain --untracked-files=no | grep -q . && echo "(uncommitted changes)" >> "$BUNDLE/commit"
+du -sh "$BUNDLE"

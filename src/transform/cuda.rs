@@ -1,0 +1,686 @@
+//! The GPU pipeline: a batch's compressed images gathered into a pinned ring slot, decoded by
+//! nvJPEG (hardware engine, else CUDA, else the CPU decoder), then one launch per output of
+//! `kernels/resample.cu` writes the final tensor. Geometry and random parameters come from the
+//! same functions as the CPU pipeline's, so the crops are identical.
+//!
+//! Everything is queued on the loader's stream; the host never waits for the GPU except before
+//! reusing a ring slot, which by then is `slots - 1` batches old. Each output tensor carries
+//! the event that marks it ready, for the DLPack stream protocol.
+
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{CudaEvent, CudaFunction, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{result, sys};
+use cudarc::nvrtc::Ptx;
+use rayon::prelude::*;
+
+use super::batch::{Failure, GpuDecoder, MAX_ATTEMPTS, OnError, Pipelines};
+use super::cpu::{Draw, Target, view_geometry};
+use super::resample::{Convert, ViewParams, source_region};
+use crate::cache::CacheReader;
+use crate::cuda::{DeviceMemory, Gpu, PinnedMemory, cuda_error};
+use crate::decode::cpu::{CpuDecoder, DecodePlan, Decoded, image_size};
+use crate::decode::nvjpeg::{BatchDecoder, Route, rgb_destination};
+use crate::dtype::DType;
+use crate::error::{Error, Location, Result};
+use crate::transform::MemoryFormat;
+use crate::transform::params::flip_for;
+
+#[cfg(slipstream_kernels)]
+const RESAMPLE_FATBIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/resample.fatbin"));
+#[cfg(not(slipstream_kernels))]
+const RESAMPLE_FATBIN: &[u8] = &[];
+
+// SAFETY: `Convert` is `repr(C)` plain f32 data matching `struct Convert` in the kernel.
+unsafe impl DeviceRepr for Convert {}
+
+/// A batch tensor on the GPU.
+#[derive(Clone)]
+pub struct DeviceTensor {
+    pub memory: Arc<DeviceMemory>,
+    /// Recorded on the loader's stream after the kernel that writes the tensor.
+    pub ready: Arc<CudaEvent>,
+    pub dtype: DType,
+    pub shape: Vec<i64>,
+    pub strides: Vec<i64>,
+}
+
+impl DeviceTensor {
+    pub fn nbytes(&self) -> usize {
+        self.shape.iter().product::<i64>() as usize * self.dtype.size()
+    }
+
+    /// The tensor's bytes, copied to the host once it is ready (for tests, the demo's
+    /// picture, debugging: not the training path).
+    pub fn to_host(&self) -> Result<Vec<u8>> {
+        let gpu = self.memory.gpu();
+        gpu.bind()?;
+        let stream = gpu.stream();
+        stream
+            .wait(&self.ready)
+            .map_err(cuda_error("waiting for a batch"))?;
+        let mut out = vec![0u8; self.nbytes()];
+        // SAFETY: the allocation holds the tensor's `nbytes` (allocated for this layout); the
+        // copy is ordered after the kernel that writes it and waited for before returning.
+        unsafe { result::memcpy_dtoh_async(&mut out, self.memory.ptr(), stream.cu_stream()) }
+            .map_err(cuda_error("copying a batch to the host"))?;
+        stream
+            .synchronize()
+            .map_err(cuda_error("copying a batch to the host"))?;
+        Ok(out)
+    }
+}
+
+impl std::fmt::Debug for DeviceTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "DeviceTensor(cuda:{}, {:?}, {})",
+            self.memory.gpu().ordinal(),
+            self.shape,
+            self.dtype.name()
+        )
+    }
+}
+
+/// What a GPU batch produced.
+pub struct Produced {
+    pub samples: Vec<u64>,
+    pub tensors: Vec<(String, DeviceTensor)>,
+    pub replaced: u64,
+    /// Images decoded by the hardware engine, nvJPEG's CUDA backend, and the CPU.
+    pub routes: [u64; 3],
+}
+
+/// GPU state of one loader.
+pub struct GpuPipelines {
+    gpu: Arc<Gpu>,
+    inner: Mutex<Inner>,
+}
+
+struct Slot {
+    /// The batch's compressed images, back to back.
+    bytes: PinnedMemory,
+    /// The batch's `ViewParams`.
+    params: PinnedMemory,
+    /// Marks the end of the GPU work that reads this slot.
+    done: Option<Arc<CudaEvent>>,
+}
+
+struct Inner {
+    /// `None` when JPEGs are decoded on the CPU.
+    decoder: Option<BatchDecoder>,
+    /// Indexed by `kernel_index`.
+    kernels: Vec<CudaFunction>,
+    slots: Vec<Slot>,
+    next: usize,
+    /// Decoded images of the batch in flight; grown when a batch needs more, else reused.
+    decoded: Option<DeviceMemory>,
+    /// The previous batch's `ready` event.
+    previous: Option<Arc<CudaEvent>>,
+}
+
+fn kernel_index(dtype: DType) -> usize {
+    match dtype {
+        DType::Uint8 => 0,
+        DType::Float16 => 1,
+        DType::Bfloat16 => 2,
+        _ => 3,
+    }
+}
+
+const KERNELS: [&str; 4] = [
+    "resample_uint8",
+    "resample_float16",
+    "resample_bfloat16",
+    "resample_float32",
+];
+
+/// One image of a batch: a sample's value of one image field.
+struct Image<'a> {
+    bytes: &'a [u8],
+    width: u32,
+    height: u32,
+}
+
+/// A batch slot after choosing which sample fills it.
+struct Resolved<'a> {
+    sample: u64,
+    replaced: bool,
+    /// One per image field (pipeline group).
+    images: Vec<Image<'a>>,
+}
+
+/// Pixels decoded on the host for a slot nvJPEG could not take.
+struct HostDecoded {
+    /// Per image field: RGB pixels, width, height.
+    images: Vec<(Vec<u8>, u32, u32)>,
+}
+
+const fn align(x: usize) -> usize {
+    x.div_ceil(256) * 256
+}
+
+impl GpuPipelines {
+    /// Open GPU `ordinal` for a loader with `slots` ring slots.
+    pub fn new(ordinal: usize, slots: usize, decoder: GpuDecoder) -> Result<GpuPipelines> {
+        let gpu = Gpu::open(ordinal)?;
+        if RESAMPLE_FATBIN.is_empty() {
+            return Err(Error::Cuda(
+                "this build of slipstream has no GPU kernels (nvcc was not found when it was \
+                 built); rebuild with nvcc available, or use device=\"cpu\""
+                    .into(),
+            ));
+        }
+        gpu.bind()?;
+        let module = gpu
+            .context()
+            .load_module(Ptx::from_binary(RESAMPLE_FATBIN.to_vec()))
+            .map_err(cuda_error(
+                "loading the kernels (is the driver older than CUDA 13.0?)",
+            ))?;
+        let kernels = KERNELS
+            .iter()
+            .map(|name| {
+                module
+                    .load_function(name)
+                    .map_err(cuda_error(&format!("loading kernel {name}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let decoder = match decoder {
+            GpuDecoder::Cpu => None,
+            GpuDecoder::Auto => Some(BatchDecoder::new(true)?),
+            GpuDecoder::Cuda => Some(BatchDecoder::new(false)?),
+        };
+        let slots = (0..slots.max(2))
+            .map(|_| {
+                Ok(Slot {
+                    bytes: gpu.pinned(1 << 20)?,
+                    params: gpu.pinned(64 << 10)?,
+                    done: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(GpuPipelines {
+            inner: Mutex::new(Inner {
+                decoder,
+                kernels,
+                slots,
+                next: 0,
+                decoded: None,
+                previous: None,
+            }),
+            gpu,
+        })
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    /// A line for users: which GPU and which decode paths.
+    pub fn describe(&self) -> String {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let decode = match inner.decoder.as_ref().map(BatchDecoder::hardware_engines) {
+            None => "JPEG decode on the CPU".to_string(),
+            Some((0, _)) => "nvJPEG CUDA backend".to_string(),
+            Some((engines, cores)) => {
+                format!("nvJPEG hardware engine ({engines} x {cores} cores) + CUDA backend")
+            }
+        };
+        format!("cuda:{} {} ({decode})", self.gpu.ordinal(), self.gpu.name())
+    }
+
+    /// Device memory this loader holds: ring of decoded images plus the batch-tensor pool.
+    pub fn memory_bytes(&self) -> u64 {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.decoded.as_ref().map_or(0, |d| d.len() as u64) + self.gpu.pool_bytes()
+    }
+
+    /// Decode and transform `samples` into new GPU batch tensors.
+    pub fn run(
+        &self,
+        pipelines: &Pipelines,
+        reader: &CacheReader,
+        (seed, epoch): (u64, u64),
+        samples: &[u64],
+        replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+    ) -> Result<Produced> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *guard;
+        self.gpu.bind()?;
+        let fields: Vec<usize> = pipelines.groups.iter().map(|g| g.field).collect();
+        let source = reader.header().source.path.clone();
+        let on_error = pipelines.on_error;
+
+        // Which sample fills each slot: the requested one unless its images' headers are
+        // broken (then as `on_error` says).
+        let resolve = |k: usize| -> Result<Resolved> {
+            let requested = samples[k];
+            let mut first_failure = None;
+            for attempt in 0..MAX_ATTEMPTS {
+                let sample = if attempt == 0 {
+                    requested
+                } else {
+                    replacement(requested, attempt)
+                };
+                match probe_sample(reader, &fields, sample) {
+                    Ok(images) => {
+                        return Ok(Resolved {
+                            sample,
+                            replaced: attempt > 0,
+                            images,
+                        });
+                    }
+                    Err(Failure::Cache(e)) => return Err(e),
+                    Err(Failure::Image(field, message)) => {
+                        let e = Error::Decode {
+                            location: Location::sample(&source, sample),
+                            field,
+                            message,
+                        };
+                        if on_error == OnError::Raise {
+                            return Err(e);
+                        }
+                        first_failure.get_or_insert(e);
+                    }
+                }
+            }
+            Err(first_failure.expect("at least one attempt failed"))
+        };
+        let resolved = (0..samples.len())
+            .into_par_iter()
+            .map(resolve)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+
+        // The ring slot: wait until the batch that last used it is done with it.
+        let n_slots = inner.slots.len();
+        let slot = &mut inner.slots[inner.next];
+        inner.next = (inner.next + 1) % n_slots;
+        if let Some(done) = slot.done.take() {
+            done.synchronize()
+                .map_err(cuda_error("waiting for a ring slot"))?;
+        }
+
+        // Gather the compressed bytes into pinned memory, one copy per image.
+        let images: Vec<&Image> = resolved.iter().flat_map(|r| r.images.iter()).collect();
+        let mut offsets = Vec::with_capacity(images.len() + 1);
+        offsets.push(0usize);
+        for image in &images {
+            offsets.push(offsets.last().unwrap() + image.bytes.len());
+        }
+        let total = *offsets.last().unwrap();
+        if slot.bytes.len() < total {
+            slot.bytes = self.gpu.pinned(total.next_power_of_two())?;
+        }
+        {
+            let mut rest = &mut slot.bytes.as_mut_slice()[..total];
+            let mut parts = Vec::with_capacity(images.len());
+            for image in &images {
+                let (head, tail) = rest.split_at_mut(image.bytes.len());
+                parts.push(head);
+                rest = tail;
+            }
+            parts
+                .into_par_iter()
+                .zip(images.par_iter())
+                .for_each(|(dst, image)| dst.copy_from_slice(image.bytes));
+        }
+        let pinned = slot.bytes.as_slice();
+        let data: Vec<&[u8]> = offsets.windows(2).map(|w| &pinned[w[0]..w[1]]).collect();
+
+        // Routes: a slot goes to nvJPEG when every one of its images does.
+        let per_sample = fields.len();
+        let plan = match inner.decoder.as_mut() {
+            Some(decoder) => decoder.plan(&data),
+            None => vec![(Route::Cpu, None); data.len()],
+        };
+        let mut routes: Vec<Route> = vec![Route::Cpu; resolved.len()];
+        for (k, r) in resolved.iter().enumerate() {
+            let mine = &plan[k * per_sample..(k + 1) * per_sample];
+            let agrees = mine.iter().zip(&r.images).all(|((route, size), image)| {
+                *route != Route::Cpu && *size == Some((image.width, image.height))
+            });
+            if agrees {
+                routes[k] = if mine.iter().all(|(route, _)| *route == Route::Hardware) {
+                    Route::Hardware
+                } else {
+                    Route::Cuda
+                };
+            }
+        }
+
+        // Decoded images on the device: where each one goes.
+        let mut at = vec![0usize; images.len()];
+        let mut needed = 0usize;
+        for (i, image) in images.iter().enumerate() {
+            if routes[i / per_sample] != Route::Cpu {
+                at[i] = needed;
+                needed += align(image.width as usize * 3 * image.height as usize);
+            }
+        }
+        if inner.decoded.as_ref().is_none_or(|d| d.len() < needed) {
+            // Dropping the old buffer frees it after the work already queued on the stream.
+            inner.decoded = None;
+            inner.decoded = Some(self.gpu.alloc(needed + needed / 4)?);
+        }
+        let base = inner.decoded.as_ref().expect("allocated above").ptr();
+        // nvJPEG's decode states keep staging buffers from one call to the next; the host has
+        // prepared this batch while the GPU worked on the previous one, and waits for that
+        // work before handing nvJPEG the next batch.
+        if let Some(previous) = inner.previous.take() {
+            previous
+                .synchronize()
+                .map_err(cuda_error("waiting for the previous batch"))?;
+        }
+        let stream = self.gpu.stream().cu_stream() as crate::decode::nvjpeg::sys::cudaStream_t;
+        for route in [Route::Hardware, Route::Cuda] {
+            let chosen: Vec<usize> = (0..images.len())
+                .filter(|&i| routes[i / per_sample] == route)
+                .collect();
+            if chosen.is_empty() {
+                continue;
+            }
+            let bytes: Vec<&[u8]> = chosen.iter().map(|&i| data[i]).collect();
+            let mut out: Vec<_> = chosen
+                .iter()
+                .map(|&i| rgb_destination(base + at[i] as u64, images[i].width as usize * 3))
+                .collect();
+            // SAFETY: each destination lies inside `decoded` (sized above for every image at
+            // pitch width · 3); the pinned slot is not touched again until the event recorded
+            // after this batch's work completes.
+            let decoder = inner
+                .decoder
+                .as_mut()
+                .expect("nvJPEG routes need a decoder");
+            let decoded = unsafe { decoder.decode(route, &bytes, &mut out, stream) };
+            if decoded.is_err() {
+                // A bitstream nvJPEG rejects mid-batch: the CPU decoder decides, image by
+                // image, what is broken.
+                for &i in &chosen {
+                    routes[i / per_sample] = Route::Cpu;
+                }
+            }
+        }
+
+        // The CPU route, replacing samples that do not decode as `on_error` says.
+        let mut host: Vec<Option<HostDecoded>> = (0..resolved.len()).map(|_| None).collect();
+        let fallback: Vec<usize> = (0..resolved.len())
+            .filter(|&k| routes[k] == Route::Cpu)
+            .collect();
+        let decoded_on_host = fallback
+            .par_iter()
+            .map(|&k| {
+                decode_on_host(
+                    reader,
+                    &fields,
+                    &source,
+                    on_error,
+                    samples[k],
+                    &resolved[k],
+                    replacement,
+                )
+            })
+            .collect::<Vec<_>>();
+        // The sample and whether it replaces the requested one, per slot.
+        let mut chosen: Vec<(u64, bool)> =
+            resolved.iter().map(|r| (r.sample, r.replaced)).collect();
+        for (&k, outcome) in fallback.iter().zip(decoded_on_host) {
+            let (sample, decoded) = outcome?;
+            chosen[k] = (sample, chosen[k].1 || sample != resolved[k].sample);
+            host[k] = Some(decoded);
+        }
+        let host_bytes: usize = host
+            .iter()
+            .flatten()
+            .flat_map(|h| h.images.iter())
+            .map(|(p, _, _)| align(p.len()))
+            .sum();
+        let uploaded = if host_bytes > 0 {
+            Some(self.gpu.alloc(host_bytes)?)
+        } else {
+            None
+        };
+        // Device address, pitch, width and height of every image, slot-major.
+        let mut sources: Vec<(u64, u32, u32, u32)> = Vec::with_capacity(images.len());
+        let mut up_at = 0usize;
+        for (k, r) in resolved.iter().enumerate() {
+            match &host[k] {
+                None => {
+                    for (g, image) in r.images.iter().enumerate() {
+                        let i = k * per_sample + g;
+                        sources.push((
+                            base + at[i] as u64,
+                            image.width * 3,
+                            image.width,
+                            image.height,
+                        ));
+                    }
+                }
+                Some(h) => {
+                    let dst = uploaded.as_ref().expect("allocated for host images");
+                    for (pixels, width, height) in &h.images {
+                        let ptr = dst.ptr() + up_at as u64;
+                        // SAFETY: `ptr` has room for `pixels` (sized above); a copy from
+                        // pageable memory returns once the bytes are staged, so `pixels` may
+                        // be dropped afterwards.
+                        unsafe {
+                            result::memcpy_htod_async(ptr, pixels, self.gpu.stream().cu_stream())
+                        }
+                        .map_err(cuda_error("uploading a CPU-decoded image"))?;
+                        up_at += align(pixels.len());
+                        sources.push((ptr, width * 3, *width, *height));
+                    }
+                }
+            }
+        }
+
+        // Every view's parameters, output after output, uploaded in one copy.
+        let mut params = Vec::new();
+        let mut starts = Vec::new();
+        for (g, group) in pipelines.groups.iter().enumerate() {
+            for &o in &group.outputs {
+                let output = &pipelines.outputs[o];
+                let spec = &output.spec;
+                let (oh, ow) = spec.geometry.output_size();
+                let view_elems = 3 * oh as u64 * ow as u64;
+                starts.push((o, params.len()));
+                for (k, &(sample, _)) in chosen.iter().enumerate() {
+                    let (ptr, pitch, width, height) = sources[k * per_sample + g];
+                    let draw = Draw {
+                        seed,
+                        epoch,
+                        sample,
+                    };
+                    let decoded = Decoded {
+                        eighths: 8,
+                        x0: 0,
+                        y0: 0,
+                        width,
+                        height,
+                    };
+                    for v in 0..spec.views as u64 {
+                        let view = output.first_view + v;
+                        let geometry = view_geometry(&spec.geometry, draw, view, height, width);
+                        let target = Target {
+                            size: (oh, ow),
+                            flip: flip_for(draw.view(view), spec.flip),
+                            full: (height, width),
+                        };
+                        let region = source_region(geometry, &target, &decoded);
+                        let src = ptr
+                            + region.window[1] as u64 * pitch as u64
+                            + region.window[0] as u64 * 3;
+                        let dst = (k as u64 * spec.views as u64 + v) * view_elems;
+                        params.push(ViewParams::new(&region, src, pitch, target.flip, dst));
+                    }
+                }
+            }
+        }
+        let param_bytes = params.len() * std::mem::size_of::<ViewParams>();
+        if slot.params.len() < param_bytes {
+            slot.params = self.gpu.pinned(param_bytes.next_power_of_two())?;
+        }
+        // SAFETY: `ViewParams` is repr(C) plain data without padding (64 bytes, asserted).
+        let raw = unsafe { std::slice::from_raw_parts(params.as_ptr() as *const u8, param_bytes) };
+        slot.params.as_mut_slice()[..param_bytes].copy_from_slice(raw);
+        let params_device = self.gpu.alloc(param_bytes)?;
+        // SAFETY: both buffers hold `param_bytes`; the pinned source stays untouched until the
+        // slot's event completes.
+        unsafe {
+            result::memcpy_htod_async(
+                params_device.ptr(),
+                &slot.params.as_slice()[..param_bytes],
+                self.gpu.stream().cu_stream(),
+            )
+        }
+        .map_err(cuda_error("uploading view parameters"))?;
+
+        // One launch per output; `ready` is recorded after the last one.
+        let ready = Arc::new(
+            self.gpu
+                .context()
+                .new_event(Some(sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC))
+                .map_err(cuda_error("creating a CUDA event"))?,
+        );
+        let b = chosen.len();
+        let mut tensors: Vec<Option<(String, DeviceTensor)>> =
+            (0..pipelines.outputs.len()).map(|_| None).collect();
+        for (o, first) in starts {
+            let spec = &pipelines.outputs[o].spec;
+            let (oh, ow) = spec.geometry.output_size();
+            let n_views = (b * spec.views as usize) as u32;
+            let out = self
+                .gpu
+                .alloc(b * spec.views as usize * spec.view_bytes())?;
+            let views_ptr =
+                params_device.ptr() + (first * std::mem::size_of::<ViewParams>()) as u64;
+            let out_ptr = out.ptr();
+            let channels_last = (spec.memory_format == MemoryFormat::ChannelsLast) as u32;
+            let k = Convert::new(spec.normalize);
+            let config = LaunchConfig {
+                grid_dim: (ow.div_ceil(32), oh.div_ceil(8), n_views.clamp(1, 65_535)),
+                block_dim: (32, 8, 1),
+                shared_mem_bytes: 0,
+            };
+            let kernel = &inner.kernels[kernel_index(spec.dtype)];
+            let mut launch = self.gpu.stream().launch_builder(kernel);
+            launch
+                .arg(&views_ptr)
+                .arg(&n_views)
+                .arg(&out_ptr)
+                .arg(&oh)
+                .arg(&ow)
+                .arg(&channels_last)
+                .arg(&k);
+            // SAFETY: the arguments match the kernel's signature (two device pointers as u64,
+            // u32s, `Convert` by value); `views_ptr` holds `n_views` parameters whose source
+            // windows lie inside decoded images and whose destinations lie inside `out`.
+            unsafe { launch.launch(config) }
+                .map_err(cuda_error("launching the resample kernel"))?;
+            let (shape, strides) = spec.tensor_layout(b);
+            let tensor = DeviceTensor {
+                memory: Arc::new(out),
+                ready: Arc::clone(&ready),
+                dtype: spec.dtype,
+                shape,
+                strides,
+            };
+            tensors[o] = Some((spec.name.clone(), tensor));
+        }
+        ready
+            .record(self.gpu.stream())
+            .map_err(cuda_error("recording a CUDA event"))?;
+        slot.done = Some(Arc::clone(&ready));
+        inner.previous = Some(Arc::clone(&ready));
+        // Per-batch buffers (`params_device`, `uploaded`) are freed in stream order, after the
+        // kernels, when they drop at the end of this function.
+
+        let mut counts = [0u64; 3];
+        for route in &routes {
+            counts[match route {
+                Route::Hardware => 0,
+                Route::Cuda => 1,
+                Route::Cpu => 2,
+            }] += per_sample as u64;
+        }
+        Ok(Produced {
+            replaced: chosen.iter().filter(|(_, r)| *r).count() as u64,
+            samples: chosen.iter().map(|(s, _)| *s).collect(),
+            tensors: tensors
+                .into_iter()
+                .map(|t| t.expect("every output launched"))
+                .collect(),
+            routes: counts,
+        })
+    }
+}
+
+/// The images of `sample` with their sizes from the headers.
+fn probe_sample<'a>(
+    reader: &'a CacheReader,
+    fields: &[usize],
+    sample: u64,
+) -> std::result::Result<Vec<Image<'a>>, Failure> {
+    fields
+        .iter()
+        .map(|&f| {
+            let bytes = reader.value_bytes(f, sample).map_err(Failure::Cache)?;
+            let (width, height) = image_size(bytes)
+                .map_err(|m| Failure::Image(reader.fields()[f].name.clone(), m))?;
+            Ok(Image {
+                bytes,
+                width,
+                height,
+            })
+        })
+        .collect()
+}
+
+/// Decode a slot's images on the CPU (full resolution, as nvJPEG would), trying replacement
+/// samples under `OnError::Skip`. Returns the sample used.
+fn decode_on_host(
+    reader: &CacheReader,
+    fields: &[usize],
+    source: &str,
+    on_error: OnError,
+    requested: u64,
+    resolved: &Resolved,
+    replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+) -> Result<(u64, HostDecoded)> {
+    let mut decoder = CpuDecoder::new();
+    let mut first_failure = None;
+    let mut sample = resolved.sample;
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            sample = replacement(requested, attempt + MAX_ATTEMPTS);
+        }
+        let mut images = Vec::with_capacity(fields.len());
+        let mut failed = None;
+        for &f in fields {
+            let bytes = reader.value_bytes(f, sample)?;
+            let mut pixels = Vec::new();
+            match decoder.decode(bytes, DecodePlan::FULL, &mut pixels) {
+                Ok(d) => images.push((pixels, d.width, d.height)),
+                Err(message) => {
+                    failed = Some(Error::Decode {
+                        location: Location::sample(source, sample),
+                        field: reader.fields()[f].name.clone(),
+                        message,
+                    });
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => return Ok((sample, HostDecoded { images })),
+            Some(e) if on_error == OnError::Raise => return Err(e),
+            Some(e) => {
+                first_failure.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_failure.expect("at least one attempt failed"))
+}

@@ -1,0 +1,429 @@
+//! The GPU pipeline, checked on a machine with a GPU (`scripts/gpu-check.sh` runs this binary
+//! there). Without one, `opening_a_missing_gpu_is_an_error` checks the error and the others
+//! return early, saying so.
+//!
+//! What is compared, and how closely:
+//! - the kernel against its CPU twin (`transform::resample`) on identical decoded pixels
+//!   (decoder "cpu"): uint8 within ±1, floats within one uint8 step after normalization;
+//! - nvJPEG's decode against the CPU pipeline (libjpeg-turbo + fast_image_resize): mean
+//!   absolute difference ≤ 1.5 on the uint8 scale per image;
+//! - held batches, memory over many epochs, broken images under both `on_error` policies.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use slipstream::cache::CacheReader;
+use slipstream::decode::cpu::{CpuDecoder, DecodePlan};
+use slipstream::dtype::DType;
+use slipstream::loader::{Batch, FieldBatch, Loader, LoaderOptions};
+use slipstream::sampler::{Sampler, SamplerConfig};
+use slipstream::transform::batch::{Device, GpuDecoder, OnError};
+use slipstream::transform::cpu::{Draw, Target, view_geometry};
+use slipstream::transform::params::flip_for;
+use slipstream::transform::resample::{Convert, OutputElement, reference_view};
+use slipstream::transform::{Geometry, MemoryFormat, PipelineSpec};
+
+const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+fn gpu_present() -> bool {
+    match slipstream::cuda::Gpu::open(0) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("no GPU, skipping: {e}");
+            false
+        }
+    }
+}
+
+fn dataset(n: usize) -> (tempfile::TempDir, Arc<CacheReader>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = slipstream::demo::make_dataset(&tmp.path().join("ds"), n, 1 << 20).unwrap();
+    let reader = common::open(&dir, &tmp.path().join("cache")).unwrap();
+    (tmp, Arc::new(reader))
+}
+
+fn spec(
+    name: &str,
+    geometry: Geometry,
+    views: u32,
+    dtype: DType,
+    format: MemoryFormat,
+) -> PipelineSpec {
+    PipelineSpec {
+        name: name.into(),
+        field: "image".into(),
+        views,
+        geometry,
+        flip: 0.5,
+        normalize: (dtype != DType::Uint8).then_some((MEAN, STD)),
+        dtype,
+        memory_format: format,
+        reduced_decode: false,
+    }
+}
+
+const RRC: Geometry = Geometry::RandomResizedCrop {
+    height: 224,
+    width: 224,
+    scale: (0.08, 1.0),
+    ratio: (0.75, 4.0 / 3.0),
+};
+const CENTER: Geometry = Geometry::CenterCrop {
+    height: 224,
+    width: 224,
+    resize: Some(256),
+};
+
+/// Several outputs of one field: every dtype, both layouts, several views, both geometries.
+fn outputs() -> Vec<PipelineSpec> {
+    vec![
+        spec("u8", RRC, 1, DType::Uint8, MemoryFormat::Contiguous),
+        spec("f16", RRC, 2, DType::Float16, MemoryFormat::ChannelsLast),
+        spec("bf16", CENTER, 1, DType::Bfloat16, MemoryFormat::Contiguous),
+        spec(
+            "f32",
+            Geometry::RandomResizedCrop {
+                height: 96,
+                width: 96,
+                scale: (0.05, 0.4),
+                ratio: (0.75, 4.0 / 3.0),
+            },
+            3,
+            DType::Float32,
+            MemoryFormat::ChannelsLast,
+        ),
+    ]
+}
+
+fn loader(
+    reader: &Arc<CacheReader>,
+    device: Device,
+    pipelines: Vec<PipelineSpec>,
+    on_error: OnError,
+) -> Arc<Loader> {
+    let sampler = Sampler::new(SamplerConfig::shuffled(reader.len(), 16, 3)).unwrap();
+    Arc::new(
+        Loader::new(
+            reader.clone(),
+            sampler,
+            LoaderOptions {
+                pipelines,
+                on_error,
+                device,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+fn cuda(decoder: GpuDecoder) -> Device {
+    Device::Cuda {
+        ordinal: 0,
+        decoder,
+    }
+}
+
+/// Pipeline outputs of a batch as host bytes, by name.
+fn outputs_on_host(batch: &Batch) -> Vec<(String, Vec<u8>)> {
+    batch
+        .fields
+        .iter()
+        .filter_map(|(name, f)| match f {
+            FieldBatch::Device(t) => Some((name.clone(), t.to_host().unwrap())),
+            FieldBatch::Tensor(t) if name != "label" => Some((name.clone(), t.bytes().to_vec())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn as_f32(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    match dtype {
+        DType::Uint8 => bytes.iter().map(|&b| b as f32).collect(),
+        DType::Float32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        DType::Float16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes(b.try_into().unwrap()).to_f32())
+            .collect(),
+        DType::Bfloat16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes(b.try_into().unwrap()).to_f32())
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn twin<T: OutputElement + Into<f64>>(
+    rgb: &[u8],
+    decoded: &slipstream::decode::cpu::Decoded,
+    geometry: slipstream::transform::cpu::ViewGeometry,
+    target: &Target,
+    s: &PipelineSpec,
+) -> Vec<f32> {
+    reference_view::<T>(
+        rgb,
+        decoded,
+        geometry,
+        target,
+        s.memory_format,
+        &Convert::new(s.normalize),
+    )
+    .into_iter()
+    .map(|v| v.into() as f32)
+    .collect()
+}
+
+#[test]
+fn opening_a_missing_gpu_is_an_error() {
+    if let Err(e) = slipstream::cuda::Gpu::open(0) {
+        assert!(matches!(e, slipstream::Error::Cuda(_)), "{e:?}");
+        assert!(e.to_string().contains("CUDA"), "{e}");
+    }
+    let e = slipstream::cuda::Gpu::open(4096)
+        .err()
+        .expect("no machine has 4097 GPUs");
+    assert!(matches!(e, slipstream::Error::Cuda(_)), "{e:?}");
+}
+
+#[test]
+fn kernel_matches_its_cpu_twin_on_identical_pixels() {
+    if !gpu_present() {
+        return;
+    }
+    let (_tmp, reader) = dataset(40);
+    let specs = outputs();
+    let l = loader(
+        &reader,
+        cuda(GpuDecoder::Cpu),
+        specs.clone(),
+        OnError::Raise,
+    );
+    let image_field = reader.field_index("image").unwrap();
+    let mut worst = 0f32;
+    for batch in l.iter(0, 0) {
+        let batch = batch.unwrap();
+        let host = outputs_on_host(&batch);
+        for (k, &sample) in batch.indices.i64_values().iter().enumerate() {
+            let bytes = reader.value_bytes(image_field, sample as u64).unwrap();
+            let mut rgb = Vec::new();
+            let decoded = CpuDecoder::new()
+                .decode(bytes, DecodePlan::FULL, &mut rgb)
+                .unwrap();
+            let (h, w) = (decoded.height, decoded.width);
+            let draw = Draw {
+                seed: 3,
+                epoch: 0,
+                sample: sample as u64,
+            };
+            let mut first_view = 0;
+            for (s, (name, bytes)) in specs.iter().zip(&host) {
+                assert_eq!(&s.name, name);
+                let gpu = as_f32(bytes, s.dtype);
+                let per_view =
+                    3 * s.geometry.output_size().0 as usize * s.geometry.output_size().1 as usize;
+                for v in 0..s.views as u64 {
+                    let view = first_view + v;
+                    let geometry = view_geometry(&s.geometry, draw, view, h, w);
+                    let target = Target {
+                        size: s.geometry.output_size(),
+                        flip: flip_for(draw.view(view), s.flip),
+                        full: (h, w),
+                    };
+                    let expected: Vec<f32> = match s.dtype {
+                        DType::Uint8 => twin::<u8>(&rgb, &decoded, geometry, &target, s),
+                        DType::Float32 => twin::<f32>(&rgb, &decoded, geometry, &target, s),
+                        DType::Float16 => twin::<half::f16>(&rgb, &decoded, geometry, &target, s),
+                        DType::Bfloat16 => twin::<half::bf16>(&rgb, &decoded, geometry, &target, s),
+                        _ => unreachable!(),
+                    };
+                    let at = (k * s.views as usize + v as usize) * per_view;
+                    let got = &gpu[at..at + per_view];
+                    // One uint8 step, normalized; plus bfloat16's rounding near |x| = 2.7.
+                    let tolerance = match s.dtype {
+                        DType::Uint8 => 1.0,
+                        _ => 1.0 / 255.0 / 0.224 + 0.016,
+                    };
+                    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                        let d = (g - e).abs();
+                        worst = worst.max(d / tolerance);
+                        assert!(
+                            d <= tolerance,
+                            "{name} sample {sample} view {v} element {i}: gpu {g} twin {e}"
+                        );
+                    }
+                }
+                first_view += s.views as u64;
+            }
+        }
+    }
+    eprintln!("kernel vs twin: worst difference {worst:.3} of the tolerance");
+}
+
+fn mean_abs(a: &[u8], b: &[u8]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y) as f64)
+        .sum::<f64>()
+        / a.len() as f64
+}
+
+#[test]
+fn nvjpeg_pipeline_is_close_to_the_cpu_pipeline() {
+    if !gpu_present() {
+        return;
+    }
+    let (_tmp, reader) = dataset(64);
+    let specs = vec![
+        spec("rrc", RRC, 1, DType::Uint8, MemoryFormat::Contiguous),
+        spec(
+            "center",
+            CENTER,
+            1,
+            DType::Uint8,
+            MemoryFormat::ChannelsLast,
+        ),
+    ];
+    for decoder in [GpuDecoder::Auto, GpuDecoder::Cuda] {
+        let gpu = loader(&reader, cuda(decoder), specs.clone(), OnError::Raise);
+        let cpu = loader(&reader, Device::Cpu, specs.clone(), OnError::Raise);
+        let mut worst = 0f64;
+        for (g, c) in gpu.iter(1, 0).zip(cpu.iter(1, 0)) {
+            let (g, c) = (g.unwrap(), c.unwrap());
+            assert_eq!(g.indices.i64_values(), c.indices.i64_values());
+            for ((name, gb), (_, cb)) in outputs_on_host(&g).iter().zip(outputs_on_host(&c)) {
+                let per_image = 3 * 224 * 224;
+                for (k, (gi, ci)) in gb
+                    .chunks_exact(per_image)
+                    .zip(cb.chunks_exact(per_image))
+                    .enumerate()
+                {
+                    let m = mean_abs(gi, ci);
+                    worst = worst.max(m);
+                    assert!(
+                        m <= 1.5,
+                        "{decoder:?} {name} image {k}: mean |gpu - cpu| = {m:.3}"
+                    );
+                }
+            }
+        }
+        let stats = gpu.stats();
+        eprintln!(
+            "{decoder:?}: worst per-image mean |gpu - cpu| {worst:.3}; decoded by hardware {} cuda {} cpu {}; {}",
+            stats.decoded_hardware,
+            stats.decoded_cuda,
+            stats.decoded_cpu,
+            gpu.gpu().unwrap().describe()
+        );
+        assert_eq!(stats.decoded_cpu, 0, "baseline JPEGs all go to nvJPEG");
+        if decoder == GpuDecoder::Cuda {
+            assert_eq!(stats.decoded_hardware, 0);
+        }
+    }
+}
+
+#[test]
+fn held_batches_stay_intact_and_repeat_exactly() {
+    if !gpu_present() {
+        return;
+    }
+    let (_tmp, reader) = dataset(48);
+    let l = loader(&reader, cuda(GpuDecoder::Auto), outputs(), OnError::Raise);
+    // More batches than ring slots, all held.
+    let held: Vec<Batch> = (0..3)
+        .flat_map(|e| l.iter(e, 0).map(Result::unwrap))
+        .collect();
+    for (n, batch) in held.iter().enumerate() {
+        let again = l
+            .gather(
+                batch.epoch,
+                0,
+                &batch
+                    .indices
+                    .i64_values()
+                    .iter()
+                    .map(|&i| i as u64)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
+        assert_eq!(outputs_on_host(batch), outputs_on_host(&again), "batch {n}");
+    }
+}
+
+#[test]
+fn device_memory_stays_bounded_over_epochs() {
+    if !gpu_present() {
+        return;
+    }
+    let (_tmp, reader) = dataset(32);
+    let l = loader(&reader, cuda(GpuDecoder::Auto), outputs(), OnError::Raise);
+    let mut after = Vec::new();
+    for epoch in 0..30 {
+        for batch in l.iter(epoch, 0) {
+            drop(batch.unwrap());
+        }
+        after.push(l.gpu().unwrap().memory_bytes());
+    }
+    eprintln!(
+        "device memory after epochs 1, 2, 30: {} {} {}",
+        after[0], after[1], after[29]
+    );
+    assert!(after[29] <= after[1], "device memory grows: {after:?}");
+}
+
+fn broken_dataset(dir: &Path) -> std::path::PathBuf {
+    let mut writer = slipstream::source::writer::LitDataWriter::new(
+        dir,
+        &[("image", "jpeg", "pil"), ("label", "int", "int")],
+        1 << 20,
+    )
+    .unwrap();
+    for i in 0..24u64 {
+        let (mut jpeg, _) = slipstream::demo::scene::jpeg(i);
+        if i % 5 == 2 {
+            // Keep the header, break the entropy-coded data.
+            let n = jpeg.len();
+            jpeg.truncate(n / 3);
+        }
+        writer.add(&[&jpeg, &(i as i64).to_le_bytes()]).unwrap();
+    }
+    writer.finish().unwrap()
+}
+
+#[test]
+fn broken_images_follow_on_error() {
+    if !gpu_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = broken_dataset(&tmp.path().join("ds"));
+    let reader = Arc::new(common::open(&dir, &tmp.path().join("cache")).unwrap());
+    let specs = vec![spec(
+        "rrc",
+        RRC,
+        1,
+        DType::Float16,
+        MemoryFormat::Contiguous,
+    )];
+    let raise = loader(
+        &reader,
+        cuda(GpuDecoder::Auto),
+        specs.clone(),
+        OnError::Raise,
+    );
+    let e = raise
+        .gather(0, 0, &[0, 1, 2, 3])
+        .expect_err("sample 2 is broken");
+    assert!(e.to_string().contains("sample 2"), "{e}");
+    let skip = loader(&reader, cuda(GpuDecoder::Auto), specs, OnError::Skip);
+    let batch = skip.gather(0, 0, &(0..24).collect::<Vec<_>>()).unwrap();
+    let delivered = batch.indices.i64_values();
+    assert!(delivered.iter().all(|i| i % 5 != 2), "{delivered:?}");
+    assert_eq!(skip.stats().replaced, 5);
+}
