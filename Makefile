@@ -38,7 +38,7 @@ nvcc: $(NVCC_DIR)/.installed
 # `slipstream` binary.
 build: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	$(VENV)/bin/maturin develop --release --quiet
-	cargo build --release --bins --quiet
+	cargo build --release --features cuda --bins --quiet
 
 demo: build
 	$(VENV)/bin/slipstream demo
@@ -55,6 +55,7 @@ test-python: build
 lint: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	cargo fmt --all -- --check
 	cargo clippy --release --all-targets --all-features --quiet -- -D warnings
+	cargo clippy --release --lib --quiet -- -D warnings  # the build without optional features
 	$(VENV)/bin/ruff check python benches scripts
 	$(VENV)/bin/ruff format --check python benches scripts
 

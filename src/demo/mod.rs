@@ -217,7 +217,7 @@ pub fn run(options: &DemoOptions) -> Result<()> {
             if picture.is_none() {
                 picture = match batch.fields.first() {
                     Some((_, FieldBatch::Tensor(t))) => Some((t.shape.clone(), t.bytes().to_vec())),
-                    Some((_, FieldBatch::Device(t))) => Some((t.shape.clone(), t.to_host()?)),
+                    Some((_, FieldBatch::Device(t))) => Some((t.shape().to_vec(), t.to_host()?)),
                     _ => None,
                 };
             }

@@ -50,6 +50,10 @@ impl DeviceTensor {
         self.shape.iter().product::<i64>() as usize * self.dtype.size()
     }
 
+    pub fn shape(&self) -> &[i64] {
+        &self.shape
+    }
+
     /// The tensor's bytes, copied to the host once it is ready (for tests, the demo's
     /// picture, debugging: not the training path).
     pub fn to_host(&self) -> Result<Vec<u8>> {

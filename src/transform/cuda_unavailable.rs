@@ -16,6 +16,10 @@ impl DeviceTensor {
         unreachable!("no DeviceTensor exists without the cuda feature")
     }
 
+    pub fn shape(&self) -> &[i64] {
+        unreachable!("no DeviceTensor exists without the cuda feature")
+    }
+
     pub fn to_host(&self) -> Result<Vec<u8>> {
         unreachable!("no DeviceTensor exists without the cuda feature")
     }
