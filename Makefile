@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export PYO3_PYTHON := $(abspath $(PY))
+# The features of the wheel (pyproject.toml), so tests and the CLI are the build users get.
+FEATURES := cuda,s3
+# make installs nvcc (.nvcc/) before building, so every build here compiles the kernels.
+export SLIPSTREAM_REQUIRE_KERNELS := 1
 
 .PHONY: demo test test-rust test-python lint build fixtures bench clean system-tools nvcc gpu-bundle
 
@@ -38,16 +42,15 @@ nvcc: $(NVCC_DIR)/.installed
 # `slipstream` binary.
 build: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	$(VENV)/bin/maturin develop --release --quiet
-	cargo build --release --features cuda --bins --quiet
+	cargo build --release --features $(FEATURES) --bins --quiet
 
 demo: build
 	$(VENV)/bin/slipstream demo
 
 test: lint test-rust test-python
 
-# `cuda` as in the wheel (pyproject.toml), so the tests cover the build users get.
 test-rust: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
-	cargo test --release --features cuda --quiet
+	cargo test --release --features $(FEATURES) --quiet
 
 test-python: build
 	$(PY) -m pytest -q
@@ -68,6 +71,7 @@ bench: build
 	cargo bench --bench pipeline
 	$(PY) benches/python/raw_io.py
 	$(PY) benches/python/cpu_pipeline.py
+	$(PY) benches/python/s3_cold_start.py
 
 # What scripts/gpu-check.sh needs on a GPU machine (wheel with kernels, nvJPEG and pytest
 # wheels, the Rust GPU test binary), built here without a GPU, into gpu-bundle/.

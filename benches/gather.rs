@@ -67,6 +67,7 @@ fn main() {
                 build: BuildOptions {
                     threads: 0,
                     progress: false,
+                    ..Default::default()
                 },
                 rebuild: false,
             },

@@ -33,8 +33,10 @@ struct Cli {
 enum Command {
     /// Build the cache of a LitData dataset (skipped when an up-to-date cache exists).
     Build {
-        /// A LitData dataset directory (the one holding index.json).
-        source: PathBuf,
+        /// A LitData dataset directory (the one holding index.json), or s3://bucket/prefix/.
+        source: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
         /// Where caches live [default: $SLIPSTREAM_CACHE_DIR, else ~/.cache/slipstream].
         #[arg(long)]
         cache_dir: Option<PathBuf>,
@@ -96,6 +98,45 @@ enum Command {
     },
 }
 
+/// How to reach a dataset on S3 (credentials come from the usual AWS chain).
+#[derive(clap::Args, Debug, Default)]
+struct RemoteArgs {
+    /// An S3-compatible endpoint, such as http://127.0.0.1:9000 [default: $AWS_ENDPOINT_URL].
+    #[arg(long)]
+    endpoint_url: Option<String>,
+    /// The bucket's region [default: the AWS configuration's].
+    #[arg(long)]
+    region: Option<String>,
+    /// Unsigned requests, for public buckets.
+    #[arg(long)]
+    anonymous: bool,
+    /// Any storage option as KEY=VALUE (as `storage_options=` takes them), repeatable.
+    #[arg(long = "storage-option", short = 'o', value_name = "KEY=VALUE")]
+    storage_options: Vec<String>,
+}
+
+impl RemoteArgs {
+    fn pairs(&self) -> Result<Vec<(String, String)>> {
+        let mut pairs = Vec::new();
+        if let Some(e) = &self.endpoint_url {
+            pairs.push(("endpoint_url".into(), e.clone()));
+        }
+        if let Some(r) = &self.region {
+            pairs.push(("region_name".into(), r.clone()));
+        }
+        if self.anonymous {
+            pairs.push(("anon".into(), "true".into()));
+        }
+        for option in &self.storage_options {
+            let (k, v) = option.split_once('=').ok_or_else(|| {
+                crate::Error::invalid(format!("--storage-option takes KEY=VALUE, not {option:?}"))
+            })?;
+            pairs.push((k.to_string(), v.to_string()));
+        }
+        Ok(pairs)
+    }
+}
+
 /// Run the command line; returns the process exit code.
 pub fn run<I: IntoIterator<Item = String>>(args: I) -> i32 {
     let cli = match Cli::try_parse_from(args) {
@@ -128,19 +169,22 @@ fn execute(command: Command) -> Result<i32> {
     match command {
         Command::Build {
             source,
+            remote,
             cache_dir,
             rebuild,
             threads,
             quiet,
         } => {
-            let reader = cache::open(
+            let reader = cache::open_source(
                 &source,
+                &remote.pairs()?,
                 &OpenOptions {
                     cache_dir,
                     rebuild,
                     build: BuildOptions {
                         threads,
                         progress: !quiet,
+                        ..Default::default()
                     },
                 },
             )?;

@@ -73,21 +73,28 @@ struct Dataset {
 #[pymethods]
 impl Dataset {
     #[new]
-    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0))]
+    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0, storage_options=Vec::new()))]
     fn new(
         py: Python<'_>,
-        path: PathBuf,
+        path: String,
         cache_dir: Option<PathBuf>,
         rebuild: bool,
         progress: bool,
         threads: usize,
+        storage_options: Vec<(String, String)>,
     ) -> PyResult<Dataset> {
         let options = OpenOptions {
             cache_dir,
             rebuild,
-            build: BuildOptions { threads, progress },
+            build: BuildOptions {
+                threads,
+                progress,
+                ..Default::default()
+            },
         };
-        let reader = py.detach(|| cache::open(&path, &options)).py_err(py)?;
+        let reader = py
+            .detach(|| cache::open_source(&path, &storage_options, &options))
+            .py_err(py)?;
         Ok(Dataset {
             reader: Arc::new(reader),
         })

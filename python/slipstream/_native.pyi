@@ -63,6 +63,7 @@ class Dataset:
         rebuild: bool = False,
         progress: bool = True,
         threads: int = 0,
+        storage_options: list[tuple[str, str]] = ...,
     ) -> None: ...
     def __len__(self) -> int: ...
     @property

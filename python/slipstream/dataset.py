@@ -12,7 +12,6 @@ import numpy as np
 
 from . import _native
 from ._tensors import torch_available
-from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -67,11 +66,20 @@ class SlipstreamDataset:
     were tuples or lists).
 
     Args:
-        path: the dataset directory (holding ``index.json``) or a ``.slipcache`` file.
+        path: the dataset directory (holding ``index.json``), a ``.slipcache`` file, or
+            ``s3://bucket/prefix/``: the dataset is downloaded (parallel ranged GETs, retried,
+            resumed, skipping files already mirrored) into the cache directory while its
+            cache is built, and not downloaded again while it is unchanged.
         cache_dir: where caches live; default ``$SLIPSTREAM_CACHE_DIR``, else
             ``~/.cache/slipstream``.
         rebuild: build the cache again even if an up-to-date one exists.
         progress: show a progress bar while building.
+        storage_options: for ``s3://``: the keys LitData users pass (``endpoint_url``,
+            ``region_name``, ``aws_access_key_id``, ``aws_secret_access_key``,
+            ``aws_session_token``, ``profile``, ``anon``) and ``concurrency``,
+            ``part_bytes``, ``max_attempts``, ``read_timeout``. Without keys, credentials come
+            from the usual AWS chain (environment, profile, SSO, instance role);
+            ``AWS_ENDPOINT_URL`` selects an S3-compatible store.
 
     Example:
         >>> ds = SlipstreamDataset(demo_dir, cache_dir=cache_dir, progress=False)
@@ -92,18 +100,16 @@ class SlipstreamDataset:
         *,
         rebuild: bool = False,
         progress: bool = True,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         path = os.fspath(path)
-        if "://" in path:
-            raise ConfigError(
-                f"{path}: remote datasets are not supported yet; download the dataset "
-                "directory and pass its local path"
-            )
+        options = [(str(k), str(v)) for k, v in (storage_options or {}).items()]
         self._native = _native.Dataset(
             path,
             None if cache_dir is None else os.fspath(cache_dir),
             rebuild,
             progress,
+            storage_options=options,
         )
         self._header: dict[str, Any] = json.loads(self._native.header_json())
         self._raw_fields: list[dict[str, Any]] = self._header["fields"]

@@ -12,7 +12,7 @@ from typing import Any, overload
 
 from . import _native
 from ._cuda import parse_device, point_at_nvjpeg
-from ._tensors import Converter, converter
+from ._tensors import Converter, converter, torch_available
 from .dataset import SlipstreamDataset
 from .errors import ConfigError
 from .transforms import pipeline_spec
@@ -255,8 +255,11 @@ class SlipstreamLoader:
                     "device='cuda' runs image pipelines on the GPU, and this loader has no "
                     "pipelines (raw fields are always loaded into host memory)"
                 )
-            if output == "numpy":
-                raise ConfigError("output='numpy' cannot hold CUDA tensors: use output='torch'")
+            if output == "numpy" or (output == "auto" and not torch_available()):
+                raise ConfigError(
+                    "CUDA outputs are torch tensors: install torch and use output='torch' "
+                    "(numpy arrays cannot hold GPU memory)"
+                )
             point_at_nvjpeg()
         self._convert = converter(output)
         self._native = self._make_native()

@@ -106,9 +106,23 @@ def test_verify(flat_dir: Path) -> None:
     slipstream.SlipstreamDataset(flat_dir, progress=False).verify()
 
 
-def test_remote_paths_are_refused_clearly() -> None:
-    with pytest.raises(slipstream.ConfigError, match="remote datasets are not supported yet"):
-        slipstream.SlipstreamDataset("s3://bucket/prefix/")
+def test_other_remote_schemes_are_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(slipstream.UnsupportedError, match="gs://"):
+        slipstream.SlipstreamDataset("gs://bucket/prefix/", cache_dir=tmp_path)
+
+
+def test_s3_without_credentials_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in [v for v in os.environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    with pytest.raises(slipstream.SlipstreamIOError, match="no usable AWS credentials"):
+        slipstream.SlipstreamDataset(
+            "s3://bucket/prefix/",
+            cache_dir=tmp_path,
+            storage_options={"endpoint_url": "http://127.0.0.1:9", "max_attempts": 1},
+        )
 
 
 def test_concurrent_processes_build_once(tmp_path: Path) -> None:

@@ -7,12 +7,16 @@
 
 pub mod format;
 mod reader;
+#[cfg(feature = "s3")]
+mod remote;
 mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub use reader::{CacheReader, FieldValue};
+#[cfg(feature = "s3")]
+pub use remote::open_s3;
 pub use writer::{BuildOptions, BuildReport, build_cache};
 
 use crate::error::{Error, IoContext, Result};
@@ -75,13 +79,29 @@ pub fn open(source: &Path, options: &OpenOptions) -> Result<CacheReader> {
     }
     let dataset = LitDataset::open(source)?;
     let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let path = cache_path(&dataset.root, &cache_dir);
+    open_or_build(
+        &dataset,
+        &cache_dir,
+        options,
+        &|dataset: &LitDataset, path: &Path| build_cache(dataset, path, &options.build).map(drop),
+    )
+}
+
+/// The cache of `dataset` under `cache_dir`: reused when it matches, else built by `build`
+/// under the lock that makes concurrent processes build once.
+fn open_or_build(
+    dataset: &LitDataset,
+    cache_dir: &Path,
+    options: &OpenOptions,
+    build: &dyn Fn(&LitDataset, &Path) -> Result<()>,
+) -> Result<CacheReader> {
+    let path = cache_path(&dataset.root, cache_dir);
     if !options.rebuild
-        && let Some(reader) = reusable(&path, &dataset, options.build.progress)
+        && let Some(reader) = reusable(&path, dataset, options.build.progress)
     {
         return Ok(reader);
     }
-    std::fs::create_dir_all(&cache_dir).at(&cache_dir)?;
+    std::fs::create_dir_all(cache_dir).at(cache_dir)?;
     let lock_path = path.with_extension(format!("{CACHE_EXTENSION}.lock"));
     let lock = File::create(&lock_path).at(&lock_path)?;
     match lock.try_lock() {
@@ -99,14 +119,53 @@ pub fn open(source: &Path, options: &OpenOptions) -> Result<CacheReader> {
     }
     // Whoever held the lock may have just built it.
     if !options.rebuild
-        && let Some(reader) = reusable(&path, &dataset, false)
+        && let Some(reader) = reusable(&path, dataset, false)
     {
         return Ok(reader);
     }
     remove_abandoned_builds(&path);
-    build_cache(&dataset, &path, &options.build)?;
+    build(dataset, &path)?;
     drop(lock);
     CacheReader::open(&path)
+}
+
+/// [`open`] for a local path, or the cache of a dataset on S3 (`s3://bucket/prefix/`, with
+/// `storage` options as [`crate::source::s3::S3Options::from_pairs`] takes them).
+pub fn open_source(
+    source: &str,
+    storage: &[(String, String)],
+    options: &OpenOptions,
+) -> Result<CacheReader> {
+    if source.starts_with("s3://") {
+        #[cfg(feature = "s3")]
+        {
+            let s3 = crate::source::s3::S3Options::from_pairs(storage)?;
+            return open_s3(source, &s3, options);
+        }
+        #[cfg(not(feature = "s3"))]
+        return Err(Error::Unsupported {
+            dataset: PathBuf::from(source),
+            feature: "reading from S3".into(),
+            hint: "this build of slipstream was made without the `s3` feature; install a wheel \
+                   built with it, or download the dataset and pass its local path"
+                .into(),
+        });
+    }
+    if let Some((scheme, _)) = source.split_once("://") {
+        return Err(Error::Unsupported {
+            dataset: PathBuf::from(source),
+            feature: format!("{scheme}:// URLs"),
+            hint: "slipstream reads local directories and s3:// (also S3-compatible stores \
+                   through endpoint_url); download the dataset and pass its local path"
+                .into(),
+        });
+    }
+    if !storage.is_empty() {
+        return Err(Error::invalid(format!(
+            "{source}: storage options are for s3:// datasets"
+        )));
+    }
+    open(Path::new(source), options)
 }
 
 /// Delete temporary files of builds of `path` that were killed. Only called with the lock

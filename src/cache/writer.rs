@@ -12,7 +12,7 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::format::{
@@ -26,12 +26,27 @@ use crate::source::chunk::{DecodedChunk, Recycler, read_chunk, split_item};
 use crate::source::litdata::{Chunk, LitDataset, Schema};
 use crate::source::serializer::{Framework, Leaf, Serializer};
 
-#[derive(Debug, Clone)]
+/// Blocks until chunk `i` is on disk (a download still running), or says why it never will be.
+pub type ChunkGate = Arc<dyn Fn(usize) -> Result<()> + Send + Sync>;
+
+#[derive(Clone)]
 pub struct BuildOptions {
     /// Decoding threads; 0 means one per core.
     pub threads: usize,
     /// Draw a progress bar on stderr (when it is a terminal) and print a summary line.
     pub progress: bool,
+    /// Asked before each chunk is read, when chunks are still arriving.
+    pub chunk_ready: Option<ChunkGate>,
+}
+
+impl std::fmt::Debug for BuildOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildOptions")
+            .field("threads", &self.threads)
+            .field("progress", &self.progress)
+            .field("chunk_ready", &self.chunk_ready.is_some())
+            .finish()
+    }
 }
 
 impl Default for BuildOptions {
@@ -39,6 +54,7 @@ impl Default for BuildOptions {
         BuildOptions {
             threads: 0,
             progress: true,
+            chunk_ready: None,
         }
     }
 }
@@ -118,6 +134,9 @@ pub fn build_cache(
                     };
                     // A panic would leave the writer waiting for this chunk forever.
                     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        if let Some(ready) = &options.chunk_ready {
+                            ready(i)?;
+                        }
                         parse_chunk(chunk, &dataset.schema, recycler)
                     }))
                     .unwrap_or_else(|_| {

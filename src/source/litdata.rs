@@ -109,6 +109,9 @@ pub struct Chunk {
     pub file_len: u64,
 }
 
+/// A chunk file's size and the bytes that identify its version (mtime, or an ETag).
+type ChunkVersion = (u64, Vec<u8>);
+
 /// A validated LitData dataset directory.
 #[derive(Debug, Clone)]
 pub struct LitDataset {
@@ -144,6 +147,55 @@ impl LitDataset {
             }
             Err(e) => return Err(Error::io(&index_path, e)),
         };
+        LitDataset::assemble(root, index_bytes, &mut |path| {
+            let meta = match fs::metadata(path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::format(
+                        Location::file(path),
+                        format!(
+                            "chunk file listed in {} is missing",
+                            path.with_file_name(INDEX_FILENAME).display()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(Error::io(path, e)),
+            };
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            Ok((meta.len(), mtime.to_le_bytes().to_vec()))
+        })
+    }
+
+    /// A dataset whose chunk files are still to arrive in `root` (downloads): `index.json`'s
+    /// bytes, and each chunk's size and version (an ETag) by file name. The fingerprint covers
+    /// the versions, so a changed remote dataset is noticed before anything is downloaded.
+    pub fn from_remote(
+        root: &Path,
+        index_bytes: Vec<u8>,
+        chunk: &dyn Fn(&str) -> Result<(u64, String)>,
+    ) -> Result<LitDataset> {
+        let root = root.canonicalize().at(root)?;
+        let prefix = root.clone();
+        LitDataset::assemble(root, index_bytes, &mut |path| {
+            let name = path.strip_prefix(&prefix).unwrap_or(path).to_string_lossy();
+            let (size, version) = chunk(&name)?;
+            Ok((size, version.into_bytes()))
+        })
+    }
+
+    /// The dataset from `index.json`'s bytes; `file(path)` gives each chunk file's size and
+    /// the bytes that identify its version (for the fingerprint).
+    fn assemble(
+        root: PathBuf,
+        index_bytes: Vec<u8>,
+        file: &mut dyn FnMut(&Path) -> Result<ChunkVersion>,
+    ) -> Result<LitDataset> {
+        let index_path = root.join(INDEX_FILENAME);
         let index: Index = serde_json::from_slice(&index_bytes).map_err(|e| {
             Error::format(
                 Location::file(&index_path),
@@ -158,30 +210,15 @@ impl LitDataset {
         hasher.update(&index_bytes);
         for entry in &index.chunks {
             let path = chunk_path(&root, &index_path, &entry.filename)?;
-            let meta = match fs::metadata(&path) {
-                Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::format(
-                        Location::file(&path),
-                        format!("chunk file listed in {} is missing", index_path.display()),
-                    ));
-                }
-                Err(e) => return Err(Error::io(&path, e)),
-            };
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
+            let (len, version) = file(&path)?;
             hasher.update(entry.filename.as_bytes());
-            hasher.update(&meta.len().to_le_bytes());
-            hasher.update(&mtime.to_le_bytes());
+            hasher.update(&len.to_le_bytes());
+            hasher.update(&version);
             chunks.push(Chunk {
                 path,
                 entry: entry.clone(),
                 first_sample,
-                file_len: meta.len(),
+                file_len: len,
             });
             first_sample = first_sample.checked_add(entry.chunk_size).ok_or_else(|| {
                 Error::format(Location::file(&index_path), "chunk sizes overflow")
@@ -204,8 +241,6 @@ impl LitDataset {
     }
 }
 
-/// Join a chunk filename from the index to the dataset root, refusing anything that is not a
-/// plain relative path below it (`..`, absolute paths, drive prefixes).
 fn chunk_path(root: &Path, index_path: &Path, filename: &str) -> Result<PathBuf> {
     let rel = Path::new(filename);
     let plain = !filename.is_empty()

@@ -3,6 +3,8 @@
 pub mod arrow;
 pub mod chunk;
 pub mod litdata;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod serializer;
 pub mod writer;
 

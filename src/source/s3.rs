@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
@@ -37,7 +37,9 @@ pub struct S3Location {
 impl S3Location {
     pub fn parse(url: &str) -> Result<S3Location> {
         let rest = url.strip_prefix("s3://").ok_or_else(|| {
-            Error::invalid(format!("{url}: not an s3:// URL (expected s3://bucket/prefix/)"))
+            Error::invalid(format!(
+                "{url}: not an s3:// URL (expected s3://bucket/prefix/)"
+            ))
         })?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -84,6 +86,9 @@ pub struct S3Options {
     pub part_bytes: u64,
     /// Attempts per request (throttling, 5xx, dropped connections) before giving up.
     pub max_attempts: u32,
+    /// Seconds without data from the server before a request counts as failed (and is
+    /// retried).
+    pub read_timeout_s: u64,
 }
 
 impl Default for S3Options {
@@ -99,6 +104,7 @@ impl Default for S3Options {
             concurrency: 32,
             part_bytes: 16 << 20,
             max_attempts: 8,
+            read_timeout_s: 30,
         }
     }
 }
@@ -117,6 +123,7 @@ impl fmt::Debug for S3Options {
             .field("concurrency", &self.concurrency)
             .field("part_bytes", &self.part_bytes)
             .field("max_attempts", &self.max_attempts)
+            .field("read_timeout_s", &self.read_timeout_s)
             .finish()
     }
 }
@@ -126,7 +133,7 @@ impl S3Options {
     /// s3fs-style names): `endpoint_url`, `region_name`/`region`, `aws_access_key_id`/`key`,
     /// `aws_secret_access_key`/`secret`, `aws_session_token`/`token`, `profile`/
     /// `profile_name`, `anon`/`anonymous`, plus ours: `concurrency`, `part_bytes`,
-    /// `max_attempts`. Unknown keys are refused by name (never by value).
+    /// `max_attempts`, `read_timeout` (seconds). Unknown keys are refused by name (never by value).
     pub fn from_pairs(pairs: &[(String, String)]) -> Result<S3Options> {
         let mut o = S3Options::default();
         for (key, value) in pairs {
@@ -146,13 +153,15 @@ impl S3Options {
                     o.anonymous = matches!(value.to_ascii_lowercase().as_str(), "1" | "true")
                 }
                 "concurrency" => o.concurrency = number(key)?.max(1) as usize,
-                "part_bytes" => o.part_bytes = number(key)?.max(1 << 20),
+                "part_bytes" => o.part_bytes = number(key)?.max(64 << 10),
                 "max_attempts" => o.max_attempts = number(key)?.clamp(1, 100) as u32,
+                "read_timeout" => o.read_timeout_s = number(key)?.max(1),
                 other => {
                     return Err(Error::invalid(format!(
                         "storage_options: unknown key '{other}' (known: endpoint_url, \
                          region_name, aws_access_key_id, aws_secret_access_key, \
-                         aws_session_token, profile, anon, concurrency, part_bytes, max_attempts)"
+                         aws_session_token, profile, anon, concurrency, part_bytes, max_attempts, \
+                         read_timeout)"
                     )));
                 }
             }
@@ -195,7 +204,27 @@ fn failure<E: ProvideErrorMetadata + std::error::Error + 'static, R: fmt::Debug>
     let message = match (e.code(), e.message()) {
         (Some(code), Some(text)) => format!("{code}: {text}"),
         (Some(code), None) => code.to_string(),
-        _ => DisplayErrorContext(&e).to_string(),
+        _ => {
+            // The chain of causes, without the SDK's debug dump of the response.
+            let mut chain = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                chain.push_str(": ");
+                chain.push_str(&c.to_string());
+                cause = c.source();
+            }
+            if chain.contains("credential") {
+                format!(
+                    "no usable AWS credentials (looked in the environment, profile files, SSO \
+                     and the instance metadata service): set AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY or AWS_PROFILE, pass storage_options with \
+                     aws_access_key_id and aws_secret_access_key, or anon=True for a public \
+                     bucket ({chain})"
+                )
+            } else {
+                chain
+            }
+        }
     };
     Failure {
         message,
@@ -265,6 +294,12 @@ impl S3Client {
                     aws_sdk_s3::config::retry::RetryConfig::standard()
                         .with_max_attempts(options.max_attempts),
                 )
+                .timeout_config(
+                    aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(10))
+                        .read_timeout(Duration::from_secs(options.read_timeout_s))
+                        .build(),
+                )
                 .force_path_style(endpoint.is_some());
             if shared.region().is_none() {
                 // Signing needs a region; S3-compatible stores accept any.
@@ -291,14 +326,12 @@ impl S3Client {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| {
-                    Error::Io {
-                        path: PathBuf::from(at.url()),
-                        source: std::io::Error::other(format!(
-                            "listing failed: {}",
-                            failure(e).message
-                        )),
-                    }
+                let page = page.map_err(|e| Error::Io {
+                    path: PathBuf::from(at.url()),
+                    source: std::io::Error::other(format!(
+                        "listing failed: {}",
+                        failure(e).message
+                    )),
                 })?;
                 for object in page.contents() {
                     let (Some(key), Some(size)) = (object.key(), object.size()) else {
@@ -409,10 +442,15 @@ impl S3Client {
                     .send()
                     .await;
                 let outcome = match response {
-                    Ok(r) => r.body.collect().await.map(|b| b.to_vec()).map_err(|e| Failure {
-                        message: format!("the connection broke: {e}"),
-                        transient: true,
-                    }),
+                    Ok(r) => r
+                        .body
+                        .collect()
+                        .await
+                        .map(|b| b.to_vec())
+                        .map_err(|e| Failure {
+                            message: format!("the connection broke: {e}"),
+                            transient: true,
+                        }),
                     Err(e) => Err(failure(e)),
                 };
                 match outcome {
@@ -547,7 +585,11 @@ impl Job {
             let record = record.clone();
             tasks.push(tokio::spawn(async move {
                 let Ok(_permit) = job.semaphore.acquire().await else {
-                    return Err(remote_error(&job.url(), "cancelled after another object failed", 1));
+                    return Err(remote_error(
+                        &job.url(),
+                        "cancelled after another object failed",
+                        1,
+                    ));
                 };
                 job.fetch(&file, start, end).await?;
                 let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
@@ -672,7 +714,10 @@ mod tests {
         assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("bucket", "a/b/"));
         assert_eq!(l.key("index.json"), "a/b/index.json");
         assert_eq!(S3Location::parse("s3://bucket").unwrap().prefix, "");
-        assert_eq!(S3Location::parse("s3://bucket/").unwrap().url(), "s3://bucket/");
+        assert_eq!(
+            S3Location::parse("s3://bucket/").unwrap().url(),
+            "s3://bucket/"
+        );
         assert!(S3Location::parse("s3:///x").is_err());
         assert!(S3Location::parse("gs://b/x").is_err());
     }
@@ -693,7 +738,10 @@ mod tests {
         .unwrap();
         assert_eq!(o.region.as_deref(), Some("eu-west-1"));
         let shown = format!("{o:?}");
-        assert!(!shown.contains("AKIDEXAMPLE") && !shown.contains("wJalrXUtnFEMI"), "{shown}");
+        assert!(
+            !shown.contains("AKIDEXAMPLE") && !shown.contains("wJalrXUtnFEMI"),
+            "{shown}"
+        );
         let e = S3Options::from_pairs(&pairs(&[("password", "hunter2")])).unwrap_err();
         assert!(e.to_string().contains("password") && !e.to_string().contains("hunter2"));
         assert!(S3Options::from_pairs(&pairs(&[("key", "only")])).is_err());
@@ -711,7 +759,10 @@ mod tests {
             size,
             etag: etag.into(),
         };
-        assert_eq!(resume_state(&partial, &record, &object("\"e1\"", 100)), [0, 2]);
+        assert_eq!(
+            resume_state(&partial, &record, &object("\"e1\"", 100)),
+            [0, 2]
+        );
         assert!(resume_state(&partial, &record, &object("\"e2\"", 100)).is_empty());
         assert!(resume_state(&partial, &record, &object("\"e1\"", 99)).is_empty());
         assert_eq!(partial_extension(Path::new("chunk-0-1.bin")), "bin.part");

@@ -18,6 +18,7 @@ pub fn quiet(cache_dir: &Path) -> OpenOptions {
         build: BuildOptions {
             threads: 2,
             progress: false,
+            ..Default::default()
         },
         rebuild: false,
     }

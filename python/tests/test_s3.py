@@ -1,0 +1,224 @@
+"""Datasets on S3, against a real S3-compatible server on loopback (moto_server, started here),
+with a fault-injecting proxy between slipstream and the server for the failure cases."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import slipstream as ss
+from s3_server import Fault, MotoServer, proxy, upload_dir
+
+pytestmark = pytest.mark.skipif(
+    not Path(sys.executable).with_name("moto_server").exists(),
+    reason="moto_server is not installed (make installs it)",
+)
+
+SECRET = "s3cr3t-never-printed"
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = MotoServer()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def bucket(server: MotoServer, demo_dir: Path, full_dir: Path) -> str:
+    client = server.client()
+    client.create_bucket(Bucket="data")
+    upload_dir(client, "data", "demo/", demo_dir)
+    upload_dir(client, "data", "full/", full_dir)
+    return "data"
+
+
+def options(endpoint: str, **extra) -> dict:
+    return {
+        "endpoint_url": endpoint,
+        "aws_access_key_id": "AKIDTEST",
+        "aws_secret_access_key": SECRET,
+        "region_name": "us-east-1",
+        "part_bytes": 256 << 10,
+        **extra,
+    }
+
+
+def open_s3(url: str, endpoint: str, cache: Path, **kw) -> ss.SlipstreamDataset:
+    storage = options(endpoint, **kw.pop("storage", {}))
+    return ss.SlipstreamDataset(url, cache_dir=cache, progress=False, storage_options=storage, **kw)
+
+
+def same_samples(a: ss.SlipstreamDataset, b: ss.SlipstreamDataset) -> None:
+    assert len(a) == len(b)
+    for i in range(len(a)):
+        x, y = a[i], b[i]
+        assert x.keys() == y.keys()
+        for k in x:
+            assert comparable(x[k]) == comparable(y[k]), (i, k)
+
+
+def comparable(value):
+    """Arrays, tensors and PIL images as bytes; other values as they are."""
+    if hasattr(value, "numpy") and hasattr(value, "dtype"):  # a torch tensor
+        value = value.numpy()
+    if hasattr(value, "tobytes") and not isinstance(value, bytes):
+        return (type(value).__name__, getattr(value, "shape", None), value.tobytes())
+    return value
+
+
+def chunk_gets(p) -> list[str]:
+    return p.requests(lambda r: r.startswith("GET") and "chunk-" in r)
+
+
+def test_s3_dataset_equals_the_local_one(server, bucket, full_dir, demo_dir, tmp_path) -> None:
+    local = ss.SlipstreamDataset(full_dir, cache_dir=tmp_path / "local", progress=False)
+    remote = open_s3(f"s3://{bucket}/full/", server.url, tmp_path / "remote")
+    same_samples(remote, local)
+    photos = open_s3(f"s3://{bucket}/demo", server.url, tmp_path / "remote")
+    same_samples(photos, ss.SlipstreamDataset(demo_dir, cache_dir=tmp_path / "local"))
+
+
+def test_second_open_downloads_nothing(server, bucket, tmp_path) -> None:
+    url = f"s3://{bucket}/demo/"
+    with proxy(server) as p:
+        first = open_s3(url, p.url, tmp_path)
+        n_chunks = len(chunk_gets(p))
+        assert n_chunks >= 3
+        again = open_s3(url, p.url, tmp_path)
+        assert len(chunk_gets(p)) == n_chunks, "the cache was reused, no chunk fetched"
+        assert again._native.cache_path == first._native.cache_path
+        # Without the cache but with the mirror: an `s3 sync` skips every file, then builds.
+        Path(first._native.cache_path).unlink()
+        rebuilt = open_s3(url, p.url, tmp_path)
+        assert len(chunk_gets(p)) == n_chunks
+        assert rebuilt[5]["image"] == first[5]["image"]
+
+
+def test_a_changed_object_is_noticed(server, bucket, full_dir, tmp_path) -> None:
+    client = server.client()
+    upload_dir(client, bucket, "changing/", full_dir)
+    url = f"s3://{bucket}/changing/"
+    before = open_s3(url, server.url, tmp_path)
+    # Replace the dataset by another one with other samples (new ETags everywhere).
+    other = tmp_path / "other"
+    import litdata_datasets
+
+    litdata_datasets.make("full", other, 7)
+    for key in [
+        o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="changing/")["Contents"]
+    ]:
+        client.delete_object(Bucket=bucket, Key=key)
+    upload_dir(client, bucket, "changing/", other)
+    after = open_s3(url, server.url, tmp_path)
+    assert len(before) == 12 and len(after) == 7
+    same_samples(after, ss.SlipstreamDataset(other, cache_dir=tmp_path / "local"))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("503", "chunk-", times=3),
+        Fault("500", "chunk-", times=2),
+        Fault("reset", "chunk-", times=3),
+        Fault("truncate", "chunk-", times=2),
+        Fault("stall", "chunk-", times=1, seconds=3),
+        Fault("503", "index.json", times=2),
+        Fault("503", "list-type", times=2),
+    ],
+    ids=lambda f: f"{f.kind}-{f.match}",
+)
+def test_transient_faults_do_not_change_the_result(
+    server, bucket, demo_dir, tmp_path, fault
+) -> None:
+    with proxy(server, fault) as p:
+        ds = open_s3(f"s3://{bucket}/demo/", p.url, tmp_path, storage={"read_timeout": 1})
+        assert p.injected, "the fault was injected"
+    same_samples(ds, ss.SlipstreamDataset(demo_dir, cache_dir=tmp_path / "local"))
+
+
+def test_missing_object_names_it_and_leaves_no_cache(server, bucket, demo_dir, tmp_path) -> None:
+    client = server.client()
+    keys = upload_dir(client, bucket, "holed/", demo_dir)
+    victim = next(k for k in keys if "chunk-" in k)
+    client.delete_object(Bucket=bucket, Key=victim)
+    with pytest.raises(ss.FormatError, match=victim.split("/")[-1]):
+        open_s3(f"s3://{bucket}/holed/", server.url, tmp_path)
+    assert not list(tmp_path.glob("*.slipcache"))
+
+
+def test_access_denied_names_the_object_and_resumes_later(server, bucket, tmp_path) -> None:
+    url = f"s3://{bucket}/demo/"
+    with proxy(server, Fault("403", "chunk-0-3", times=100)) as p:
+        with pytest.raises(ss.SlipstreamIOError) as e:
+            open_s3(url, p.url, tmp_path)
+        message = str(e.value)
+        assert "chunk-0-3" in message and "AccessDenied" in message, message
+        assert SECRET not in message and "AKIDTEST" not in message
+        fetched = {part_of(r) for r in chunk_gets(p) if "chunk-0-3" not in r}
+    assert not list(tmp_path.glob("*.slipcache")), "no cache from a failed download"
+    with proxy(server) as p:
+        open_s3(url, p.url, tmp_path)
+        again = {part_of(r) for r in chunk_gets(p)}
+    assert any("chunk-0-3" in r for r in again)
+    assert not (again & fetched), "parts completed before the failure are not fetched again"
+
+
+def part_of(request: str) -> str:
+    """`GET /data/demo/chunk-0-1.bin?x-id=GetObject HTTP/1.1 range=bytes=0-1` → path + range."""
+    _method, target, *rest = request.split()
+    return target.split("?")[0] + " " + " ".join(r for r in rest if r.startswith("range="))
+
+
+def test_bad_requests_are_config_errors(server, bucket, tmp_path) -> None:
+    with pytest.raises(ss.ConfigError, match="password"):
+        open_s3(f"s3://{bucket}/demo/", server.url, tmp_path, storage={"password": SECRET})
+    with pytest.raises(ss.FormatError, match=r"index\.json"):
+        open_s3(f"s3://{bucket}/nothing-here/", server.url, tmp_path)
+    with pytest.raises(ss.UnsupportedError, match="gs://"):
+        ss.SlipstreamDataset("gs://bucket/x", cache_dir=tmp_path)
+
+
+def test_chunk_names_escaping_the_directory_are_refused(server, bucket, demo_dir, tmp_path) -> None:
+    client = server.client()
+    index = json.loads((demo_dir / "index.json").read_text())
+    index["chunks"][0]["filename"] = "../../evil.bin"
+    client.put_object(Bucket=bucket, Key="evil/index.json", Body=json.dumps(index).encode())
+    client.put_object(Bucket=bucket, Key="evil.bin", Body=b"x" * 8)
+    with pytest.raises(ss.FormatError, match="evil"):
+        open_s3(f"s3://{bucket}/evil/", server.url, tmp_path)
+    assert not list(tmp_path.rglob("evil.bin"))
+
+
+def test_cli_build_from_s3(server, bucket, tmp_path) -> None:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": SECRET}
+    command = [sys.executable, "-m", "slipstream", "build", f"s3://{bucket}/demo/"]
+    command += ["--endpoint-url", server.url, "--cache-dir", str(tmp_path), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(".slipcache")
+
+
+def test_ranks_on_one_node_download_once(server, bucket, tmp_path) -> None:
+    code = (
+        "import sys, slipstream as ss; "
+        "ss.SlipstreamDataset(sys.argv[1], cache_dir=sys.argv[2], progress=False, "
+        "storage_options={'endpoint_url': sys.argv[3], 'aws_access_key_id': 'a', "
+        "'aws_secret_access_key': 'b'})"
+    )
+    with proxy(server) as p:
+        ranks = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, f"s3://{bucket}/demo/", str(tmp_path), p.url]
+            )
+            for _ in range(3)
+        ]
+        assert [r.wait(timeout=120) for r in ranks] == [0, 0, 0]
+        gets = chunk_gets(p)
+    names = [g.split()[1].split("?")[0] for g in gets]
+    assert len(set(names)) >= 3
+    assert len(names) == len(set(names)), "each chunk fetched once (one GET: under part_bytes)"

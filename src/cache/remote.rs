@@ -1,0 +1,194 @@
+//! Caches of datasets on S3: list and download the LitData dataset into a local mirror while
+//! the cache is built from it, chunk by chunk as chunks arrive, so a cold start costs about
+//! the download.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use super::{
+    BuildOptions, CacheReader, OpenOptions, build_cache, default_cache_dir, open_or_build,
+};
+use crate::error::{Error, IoContext, Location, Result};
+use crate::source::LitDataset;
+use crate::source::litdata::INDEX_FILENAME;
+use crate::source::s3::{RemoteObject, S3Client, S3Location, S3Options};
+
+/// Where the files of `at` are mirrored under `cache_dir`.
+pub fn mirror_dir(cache_dir: &Path, at: &S3Location) -> PathBuf {
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let hash = xxhash_rust::xxh3::xxh3_64(at.url().as_bytes());
+    let name = at
+        .prefix
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("");
+    cache_dir.join("s3").join(safe(&at.bucket)).join(format!(
+        "{}-{hash:016x}",
+        safe(if name.is_empty() { "root" } else { name })
+    ))
+}
+
+/// The cache of the LitData dataset at `url` (`s3://bucket/prefix/`), downloading and building
+/// it when there is none for the dataset's current version.
+pub fn open_s3(url: &str, s3: &S3Options, options: &OpenOptions) -> Result<CacheReader> {
+    let at = S3Location::parse(url)?;
+    let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let mirror = mirror_dir(&cache_dir, &at);
+    std::fs::create_dir_all(&mirror).at(&mirror)?;
+    let client = S3Client::new(s3)?;
+    let listing = client.list(&at)?;
+    let objects: HashMap<&str, &RemoteObject> =
+        listing.iter().map(|o| (o.name.as_str(), o)).collect();
+    if !objects.contains_key(INDEX_FILENAME) {
+        return Err(Error::format(
+            Location::file(at.url() + INDEX_FILENAME),
+            format!(
+                "no {INDEX_FILENAME} under {}: not a LitData optimized dataset ({} objects there)",
+                at.url(),
+                listing.len()
+            ),
+        ));
+    }
+    let index = client.get(&at, INDEX_FILENAME)?;
+    let index_path = mirror.join(INDEX_FILENAME);
+    let tmp = mirror.join(format!(".{INDEX_FILENAME}.tmp"));
+    std::fs::write(&tmp, &index).at(&tmp)?;
+    std::fs::rename(&tmp, &index_path).at(&index_path)?;
+    let dataset = LitDataset::from_remote(&mirror, index, &|name| {
+        objects
+            .get(name)
+            .map(|o| (o.size, o.etag.clone()))
+            .ok_or_else(|| {
+                Error::format(
+                    Location::file(at.key(name)),
+                    format!(
+                        "chunk file listed in {} is not in the bucket",
+                        at.url() + INDEX_FILENAME
+                    ),
+                )
+            })
+    })?;
+    let build = |dataset: &LitDataset, path: &Path| -> Result<()> {
+        let wanted: Vec<RemoteObject> = dataset
+            .chunks
+            .iter()
+            .map(|c| (*objects[c.entry.filename.as_str()]).clone())
+            .collect();
+        download_and_build(&client, &at, &wanted, dataset, path, &options.build)
+    };
+    open_or_build(&dataset, &cache_dir, options, &build)
+}
+
+/// Which chunks are on disk; the build waits on it.
+#[derive(Default)]
+struct Arrivals {
+    state: Mutex<Vec<Option<std::result::Result<(), String>>>>,
+    changed: Condvar,
+}
+
+impl Arrivals {
+    fn set(&self, i: usize, outcome: std::result::Result<(), String>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state[i] = Some(outcome);
+        self.changed.notify_all();
+    }
+
+    /// Mark every chunk not yet arrived as failed (the download ended early).
+    fn abandon(&self, why: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for s in state.iter_mut().filter(|s| s.is_none()) {
+            *s = Some(Err(why.to_string()));
+        }
+        self.changed.notify_all();
+    }
+
+    fn wait(&self, i: usize, url: &str) -> Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match &state[i] {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(why)) => {
+                    return Err(Error::Io {
+                        path: PathBuf::from(url),
+                        source: std::io::Error::other(format!("not downloaded: {why}")),
+                    });
+                }
+                None => state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+}
+
+fn download_and_build(
+    client: &S3Client,
+    at: &S3Location,
+    objects: &[RemoteObject],
+    dataset: &LitDataset,
+    path: &Path,
+    options: &BuildOptions,
+) -> Result<()> {
+    let started = Instant::now();
+    let arrivals = Arc::new(Arrivals {
+        state: Mutex::new(vec![None; objects.len()]),
+        changed: Condvar::new(),
+    });
+    let gate = {
+        let arrivals = Arc::clone(&arrivals);
+        let keys: Vec<String> = objects
+            .iter()
+            .map(|o| format!("s3://{}/{}", at.bucket, at.key(&o.name)))
+            .collect();
+        Arc::new(move |i: usize| arrivals.wait(i, &keys[i]))
+    };
+    let build_options = BuildOptions {
+        // The download's bar shows the progress; the build follows it chunk by chunk.
+        progress: false,
+        chunk_ready: Some(gate),
+        ..options.clone()
+    };
+    let (downloaded, built) = std::thread::scope(|scope| {
+        let download = scope.spawn(|| {
+            let outcome = client.download(at, objects, &dataset.root, options.progress, &|i, r| {
+                arrivals.set(i, r)
+            });
+            if let Err(e) = &outcome {
+                arrivals.abandon(&e.to_string());
+            }
+            outcome
+        });
+        let built = build_cache(dataset, path, &build_options);
+        let downloaded = download
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("the download thread panicked".into())));
+        (downloaded, built)
+    });
+    // The download's error names the object; the build's only says a chunk never came.
+    downloaded?;
+    let report = built?;
+    if options.progress {
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "slipstream: {} ({} samples, {:.1} MB) downloaded and cached in {seconds:.1} s \
+             ({:.0} MB/s) -> {}",
+            at.url(),
+            report.samples,
+            report.source_bytes as f64 / 1e6,
+            report.source_bytes as f64 / 1e6 / seconds,
+            path.display()
+        );
+    }
+    Ok(())
+}
