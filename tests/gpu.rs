@@ -421,9 +421,18 @@ fn broken_images_follow_on_error() {
         .gather(0, 0, &[0, 1, 2, 3])
         .expect_err("sample 2 is broken");
     assert!(e.to_string().contains("sample 2"), "{e}");
-    let skip = loader(&reader, cuda(GpuDecoder::Auto), specs, OnError::Skip);
+    let skip = loader(
+        &reader,
+        cuda(GpuDecoder::Auto),
+        specs.clone(),
+        OnError::Skip,
+    );
     let batch = skip.gather(0, 0, &(0..24).collect::<Vec<_>>()).unwrap();
     let delivered = batch.indices.i64_values();
     assert!(delivered.iter().all(|i| i % 5 != 2), "{delivered:?}");
     assert_eq!(skip.stats().replaced, 5);
+    // The same replacements as the CPU pipeline's.
+    let cpu = loader(&reader, Device::Cpu, specs, OnError::Skip);
+    let on_cpu = cpu.gather(0, 0, &(0..24).collect::<Vec<_>>()).unwrap();
+    assert_eq!(on_cpu.indices.i64_values(), delivered);
 }

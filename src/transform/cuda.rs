@@ -150,7 +150,9 @@ struct Image<'a> {
 /// A batch slot after choosing which sample fills it.
 struct Resolved<'a> {
     sample: u64,
-    replaced: bool,
+    /// Which candidate it is: 0 the requested sample, else the replacement of that number
+    /// (the CPU pipeline's sequence).
+    attempt: u64,
     /// One per image field (pipeline group).
     images: Vec<Image<'a>>,
 }
@@ -272,7 +274,7 @@ impl GpuPipelines {
                     Ok(images) => {
                         return Ok(Resolved {
                             sample,
-                            replaced: attempt > 0,
+                            attempt,
                             images,
                         });
                     }
@@ -430,10 +432,10 @@ impl GpuPipelines {
             .collect::<Vec<_>>();
         // The sample and whether it replaces the requested one, per slot.
         let mut chosen: Vec<(u64, bool)> =
-            resolved.iter().map(|r| (r.sample, r.replaced)).collect();
+            resolved.iter().map(|r| (r.sample, r.attempt > 0)).collect();
         for (&k, outcome) in fallback.iter().zip(decoded_on_host) {
             let (sample, decoded) = outcome?;
-            chosen[k] = (sample, chosen[k].1 || sample != resolved[k].sample);
+            chosen[k] = (sample, sample != samples[k]);
             host[k] = Some(decoded);
         }
         let host_bytes: usize = host
@@ -643,8 +645,9 @@ fn probe_sample<'a>(
         .collect()
 }
 
-/// Decode a slot's images on the CPU (full resolution, as nvJPEG would), trying replacement
-/// samples under `OnError::Skip`. Returns the sample used.
+/// Decode a slot's images on the CPU (full resolution, as nvJPEG would), going on through the
+/// replacement candidates under `OnError::Skip` in the CPU pipeline's order, so both devices
+/// replace a broken sample by the same one. Returns the sample used.
 fn decode_on_host(
     reader: &CacheReader,
     fields: &[usize],
@@ -656,11 +659,12 @@ fn decode_on_host(
 ) -> Result<(u64, HostDecoded)> {
     let mut decoder = CpuDecoder::new();
     let mut first_failure = None;
-    let mut sample = resolved.sample;
-    for attempt in 0..MAX_ATTEMPTS {
-        if attempt > 0 {
-            sample = replacement(requested, attempt + MAX_ATTEMPTS);
-        }
+    for attempt in resolved.attempt..MAX_ATTEMPTS {
+        let sample = if attempt == 0 {
+            requested
+        } else {
+            replacement(requested, attempt)
+        };
         let mut images = Vec::with_capacity(fields.len());
         let mut failed = None;
         for &f in fields {
