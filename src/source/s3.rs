@@ -244,7 +244,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// The local state of a mirrored prefix: which object versions are complete.
-const MANIFEST: &str = ".slipstream-s3.json";
+const MANIFEST: &str = ".slipstream-s3.jsonl";
 
 impl S3Client {
     pub fn new(options: &S3Options) -> Result<S3Client> {
@@ -404,8 +404,7 @@ impl S3Client {
                 let object = &objects[i];
                 let result = result.and_then(|()| {
                     let mut m = manifest.lock().unwrap_or_else(|e| e.into_inner());
-                    m.set(&object.name, object);
-                    m.save(dir)
+                    m.record(dir, object)
                 });
                 match result {
                     Ok(()) => done(i, Ok(())),
@@ -492,7 +491,9 @@ fn progress_bar(enabled: bool, total: u64, url: &str) -> ProgressBar {
     bar
 }
 
-/// Object name → (size, ETag) of the complete local copies.
+/// Object name → (size, ETag) of the complete local copies: an append-only log of JSON lines
+/// (the last line for a name wins), so recording an object costs one short write however
+/// many objects the prefix holds.
 #[derive(Default)]
 struct Manifest {
     objects: HashMap<String, (u64, String)>,
@@ -500,10 +501,12 @@ struct Manifest {
 
 impl Manifest {
     fn load(dir: &Path) -> Manifest {
-        let objects = fs::read(dir.join(MANIFEST))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let text = fs::read_to_string(dir.join(MANIFEST)).unwrap_or_default();
+        let objects = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<(String, u64, String)>(line).ok())
+            .map(|(name, size, etag)| (name, (size, etag)))
+            .collect();
         Manifest { objects }
     }
 
@@ -513,17 +516,20 @@ impl Manifest {
             .is_some_and(|(size, etag)| *size == object.size && *etag == object.etag)
     }
 
-    fn set(&mut self, name: &str, object: &RemoteObject) {
-        self.objects
-            .insert(name.to_string(), (object.size, object.etag.clone()));
-    }
-
-    fn save(&self, dir: &Path) -> Result<()> {
+    /// Record `object` as complete, in memory and in the log.
+    fn record(&mut self, dir: &Path, object: &RemoteObject) -> Result<()> {
         let path = dir.join(MANIFEST);
-        let tmp = dir.join(format!("{MANIFEST}.tmp"));
-        let json = serde_json::to_vec(&self.objects).map_err(|e| Error::Internal(e.to_string()))?;
-        fs::write(&tmp, json).at(&tmp)?;
-        fs::rename(&tmp, &path).at(&path)
+        let line = serde_json::to_string(&(&object.name, object.size, &object.etag))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .at(&path)?;
+        writeln!(log, "{line}").at(&path)?;
+        self.objects
+            .insert(object.name.clone(), (object.size, object.etag.clone()));
+        Ok(())
     }
 }
 
@@ -745,6 +751,23 @@ mod tests {
         let e = S3Options::from_pairs(&pairs(&[("password", "hunter2")])).unwrap_err();
         assert!(e.to_string().contains("password") && !e.to_string().contains("hunter2"));
         assert!(S3Options::from_pairs(&pairs(&[("key", "only")])).is_err());
+    }
+
+    #[test]
+    fn manifest_is_a_log_whose_last_entry_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let object = |etag: &str| RemoteObject {
+            name: "c.bin".into(),
+            size: 10,
+            etag: etag.into(),
+        };
+        let mut m = Manifest::load(dir.path());
+        m.record(dir.path(), &object("\"a\"")).unwrap();
+        m.record(dir.path(), &object("\"b\"")).unwrap();
+        let again = Manifest::load(dir.path());
+        assert!(again.has("c.bin", &object("\"b\"")));
+        assert!(!again.has("c.bin", &object("\"a\"")));
+        assert!(!again.has("d.bin", &object("\"b\"")));
     }
 
     #[test]
