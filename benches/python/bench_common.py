@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +41,12 @@ def machine(**versions: str) -> dict[str, Any]:
         "os": platform.platform(),
         "versions": {**versions, "python": platform.python_version()},
     }
+
+
+def save(out_dir: Path, benchmark: str, results: dict[str, Any]) -> Path:
+    """Write `results` as `out_dir/<benchmark>-<date-time>.json` and say where."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{benchmark}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {path}")
+    return path

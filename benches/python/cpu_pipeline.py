@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_common import machine, photos
+from bench_common import machine, photos, save
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -196,10 +195,7 @@ def main() -> None:
         print(f"  {name:<36} {value:>8.0f}")
     for name, value in ratios.items():
         print(f"  {name:<36} {value:>8.2f}x")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"cpu_pipeline-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {path}")
+    save(args.out, "cpu_pipeline", out)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,12 @@ Needs a CUDA GPU. Prints a table and ratios, writes JSON with machine informatio
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench_common import machine, photos
+from bench_common import machine, photos, save
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -175,10 +174,7 @@ def main() -> None:
         print(f"  {name:<36} {value:>6.2f}x")
     for decoder, text in info.items():
         print(f"  decoder={decoder}: {text}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"gpu_pipeline-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {path}")
+    save(args.out, "gpu_pipeline", out)
 
 
 if __name__ == "__main__":

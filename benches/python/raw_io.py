@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import platform
 import shutil
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import save
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -268,10 +268,7 @@ def main() -> None:
         f"   cp -r + sync {build['cp_sync_mb_per_s']:.0f} MB/s"
         f"   -> {r['build_vs_cp']:.2f}x / {r['build_vs_cp_sync']:.2f}x"
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"raw_io-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    save(args.out, "raw_io", results)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Prints the table and the ratio, writes JSON with machine information to benches/
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ import time
 import venv
 from pathlib import Path
 
-from bench_common import machine, photos
+from bench_common import machine, photos, save
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python" / "tests"))
@@ -126,10 +125,7 @@ def main() -> None:
         shown = f"{value:>8.2f} s" if isinstance(value, float) else f"  {value}"
         print(f"  {name:<30} {shown}")
     print(f"  slipstream usable cache / aws s3 sync: {ratio:.2f}x (floor: <= 1.2x)")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"s3_cold_start-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {path}")
+    save(args.out, "s3_cold_start", out)
 
 
 def litdata_first_sample(url: str, endpoint: str, scratch: Path) -> float | str:

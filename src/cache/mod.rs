@@ -41,11 +41,20 @@ pub fn default_cache_dir() -> PathBuf {
 
 /// The cache file for a dataset directory: its name plus a hash of its absolute path.
 pub fn cache_path(dataset_root: &Path, cache_dir: &Path) -> PathBuf {
-    let name: String = dataset_root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "dataset".into())
-        .chars()
+    let name = file_name_part(
+        &dataset_root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "dataset".into()),
+    );
+    let hash = xxhash_rust::xxh3::xxh3_64(dataset_root.as_os_str().as_encoded_bytes());
+    cache_dir.join(format!("{name}-{hash:016x}.{CACHE_EXTENSION}"))
+}
+
+/// `text` with every character but ASCII letters, digits, `-`, `_` and `.` replaced by `_`,
+/// for names of files and directories we create.
+pub(crate) fn file_name_part(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.".contains(c) {
                 c
@@ -53,9 +62,7 @@ pub fn cache_path(dataset_root: &Path, cache_dir: &Path) -> PathBuf {
                 '_'
             }
         })
-        .collect();
-    let hash = xxhash_rust::xxh3::xxh3_64(dataset_root.as_os_str().as_encoded_bytes());
-    cache_dir.join(format!("{name}-{hash:016x}.{CACHE_EXTENSION}"))
+        .collect()
 }
 
 #[derive(Debug, Clone, Default)]

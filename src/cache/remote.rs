@@ -8,7 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use super::{
-    BuildOptions, CacheReader, OpenOptions, build_cache, default_cache_dir, open_or_build,
+    BuildOptions, CacheReader, OpenOptions, build_cache, default_cache_dir, file_name_part,
+    open_or_build,
 };
 use crate::error::{Error, IoContext, Location, Result};
 use crate::source::LitDataset;
@@ -17,17 +18,6 @@ use crate::source::s3::{RemoteObject, S3Client, S3Location, S3Options};
 
 /// Where the files of `at` are mirrored under `cache_dir`.
 pub fn mirror_dir(cache_dir: &Path, at: &S3Location) -> PathBuf {
-    let safe = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
     let hash = xxhash_rust::xxh3::xxh3_64(at.url().as_bytes());
     let name = at
         .prefix
@@ -35,10 +25,13 @@ pub fn mirror_dir(cache_dir: &Path, at: &S3Location) -> PathBuf {
         .rsplit('/')
         .next()
         .unwrap_or("");
-    cache_dir.join("s3").join(safe(&at.bucket)).join(format!(
-        "{}-{hash:016x}",
-        safe(if name.is_empty() { "root" } else { name })
-    ))
+    cache_dir
+        .join("s3")
+        .join(file_name_part(&at.bucket))
+        .join(format!(
+            "{}-{hash:016x}",
+            file_name_part(if name.is_empty() { "root" } else { name })
+        ))
 }
 
 /// The cache of the LitData dataset at `url` (`s3://bucket/prefix/`), downloading and building
