@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build, on a machine without a GPU, everything scripts/gpu-check.sh needs on a GPU machine that
 # has no Rust and no network: the wheel (with kernels: SLIPSTREAM_REQUIRE_KERNELS=1 makes a
-# missing nvcc an error), the nvJPEG, pytest and numpy wheels, and the Rust GPU test binary. Output in
-# gpu-bundle/ (about 30 MB), which the device tool carries. Run through `make gpu-bundle`.
+# missing nvcc an error), the nvJPEG wheel and the Rust GPU test binary (the GPU machines already
+# have torch, torchvision, numpy, Pillow and pytest). Output in gpu-bundle/ (about 13 MB), which
+# the device tool carries. Run through `make gpu-bundle`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -15,8 +16,7 @@ SLIPSTREAM_REQUIRE_KERNELS=1 .venv/bin/maturin build --release --strip --quiet -
 
 "$PY" -m pip download --quiet --dest "$BUNDLE/wheels" --only-binary=:all: \
     --python-version 3.12 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    --platform manylinux_2_28_x86_64 --platform any \
-    nvidia-nvjpeg==13.0.4.44 pytest==9.2.0 pluggy iniconfig packaging pygments numpy
+    --no-deps nvidia-nvjpeg==13.0.4.44
 
 # The test binary of tests/gpu.rs, found through cargo's JSON messages.
 binary=$(SLIPSTREAM_REQUIRE_KERNELS=1 cargo test --release --features cuda --test gpu --no-run \

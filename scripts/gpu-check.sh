@@ -1,54 +1,68 @@
 #!/usr/bin/env bash
 # Everything the GPU path needs checked, in one command on a GPU machine without Rust or
-# network (about 3 minutes on an H100): install the bundle `make gpu-bundle` built, run the Rust
-# GPU tests (kernel vs its CPU twin, nvJPEG vs the CPU pipeline, held batches, memory, broken
-# images), the Python GPU tests (DLPack and the stream protocol, torchvision parity, no leaks),
-# and the GPU benchmark; then print a short table. Logs and results go to $OUT.
+# network (a few minutes on an H100/H200): install the bundle `make gpu-bundle` built, run the
+# Rust GPU tests (kernel vs its CPU twin, nvJPEG vs the CPU pipeline, held batches, memory,
+# broken images), the Python GPU tests (DLPack and the stream protocol, torchvision parity, no
+# leaks), and the GPU benchmark; then print a short table. Logs and results go to $OUT (six
+# files: summary.txt, install.log, rust-gpu-tests.log, pytest-gpu.log, bench.log and the
+# benchmark's JSON).
 #
 #   make gpu-bundle                      # here, no GPU needed
 #   OUT=/tmp/out scripts/gpu-check.sh    # there (the device tool sets OUT)
+#
+# The machine's python3 must have torch, torchvision, numpy, Pillow and pytest; our wheels go
+# to a directory of their own on PYTHONPATH (a venv would hide the machine's torch when its
+# python3 is itself a venv's).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check-out}
 mkdir -p "$OUT"
 BUNDLE=gpu-bundle
-PYTHON=$(command -v python3 || command -v python)
+SITE=/tmp/slipstream-site
 test -d "$BUNDLE/wheels" || { echo "no $BUNDLE/: run 'make gpu-bundle' first" >&2; exit 2; }
 
-step() { printf '%-34s %s\n' "$1" "$2" | tee -a "$OUT/summary.txt"; }
+step() { printf '%-28s %s\n' "$1" "$2" | tee -a "$OUT/summary.txt"; }
 : > "$OUT/summary.txt"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1
-step "GPU" "$(cat "$OUT/gpu.txt")"
+step "GPU" "$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1)"
 step "bundle commit" "$(tr '\n' ' ' < "$BUNDLE/commit")"
+step "CPU cores" "$(nproc)"
 
-# A venv that sees the machine's torch and torchvision, with our wheels installed offline.
-"$PYTHON" -m venv --system-site-packages /tmp/slipstream-venv
-# shellcheck disable=SC1091
-. /tmp/slipstream-venv/bin/activate
-pip install --no-index --find-links "$BUNDLE/wheels" slipstream nvidia-nvjpeg pytest \
+rm -rf "$SITE"
+python3 -m pip install --no-index --no-deps --no-compile --target "$SITE" "$BUNDLE"/wheels/*.whl \
     > "$OUT/install.log" 2>&1 || { step "install" "FAILED (install.log)"; exit 1; }
+export PYTHONPATH=$SITE PYTHONUNBUFFERED=1
+export SLIPSTREAM_NVJPEG=$SITE/nvidia/cu13/lib/libnvjpeg.so.13
+test -f "$SLIPSTREAM_NVJPEG" || { step "install" "no $SLIPSTREAM_NVJPEG"; exit 1; }
+step "python" "$(python3 -c 'import sys, torch, torchvision, slipstream
+print(sys.version.split()[0], "torch", torch.__version__, "torchvision", torchvision.__version__,
+      "slipstream", slipstream.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -1)"
 # The tests import the package from python/ (conftest): give it the wheel's native module.
-native=$(python -c 'import importlib.util as u, pathlib as p
-print(next(p.Path(u.find_spec("slipstream").origin).parent.glob("_native*.so")))')
-cp "$native" python/slipstream/
-export SLIPSTREAM_NVJPEG
-SLIPSTREAM_NVJPEG=$(python -c 'import nvidia, pathlib; print(next(pathlib.Path(p) / "cu13/lib/libnvjpeg.so.13" for p in nvidia.__path__ if (pathlib.Path(p) / "cu13/lib/libnvjpeg.so.13").exists()))')
+cp "$SITE"/slipstream/_native*.so python/slipstream/
 
 status=0
-timeout 240 "$BUNDLE/bin/gpu-tests" --test-threads 1 --nocapture > "$OUT/rust-gpu-tests.log" 2>&1
-rc=$?; [ $rc = 0 ] || status=1
-step "Rust GPU tests" "$(grep -E '^test result' "$OUT/rust-gpu-tests.log" || echo "exit $rc") "
-grep -E 'kernel vs twin|worst per-image|device memory after' "$OUT/rust-gpu-tests.log" | sed 's/^/    /' | tee -a "$OUT/summary.txt"
+run_step() {  # name, seconds, log, command...
+    local name=$1 limit=$2 log=$3 t0=$SECONDS rc
+    shift 3
+    timeout "$limit" "$@" > "$OUT/$log" 2>&1
+    rc=$?
+    [ $rc = 0 ] || status=1
+    RESULT="exit $rc, $((SECONDS - t0)) s"
+    [ $rc = 124 ] && RESULT="TIMED OUT after $limit s"
+}
 
-timeout 300 python -m pytest -q -s -p no:cacheprovider python/tests/test_gpu.py \
-    > "$OUT/pytest-gpu.log" 2>&1
-rc=$?; [ $rc = 0 ] || status=1
-step "Python GPU tests" "$(tail -1 "$OUT/pytest-gpu.log")"
-grep -E 'GPU vs torchvision' "$OUT/pytest-gpu.log" | sed 's/^/    /' | tee -a "$OUT/summary.txt"
+run_step "Rust GPU tests" 150 rust-gpu-tests.log "$BUNDLE/bin/gpu-tests" --test-threads 1 --nocapture
+step "Rust GPU tests" "$RESULT: $(grep -E '^test result' "$OUT/rust-gpu-tests.log" | tail -1)"
+grep -E 'kernel vs twin|worst per-image|device memory after|FAILED|panicked' \
+    "$OUT/rust-gpu-tests.log" | head -20 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
 
-timeout 240 python benches/python/gpu_pipeline.py --out "$OUT" --data /tmp/slipstream-bench \
-    > "$OUT/bench.log" 2>&1
-rc=$?; [ $rc = 0 ] || status=1
-step "GPU benchmark" "exit $rc"
-sed 's/^/    /' "$OUT/bench.log" | tail -14 | tee -a "$OUT/summary.txt"
+run_step "Python GPU tests" 150 pytest-gpu.log python3 -m pytest -q -s -p no:cacheprovider \
+    -o addopts= python/tests/test_gpu.py
+step "Python GPU tests" "$RESULT: $(tail -1 "$OUT/pytest-gpu.log")"
+grep -E 'GPU vs torchvision|^FAILED|^E ' "$OUT/pytest-gpu.log" | head -20 | sed 's/^/    /' |
+    tee -a "$OUT/summary.txt"
+
+run_step "GPU benchmark" 180 bench.log python3 benches/python/gpu_pipeline.py --out "$OUT" \
+    --data /tmp/slipstream-bench
+step "GPU benchmark" "$RESULT"
+tail -16 "$OUT/bench.log" | sed 's/^/    /' | tee -a "$OUT/summary.txt"
 exit $status
