@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build, on a machine without a GPU, everything scripts/gpu-check.sh needs on a GPU machine that
 # has no Rust and no network: the wheel (with kernels: SLIPSTREAM_REQUIRE_KERNELS=1 makes a
-# missing nvcc an error), the nvJPEG wheel and the Rust GPU test binary (the GPU machines already
+# missing nvcc an error), the nvJPEG wheel and the Rust GPU test and bench binaries (the GPU machines already
 # have torch, torchvision, numpy, Pillow and pytest). Output in gpu-bundle/ (about 13 MB), which
 # the device tool carries. Run through `make gpu-bundle`.
 set -euo pipefail
@@ -18,15 +18,18 @@ SLIPSTREAM_REQUIRE_KERNELS=1 .venv/bin/maturin build --release --strip --quiet -
     --python-version 3.12 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --no-deps nvidia-nvjpeg==13.0.4.44
 
-# The test binary of tests/gpu.rs, found through cargo's JSON messages.
-binary=$(SLIPSTREAM_REQUIRE_KERNELS=1 cargo test --release --features cuda --test gpu --no-run \
-    --message-format=json 2>/dev/null |
-    "$PY" -c 'import json, sys
+# The binaries of tests/gpu.rs and benches/gpu.rs, found through cargo's JSON messages.
+executable() {  # cargo subcommand and its target options; prints the executable's path
+    SLIPSTREAM_REQUIRE_KERNELS=1 cargo "$@" --features cuda --no-run \
+        --message-format=json 2>/dev/null |
+        "$PY" -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "gpu" and m.get("executable"):
-        print(m["executable"])')
-strip -o "$BUNDLE/bin/gpu-tests" "$binary"
+        print(m["executable"])'
+}
+strip -o "$BUNDLE/bin/gpu-tests" "$(executable test --release --test gpu)"
+strip -o "$BUNDLE/bin/gpu-bench" "$(executable bench --bench gpu)"
 git rev-parse HEAD > "$BUNDLE/commit"
 git status --porcelain --untracked-files=no | grep -q . && echo "(uncommitted changes)" >> "$BUNDLE/commit"
 du -sh "$BUNDLE"

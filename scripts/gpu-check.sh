@@ -3,9 +3,10 @@
 # network (a few minutes on an H100/H200): install the bundle `make gpu-bundle` built, run the
 # Rust GPU tests (kernel vs its CPU twin, nvJPEG vs the CPU pipeline, held batches, memory,
 # broken images), the Python GPU tests (DLPack and the stream protocol, torchvision parity, no
-# leaks), and the GPU benchmark; then print a short table. Logs and results go to $OUT (six
-# files: summary.txt, install.log, rust-gpu-tests.log, pytest-gpu.log, bench.log and the
-# benchmark's JSON).
+# leaks), the GPU benchmarks (benches/gpu.rs: nvJPEG's bare decode against the loader;
+# benches/python/gpu_pipeline.py: against torchvision); then print a short table. Logs and
+# results go to $OUT (eight files: summary.txt, install.log, rust-gpu-tests.log,
+# pytest-gpu.log, cargo-bench-gpu.log, bench.log and the two benchmarks' JSON).
 #
 #   make gpu-bundle                      # here, no GPU needed
 #   OUT=/tmp/out scripts/gpu-check.sh    # there (the device tool sets OUT)
@@ -61,8 +62,13 @@ step "Python GPU tests" "$RESULT: $(tail -1 "$OUT/pytest-gpu.log")"
 grep -E 'GPU vs torchvision|^FAILED|^E ' "$OUT/pytest-gpu.log" | head -20 | sed 's/^/    /' |
     tee -a "$OUT/summary.txt"
 
+run_step "cargo bench (gpu)" 120 cargo-bench-gpu.log env SLIPSTREAM_BENCH_OUT="$OUT" \
+    SLIPSTREAM_BENCH_DATA=/tmp/slipstream-bench-rs "$BUNDLE/bin/gpu-bench"
+step "cargo bench (gpu)" "$RESULT"
+grep -v '^wrote' "$OUT/cargo-bench-gpu.log" | tail -12 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
+
 run_step "GPU benchmark" 180 bench.log python3 benches/python/gpu_pipeline.py --out "$OUT" \
     --data /tmp/slipstream-bench
 step "GPU benchmark" "$RESULT"
-tail -16 "$OUT/bench.log" | sed 's/^/    /' | tee -a "$OUT/summary.txt"
+grep -v '^wrote' "$OUT/bench.log" | tail -30 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
 exit $status

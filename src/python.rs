@@ -318,6 +318,14 @@ impl Loader {
             out.set_item("decoded_cuda", s.decoded_cuda)?;
             out.set_item("decoded_cpu", s.decoded_cpu)?;
             out.set_item("gpu_memory_bytes", gpu.memory_bytes())?;
+            let t = gpu.timings();
+            out.set_item("gpu_batches", t.batches)?;
+            out.set_item("host_prepare_s", t.host_prepare_s)?;
+            out.set_item("host_wait_s", t.host_wait_s)?;
+            out.set_item("host_submit_s", t.host_submit_s)?;
+            out.set_item("gpu_timed_batches", t.gpu_batches)?;
+            out.set_item("gpu_decode_s", t.gpu_decode_s)?;
+            out.set_item("gpu_transform_s", t.gpu_transform_s)?;
         }
         Ok(out)
     }

@@ -10,8 +10,11 @@ horizontal flip + normalize to float16, on photograph-like JPEGs of about 500x37
 - slipstream ``device="cuda"``: decoder "auto" (hardware JPEG engine + CUDA backend),
   "cuda" (no hardware engine) and "cpu" (libjpeg-turbo on host threads), with
   ``num_threads`` host threads;
+- the knobs with decoder "auto": 1 and 4 host threads, ``batches_ahead=1``;
 - for each: images/s, CPU cores busy (process CPU time / wall time), p50/p99 of the time
-  between batches at the consumer, GPU memory.
+  between batches at the consumer, GPU memory, and where each batch's time went
+  (``loader.stats()``: host prepare / wait / submit, GPU decode / transform), which says what
+  limits the loader.
 
 Needs a CUDA GPU. Prints a table and ratios, writes JSON with machine information.
 
@@ -110,7 +113,13 @@ def main() -> None:
 
     stages = [ss.RandomResizedCrop(224), ss.RandomHorizontalFlip(), ss.Normalize()]
     info = {}
-    for decoder in ("auto", "cuda", "cpu"):
+    breakdown: dict[str, dict[str, float]] = {}
+    configs = [(d, {"decoder": d}) for d in ("auto", "cuda", "cpu")] + [
+        ("auto_1_thread", {"decoder": "auto", "num_threads": 1}),
+        ("auto_4_threads", {"decoder": "auto", "num_threads": 4}),
+        ("auto_batches_ahead_1", {"decoder": "auto", "batches_ahead": 1}),
+    ]
+    for config, knobs in configs:
         loader = ss.SlipstreamLoader(
             ds,
             batch_size=b,
@@ -119,22 +128,27 @@ def main() -> None:
             pipelines={"image": stages},
             dtype="float16",
             device="cuda",
-            decoder=decoder,
-            num_threads=args.threads,
+            **{"num_threads": args.threads, **knobs},
         )
 
         def slipstream_batches(loader: ss.SlipstreamLoader = loader) -> Iterator[int]:
             for batch in loader:
                 yield batch["image"].shape[0]
 
-        name = f"slipstream_{decoder}"
+        name = f"slipstream_{config}"
         results[name] = measure(slipstream_batches, args.seconds)
         stats = loader.stats()
         results[name]["gpu_memory_mb"] = stats["gpu_memory_bytes"] / 1e6
         results[name]["decoded_hardware_share"] = stats["decoded_hardware"] / max(
             1, stats["images"]
         )
-        info[decoder] = loader.device_info
+        host, gpu = max(1, stats["gpu_batches"]), max(1, stats["gpu_timed_batches"])
+        host_keys = ("host_prepare_s", "host_wait_s", "host_submit_s")
+        breakdown[name] = {
+            **{k: 1e3 * stats[k] / host for k in host_keys},
+            **{k: 1e3 * stats[k] / gpu for k in ("gpu_decode_s", "gpu_transform_s")},
+        }
+        info[config] = loader.device_info
         del loader
 
     base = results["torchvision"]["images_per_s"]
@@ -147,6 +161,7 @@ def main() -> None:
         "slipstream_threads": args.threads,
         "results": results,
         "ratios": ratios,
+        "ms_per_batch": breakdown,
         "device_info": info,
         "machine": {
             "gpu": torch.cuda.get_device_name(),
@@ -172,6 +187,9 @@ def main() -> None:
         )
     for name, value in ratios.items():
         print(f"  {name:<36} {value:>6.2f}x")
+    print("  ms per batch: host prepare / wait / submit, GPU decode / transform")
+    for name, ms in breakdown.items():
+        print(f"  {name:<28} " + " ".join(f"{v:>6.1f}" for v in ms.values()))
     for decoder, text in info.items():
         print(f"  decoder={decoder}: {text}")
     save(args.out, "gpu_pipeline", out)

@@ -360,12 +360,18 @@ class SlipstreamLoader:
         raw.pop("__position__")
         return {name: self._value(v) for name, v in raw.items()}
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | float]:
         """Counters since the loader was made: images decoded by pipelines, and samples
         replaced because their image did not decode (``on_error="skip"``). On a GPU also
         the images each decoder took (``decoded_hardware``: the JPEG engine,
         ``decoded_cuda``: nvJPEG's CUDA backend, ``decoded_cpu``: the fallback for what
-        nvJPEG cannot decode) and ``gpu_memory_bytes``, the device memory the loader holds.
+        nvJPEG cannot decode), ``gpu_memory_bytes``, the device memory the loader holds, and
+        where the time of its ``gpu_batches`` went, in seconds summed over batches: on the
+        prefetch thread ``host_prepare_s`` (headers, gathering into pinned memory, choosing
+        decoders), ``host_wait_s`` (waiting for the GPU), ``host_submit_s`` (nvJPEG calls,
+        CPU fallback, kernel launches); on the GPU, over ``gpu_timed_batches`` completed
+        batches, ``gpu_decode_s`` and ``gpu_transform_s``. The largest term is what limits
+        the loader (docs/TUNING.md).
 
         Example:
             >>> SlipstreamLoader(demo_dataset, batch_size=8).stats()

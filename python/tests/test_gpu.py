@@ -80,7 +80,8 @@ def test_batches_are_cuda_tensors(demo_dataset) -> None:
         memory_format="channels_last",
     )
     assert lo.device_info.startswith("cuda:0"), lo.device_info
-    batch = next(iter(lo))
+    batches = iter(lo)
+    batch = next(batches)
     image = batch["image"]
     assert image.device.type == "cuda" and image.dtype == torch.float16
     assert image.shape == (16, 3, 224, 224)
@@ -91,6 +92,12 @@ def test_batches_are_cuda_tensors(demo_dataset) -> None:
     assert stats["images"] >= 16 and stats["decoded_cpu"] == 0, stats
     assert stats["decoded_hardware"] + stats["decoded_cuda"] >= 16, stats
     assert stats["gpu_memory_bytes"] > 0
+    for _ in batches:  # the rest of the epoch: every batch but the last has completed on the GPU
+        pass
+    stats = lo.stats()
+    assert stats["gpu_batches"] >= 6 and stats["gpu_timed_batches"] >= stats["gpu_batches"] - 1
+    assert stats["host_prepare_s"] > 0 and stats["host_submit_s"] > 0, stats
+    assert stats["gpu_decode_s"] > 0 and stats["gpu_transform_s"] > 0, stats
 
 
 @needs_gpu

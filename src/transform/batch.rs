@@ -101,6 +101,26 @@ pub enum GpuDecoder {
     Cpu,
 }
 
+/// Where a loader's GPU batches spent their time, summed over the batches so far: the host
+/// (prefetch thread) preparing, waiting for the GPU and submitting work, and the GPU decoding
+/// and transforming (device time, counted once the batch has completed).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GpuTimings {
+    pub batches: u64,
+    /// Headers, gathering into the pinned slot, choosing each image's decoder.
+    pub host_prepare_s: f64,
+    /// Waiting for a ring slot or for the previous batch's GPU work.
+    pub host_wait_s: f64,
+    /// nvJPEG calls, CPU fallback decoding, parameter upload and kernel launches.
+    pub host_submit_s: f64,
+    /// Batches whose device time is counted below.
+    pub gpu_batches: u64,
+    /// From the first nvJPEG call to the end of decoding, on the loader's stream.
+    pub gpu_decode_s: f64,
+    /// From the end of decoding to the batch tensors being ready (uploads and kernels).
+    pub gpu_transform_s: f64,
+}
+
 impl Pipelines {
     /// `ring_slots`: pinned batch slots of the GPU path.
     pub fn new(

@@ -8,13 +8,14 @@
 //! the event that marks it ready, for the DLPack stream protocol.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cudarc::driver::{CudaEvent, CudaFunction, DeviceRepr, LaunchConfig, PushKernelArg};
 use cudarc::driver::{result, sys};
 use cudarc::nvrtc::Ptx;
 use rayon::prelude::*;
 
-use super::batch::{Failure, GpuDecoder, MAX_ATTEMPTS, OnError, Pipelines};
+use super::batch::{Failure, GpuDecoder, GpuTimings, MAX_ATTEMPTS, OnError, Pipelines};
 use super::cpu::{Draw, Target, view_geometry};
 use super::resample::{Convert, ViewParams, source_region};
 use crate::cache::CacheReader;
@@ -96,6 +97,13 @@ pub struct Produced {
     pub routes: [u64; 3],
 }
 
+/// The events that time one batch on the GPU.
+struct BatchEvents {
+    start: CudaEvent,
+    decoded: CudaEvent,
+    ready: Arc<CudaEvent>,
+}
+
 /// GPU state of one loader.
 pub struct GpuPipelines {
     gpu: Arc<Gpu>,
@@ -120,8 +128,9 @@ struct Inner {
     next: usize,
     /// Decoded images of the batch in flight; grown when a batch needs more, else reused.
     decoded: Option<DeviceMemory>,
-    /// The previous batch's `ready` event.
-    previous: Option<Arc<CudaEvent>>,
+    /// The previous batch's events.
+    previous: Option<BatchEvents>,
+    timings: GpuTimings,
 }
 
 fn kernel_index(dtype: DType) -> usize {
@@ -215,6 +224,7 @@ impl GpuPipelines {
                 next: 0,
                 decoded: None,
                 previous: None,
+                timings: GpuTimings::default(),
             }),
             gpu,
         })
@@ -243,6 +253,10 @@ impl GpuPipelines {
         inner.decoded.as_ref().map_or(0, |d| d.len() as u64) + self.gpu.pool_bytes()
     }
 
+    pub fn timings(&self) -> GpuTimings {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).timings
+    }
+
     /// Decode and transform `samples` into new GPU batch tensors.
     pub fn run(
         &self,
@@ -252,6 +266,8 @@ impl GpuPipelines {
         samples: &[u64],
         replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
     ) -> Result<Produced> {
+        let started = Instant::now();
+        let mut waited = Duration::ZERO;
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
         self.gpu.bind()?;
@@ -306,8 +322,10 @@ impl GpuPipelines {
         let slot = &mut inner.slots[inner.next];
         inner.next = (inner.next + 1) % n_slots;
         if let Some(done) = slot.done.take() {
+            let wait = Instant::now();
             done.synchronize()
                 .map_err(cuda_error("waiting for a ring slot"))?;
+            waited += wait.elapsed();
         }
 
         // Gather the compressed bytes into pinned memory, one copy per image.
@@ -376,12 +394,33 @@ impl GpuPipelines {
         // nvJPEG's decode states keep staging buffers from one call to the next; the host has
         // prepared this batch while the GPU worked on the previous one, and waits for that
         // work before handing nvJPEG the next batch.
+        let previous_wait = Instant::now();
         if let Some(previous) = inner.previous.take() {
             previous
+                .ready
                 .synchronize()
                 .map_err(cuda_error("waiting for the previous batch"))?;
+            let t = &mut inner.timings;
+            t.gpu_batches += 1;
+            let ms = |a: &CudaEvent, b: &CudaEvent| a.elapsed_ms(b).map_or(0.0, |ms| ms as f64);
+            t.gpu_decode_s += ms(&previous.start, &previous.decoded) / 1e3;
+            t.gpu_transform_s += ms(&previous.decoded, &previous.ready) / 1e3;
         }
+        waited += previous_wait.elapsed();
+        let submit_start = Instant::now();
         let stream = self.gpu.stream().cu_stream() as crate::decode::nvjpeg::sys::cudaStream_t;
+        let timing_event = || {
+            let event = self
+                .gpu
+                .context()
+                .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(cuda_error("creating a CUDA event"))?;
+            event
+                .record(self.gpu.stream())
+                .map_err(cuda_error("recording a CUDA event"))?;
+            Ok::<_, Error>(event)
+        };
+        let start = timing_event()?;
         for route in [Route::Hardware, Route::Cuda] {
             let chosen: Vec<usize> = (0..images.len())
                 .filter(|&i| routes[i / per_sample] == route)
@@ -410,6 +449,8 @@ impl GpuPipelines {
                 }
             }
         }
+
+        let decode_end = timing_event()?;
 
         // The CPU route, replacing samples that do not decode as `on_error` says.
         let mut host: Vec<Option<HostDecoded>> = (0..resolved.len()).map(|_| None).collect();
@@ -600,7 +641,18 @@ impl GpuPipelines {
             .record(self.gpu.stream())
             .map_err(cuda_error("recording a CUDA event"))?;
         slot.done = Some(Arc::clone(&ready));
-        inner.previous = Some(Arc::clone(&ready));
+        inner.previous = Some(BatchEvents {
+            start,
+            decoded: decode_end,
+            ready,
+        });
+        let t = &mut inner.timings;
+        t.batches += 1;
+        t.host_wait_s += waited.as_secs_f64();
+        t.host_submit_s += submit_start.elapsed().as_secs_f64();
+        t.host_prepare_s += (submit_start - started)
+            .saturating_sub(waited)
+            .as_secs_f64();
         // Per-batch buffers (`params_device`, `uploaded`) are freed in stream order, after the
         // kernels, when they drop at the end of this function.
 

@@ -1,7 +1,7 @@
 //! Stand-in for `cuda.rs` in builds without the `cuda` feature: the same names, so the rest of
 //! the crate has no `cfg`s, and an error that says how to get the GPU path.
 
-use super::batch::{GpuDecoder, Pipelines};
+use super::batch::{GpuDecoder, GpuTimings, Pipelines};
 use crate::cache::CacheReader;
 use crate::error::{Error, Result};
 
@@ -52,6 +52,10 @@ impl GpuPipelines {
     }
 
     pub fn memory_bytes(&self) -> u64 {
+        match self.never {}
+    }
+
+    pub fn timings(&self) -> GpuTimings {
         match self.never {}
     }
 
