@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use slipstream::cache::{self, BuildOptions, CacheReader, OpenOptions};
 use slipstream::cuda::Gpu;
-use slipstream::decode::nvjpeg::{BatchDecoder, Route, rgb_destination, sys};
+use slipstream::decode::nvjpeg::{self, Route, rgb_destination, sys};
 use slipstream::dtype::DType;
 use slipstream::loader::{Loader, LoaderOptions};
 use slipstream::sampler::{Sampler, SamplerConfig};
@@ -45,10 +45,12 @@ fn dataset(root: &Path) -> Arc<CacheReader> {
     Arc::new(cache::open(&source, &options).expect("build the bench cache"))
 }
 
-/// Images/s of nvJPEG alone on `route`, decoding `batches` round robin until `SECONDS` pass.
-fn bare_decode(gpu: &Arc<Gpu>, route: Route, batches: &[Vec<Vec<u8>>]) -> f64 {
+/// Images/s of nvJPEG alone on `route`, decoding `batches` round robin until `SECONDS` pass,
+/// and the host time of choosing the decoders of one batch (ms).
+fn bare_decode(gpu: &Arc<Gpu>, route: Route, batches: &[Vec<Vec<u8>>]) -> (f64, f64) {
     gpu.bind().unwrap();
-    let mut decoder = BatchDecoder::new(route == Route::Hardware).unwrap();
+    let (mut planner, mut decoder) = nvjpeg::open(route == Route::Hardware).unwrap();
+    let mut planning = Duration::ZERO;
     let stream = gpu.stream().cu_stream() as sys::cudaStream_t;
     // Each batch's bytes in pinned memory and its images' places on the device, prepared once.
     let prepared: Vec<_> = batches
@@ -71,7 +73,9 @@ fn bare_decode(gpu: &Arc<Gpu>, route: Route, batches: &[Vec<Vec<u8>>]) -> f64 {
                 .iter()
                 .map(|r| &pinned.as_slice()[r.clone()])
                 .collect();
-            let plan = decoder.plan(&data);
+            let started = Instant::now();
+            let plan = planner.plan(&data);
+            planning += started.elapsed();
             let taken: Vec<usize> = (0..images.len())
                 .filter(|&i| match route {
                     Route::Hardware => plan[i].0 == Route::Hardware,
@@ -116,7 +120,8 @@ fn bare_decode(gpu: &Arc<Gpu>, route: Route, batches: &[Vec<Vec<u8>>]) -> f64 {
         images += run(k);
         k += 1;
     }
-    images as f64 / started.elapsed().as_secs_f64()
+    let plan_ms = 1e3 * planning.as_secs_f64() / batches.len() as f64;
+    (images as f64 / started.elapsed().as_secs_f64(), plan_ms)
 }
 
 /// Images/s of the whole loader with `decoder`, and its stats' time per batch.
@@ -201,19 +206,22 @@ fn main() {
     let batches: Vec<Vec<Vec<u8>>> = images.chunks(BATCH).map(<[_]>::to_vec).collect();
     let mean_kb = images.iter().map(Vec::len).sum::<usize>() as f64 / images.len() as f64 / 1e3;
 
-    let hardware = BatchDecoder::new(true).map(|d| d.hardware_engines().0 > 0);
+    gpu.bind().unwrap();
+    let hardware = nvjpeg::open(true).map(|(_, d)| d.hardware_engines().0 > 0);
     let mut rows: Vec<(String, f64)> = Vec::new();
     let mut ms = serde_json::Map::new();
-    if matches!(hardware, Ok(true)) {
-        rows.push((
-            "nvjpeg_hardware_bare".into(),
-            bare_decode(&gpu, Route::Hardware, &batches),
-        ));
+    let routes = [
+        ("nvjpeg_hardware_bare", Route::Hardware),
+        ("nvjpeg_cuda_bare", Route::Cuda),
+    ];
+    for (name, route) in routes {
+        if route == Route::Hardware && !matches!(hardware, Ok(true)) {
+            continue;
+        }
+        let (rate, plan_ms) = bare_decode(&gpu, route, &batches);
+        rows.push((name.into(), rate));
+        ms.insert(name.into(), serde_json::json!({ "plan": plan_ms }));
     }
-    rows.push((
-        "nvjpeg_cuda_bare".into(),
-        bare_decode(&gpu, Route::Cuda, &batches),
-    ));
     for (name, decoder) in [
         ("loader_auto", GpuDecoder::Auto),
         ("loader_cuda", GpuDecoder::Cuda),

@@ -20,7 +20,7 @@ use crate::gather::{gather_scalars, gather_values, parallelism_enabled};
 use crate::sampler::Sampler;
 use crate::transform::PipelineSpec;
 use crate::transform::batch::{Device, OnError, OutputTensor, Pipelines};
-use crate::transform::cuda::{DeviceTensor, GpuPipelines};
+use crate::transform::cuda::{DeviceTensor, GpuPipelines, Prepared};
 
 /// Quasi-random order groups samples into pages of about this many cache bytes.
 pub const PAGE_BYTES: u64 = 8 << 20;
@@ -235,14 +235,25 @@ impl Loader {
 
     /// Gather one batch of `samples` (synchronously, on the calling thread and rayon).
     pub fn gather(&self, epoch: u64, position: usize, samples: &[u64]) -> Result<Batch> {
-        let run = || self.gather_here(epoch, position, samples);
+        self.in_pool(|| self.gather_here(epoch, position, samples, None))
+    }
+
+    /// Run `f` on the loader's threads (its rayon pool, when it has one).
+    fn in_pool<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         match &self.threads {
-            Some(pool) if parallelism_enabled() => pool.install(run),
-            _ => run(),
+            Some(pool) if parallelism_enabled() => pool.install(f),
+            _ => f(),
         }
     }
 
-    fn gather_here(&self, epoch: u64, position: usize, samples: &[u64]) -> Result<Batch> {
+    /// `prepared`: the GPU's first stage of this batch, when the caller ran it.
+    fn gather_here(
+        &self,
+        epoch: u64,
+        position: usize,
+        samples: &[u64],
+        prepared: Option<Prepared<'_>>,
+    ) -> Result<Batch> {
         let r = &*self.reader;
         let b = samples.len() as i64;
         let mut fields =
@@ -260,6 +271,7 @@ impl Loader {
                 epoch,
                 samples,
                 &replacement,
+                prepared,
             )?;
             self.images
                 .fetch_add(samples.len() as u64, Ordering::Relaxed);
@@ -372,16 +384,54 @@ impl Loader {
 
     fn produce(&self, epoch: u64, start: usize, tx: SyncSender<Result<Batch>>, stop: &AtomicBool) {
         let batches = self.sampler.batches(epoch);
-        for (position, samples) in batches.iter().enumerate().skip(start) {
-            if stop.load(Ordering::Relaxed) {
-                return;
+        let todo = batches.iter().enumerate().skip(start);
+        if self.pipelines.gpu().is_none() {
+            for (position, samples) in todo {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let batch = self.gather(epoch, position, samples);
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
+                    return;
+                }
             }
-            let batch = self.gather(epoch, position, samples);
-            let failed = batch.is_err();
-            if tx.send(batch).is_err() || failed {
-                return;
-            }
+            return;
         }
+        // On a GPU a second thread prepares batch k+1 (headers, gathering into pinned memory,
+        // choosing decoders) while this one submits batch k to nvJPEG and the kernels. One
+        // after the other, the two stages (5.9 + 6.8 ms per batch of 256 on an H200) held the
+        // loader to half the rate of the hardware decoder alone.
+        let replacement = |sample, attempt| self.sampler.replacement(epoch, sample, attempt);
+        std::thread::scope(|scope| {
+            let (ready_tx, ready_rx) = sync_channel(1);
+            std::thread::Builder::new()
+                .name("slipstream-prepare".into())
+                .spawn_scoped(scope, move || {
+                    for (position, samples) in todo {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let prepared = self
+                            .in_pool(|| self.pipelines.prepare(&self.reader, samples, &replacement))
+                            .expect("GPU pipelines prepare");
+                        let failed = prepared.is_err();
+                        if ready_tx.send((position, samples, prepared)).is_err() || failed {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawn the prepare thread");
+            for (position, samples, prepared) in ready_rx {
+                let batch = prepared.and_then(|p| {
+                    self.in_pool(|| self.gather_here(epoch, position, samples, Some(p)))
+                });
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
+                    return;
+                }
+            }
+        });
     }
 }
 

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::PipelineSpec;
 use super::cpu::{Draw, Job, Lut, Workspace, process_image};
-use super::cuda::{DeviceTensor, GpuPipelines};
+use super::cuda::{DeviceTensor, GpuPipelines, Prepared};
 use crate::buffer::BufferPool;
 use crate::cache::CacheReader;
 use crate::cache::format::FieldKind;
@@ -208,8 +208,24 @@ impl Pipelines {
         self.outputs.iter().map(|o| o.spec.name.clone()).collect()
     }
 
+    /// On a GPU, the host's first stage of a batch ([`GpuPipelines::prepare`]), which the
+    /// loader runs for the next batch while [`Self::run`] submits the current one; `None` on
+    /// the CPU.
+    pub fn prepare<'a>(
+        &self,
+        reader: &'a CacheReader,
+        samples: &[u64],
+        replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+    ) -> Option<Result<Prepared<'a>>> {
+        self.gpu
+            .as_ref()
+            .map(|gpu| gpu.prepare(self, reader, samples, replacement))
+    }
+
     /// Decode and transform `samples` into new batch tensors. `replacement(sample, attempt)`
-    /// picks the sample to try instead of a broken one.
+    /// picks the sample to try instead of a broken one. On a GPU, `prepared` is what
+    /// [`Self::prepare`] made of the same samples, if the caller ran it.
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
         reader: &CacheReader,
@@ -218,9 +234,14 @@ impl Pipelines {
         epoch: u64,
         samples: &[u64],
         replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+        prepared: Option<Prepared<'_>>,
     ) -> Result<Produced> {
         if let Some(gpu) = &self.gpu {
-            let p = gpu.run(self, reader, (seed, epoch), samples, replacement)?;
+            let draw = (seed, epoch);
+            let p = match prepared {
+                Some(prepared) => gpu.submit(self, reader, draw, samples, prepared, replacement)?,
+                None => gpu.run(self, reader, draw, samples, replacement)?,
+            };
             return Ok(Produced {
                 samples: p.samples,
                 tensors: p

@@ -7,6 +7,7 @@
 //! reusing a ring slot, which by then is `slots - 1` batches old. Each output tensor carries
 //! the event that marks it ready, for the DLPack stream protocol.
 
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use super::resample::{Convert, ViewParams, source_region};
 use crate::cache::CacheReader;
 use crate::cuda::{DeviceMemory, Gpu, PinnedMemory, cuda_error};
 use crate::decode::cpu::{CpuDecoder, DecodePlan, Decoded, image_size};
-use crate::decode::nvjpeg::{BatchDecoder, Route, rgb_destination};
+use crate::decode::nvjpeg::{self, BatchDecoder, Planner, Route, rgb_destination};
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
 use crate::transform::MemoryFormat;
@@ -104,10 +105,40 @@ struct BatchEvents {
     ready: Arc<CudaEvent>,
 }
 
-/// GPU state of one loader.
+/// GPU state of one loader. A batch goes through two stages, [`GpuPipelines::prepare`] and
+/// [`GpuPipelines::submit`], which may run on two threads at once for consecutive batches.
 pub struct GpuPipelines {
     gpu: Arc<Gpu>,
+    /// Ring slots free for the next batch, oldest first: a slot travels with its batch from
+    /// `prepare` to `submit` and comes back here, so no two batches share one.
+    free_slots: Mutex<Receiver<Slot>>,
+    slot_return: Sender<Slot>,
+    /// `None` when JPEGs are decoded on the CPU.
+    planner: Option<Mutex<Planner>>,
     inner: Mutex<Inner>,
+}
+
+/// A batch ready for the GPU: samples resolved, compressed bytes in a pinned slot, each
+/// image's route chosen.
+pub struct Prepared<'a> {
+    resolved: Vec<Resolved<'a>>,
+    /// Where each image's bytes start in the slot (one more entry than images).
+    offsets: Vec<usize>,
+    plan: Vec<(Route, Option<(u32, u32)>)>,
+    slot: Option<Slot>,
+    slot_return: Sender<Slot>,
+    /// Host time spent preparing, and waiting for the slot.
+    busy: Duration,
+    waited: Duration,
+}
+
+impl Drop for Prepared<'_> {
+    fn drop(&mut self) {
+        // A batch dropped before `submit` (an error, a stopped loader) gives its slot back.
+        if let Some(slot) = self.slot.take() {
+            let _ = self.slot_return.send(slot);
+        }
+    }
 }
 
 struct Slot {
@@ -124,8 +155,6 @@ struct Inner {
     decoder: Option<BatchDecoder>,
     /// Indexed by `kernel_index`.
     kernels: Vec<CudaFunction>,
-    slots: Vec<Slot>,
-    next: usize,
     /// Decoded images of the batch in flight; grown when a batch needs more, else reused.
     decoded: Option<DeviceMemory>,
     /// The previous batch's events.
@@ -202,26 +231,32 @@ impl GpuPipelines {
                     .map_err(cuda_error(&format!("loading kernel {name}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let decoder = match decoder {
-            GpuDecoder::Cpu => None,
-            GpuDecoder::Auto => Some(BatchDecoder::new(true)?),
-            GpuDecoder::Cuda => Some(BatchDecoder::new(false)?),
+        let (planner, decoder) = match decoder {
+            GpuDecoder::Cpu => (None, None),
+            GpuDecoder::Auto | GpuDecoder::Cuda => {
+                let (planner, decoder) = nvjpeg::open(decoder == GpuDecoder::Auto)?;
+                (Some(Mutex::new(planner)), Some(decoder))
+            }
         };
-        let slots = (0..slots.max(2))
-            .map(|_| {
-                Ok(Slot {
+        // One batch being submitted, one handed over, one being prepared: three slots keep
+        // `prepare` from ever waiting for a slot that only a later `submit` would free.
+        let (slot_return, free_slots) = channel();
+        for _ in 0..slots.max(3) {
+            slot_return
+                .send(Slot {
                     bytes: gpu.pinned(1 << 20)?,
                     params: gpu.pinned(64 << 10)?,
                     done: None,
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                .expect("the receiver is here");
+        }
         Ok(GpuPipelines {
+            free_slots: Mutex::new(free_slots),
+            slot_return,
+            planner,
             inner: Mutex::new(Inner {
                 decoder,
                 kernels,
-                slots,
-                next: 0,
                 decoded: None,
                 previous: None,
                 timings: GpuTimings::default(),
@@ -257,19 +292,32 @@ impl GpuPipelines {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).timings
     }
 
-    /// Decode and transform `samples` into new GPU batch tensors.
+    /// Decode and transform `samples` into new GPU batch tensors: [`Self::prepare`] then
+    /// [`Self::submit`].
     pub fn run(
         &self,
         pipelines: &Pipelines,
         reader: &CacheReader,
-        (seed, epoch): (u64, u64),
+        draw: (u64, u64),
         samples: &[u64],
         replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
     ) -> Result<Produced> {
+        let prepared = self.prepare(pipelines, reader, samples, replacement)?;
+        self.submit(pipelines, reader, draw, samples, prepared, replacement)
+    }
+
+    /// The host's first stage of a batch: resolve the samples (replacing those whose headers
+    /// are broken, as `on_error` says), gather their compressed bytes into a free ring slot
+    /// and choose each image's decoder. Touches no state `submit` uses, so the loader runs it
+    /// for the next batch while `submit` feeds nvJPEG the current one.
+    pub fn prepare<'a>(
+        &self,
+        pipelines: &Pipelines,
+        reader: &'a CacheReader,
+        samples: &[u64],
+        replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+    ) -> Result<Prepared<'a>> {
         let started = Instant::now();
-        let mut waited = Duration::ZERO;
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let inner = &mut *guard;
         self.gpu.bind()?;
         let fields: Vec<usize> = pipelines.groups.iter().map(|g| g.field).collect();
         let source = reader.header().source.path.clone();
@@ -317,19 +365,35 @@ impl GpuPipelines {
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
 
-        // The ring slot: wait until the batch that last used it is done with it.
-        let n_slots = inner.slots.len();
-        let slot = &mut inner.slots[inner.next];
-        inner.next = (inner.next + 1) % n_slots;
+        // The oldest free slot, once the GPU work that last read it is done.
+        let wait = Instant::now();
+        let mut slot = self
+            .free_slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .recv()
+            .expect("GpuPipelines holds a sender");
         if let Some(done) = slot.done.take() {
-            let wait = Instant::now();
             done.synchronize()
                 .map_err(cuda_error("waiting for a ring slot"))?;
-            waited += wait.elapsed();
         }
+        let waited = wait.elapsed();
+        let mut prepared = Prepared {
+            resolved,
+            offsets: Vec::new(),
+            plan: Vec::new(),
+            slot: None,
+            slot_return: self.slot_return.clone(),
+            busy: Duration::ZERO,
+            waited,
+        };
 
         // Gather the compressed bytes into pinned memory, one copy per image.
-        let images: Vec<&Image> = resolved.iter().flat_map(|r| r.images.iter()).collect();
+        let images: Vec<&Image> = prepared
+            .resolved
+            .iter()
+            .flat_map(|r| r.images.iter())
+            .collect();
         let mut offsets = Vec::with_capacity(images.len() + 1);
         offsets.push(0usize);
         for image in &images {
@@ -337,7 +401,13 @@ impl GpuPipelines {
         }
         let total = *offsets.last().unwrap();
         if slot.bytes.len() < total {
-            slot.bytes = self.gpu.pinned(total.next_power_of_two())?;
+            slot.bytes = match self.gpu.pinned(total.next_power_of_two()) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    prepared.slot = Some(slot);
+                    return Err(e);
+                }
+            };
         }
         {
             let mut rest = &mut slot.bytes.as_mut_slice()[..total];
@@ -354,13 +424,83 @@ impl GpuPipelines {
         }
         let pinned = slot.bytes.as_slice();
         let data: Vec<&[u8]> = offsets.windows(2).map(|w| &pinned[w[0]..w[1]]).collect();
+        let plan = match &self.planner {
+            Some(planner) => planner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .plan(&data),
+            None => vec![(Route::Cpu, None); data.len()],
+        };
+        prepared.offsets = offsets;
+        prepared.plan = plan;
+        prepared.slot = Some(slot);
+        prepared.busy = started.elapsed().saturating_sub(waited);
+        Ok(prepared)
+    }
+
+    /// The host's second stage of a batch: decode (nvJPEG, or the CPU for what nvJPEG cannot
+    /// take), upload the crop parameters and launch the kernels, all queued on the loader's
+    /// stream. Batches are submitted in the order they were prepared.
+    pub fn submit(
+        &self,
+        pipelines: &Pipelines,
+        reader: &CacheReader,
+        draw: (u64, u64),
+        samples: &[u64],
+        mut prepared: Prepared<'_>,
+        replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+    ) -> Result<Produced> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let produced = self.queue(
+            &mut guard,
+            pipelines,
+            reader,
+            draw,
+            samples,
+            &mut prepared,
+            replacement,
+        );
+        if produced.is_err() {
+            // Work queued before the failure may still read the slot, which goes back to the
+            // ring when `prepared` drops.
+            let _ = self.gpu.stream().synchronize();
+        }
+        produced
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn queue(
+        &self,
+        inner: &mut Inner,
+        pipelines: &Pipelines,
+        reader: &CacheReader,
+        (seed, epoch): (u64, u64),
+        samples: &[u64],
+        prepared: &mut Prepared<'_>,
+        replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+    ) -> Result<Produced> {
+        let started = Instant::now();
+        let mut waited = Duration::ZERO;
+        self.gpu.bind()?;
+        let fields: Vec<usize> = pipelines.groups.iter().map(|g| g.field).collect();
+        let source = reader.header().source.path.clone();
+        let on_error = pipelines.on_error;
+        let resolved = &prepared.resolved;
+        let slot = prepared
+            .slot
+            .as_mut()
+            .expect("a prepared batch has its slot");
+        let images: Vec<&Image> = resolved.iter().flat_map(|r| r.images.iter()).collect();
+        let pinned = slot.bytes.as_slice();
+        let data: Vec<&[u8]> = prepared
+            .offsets
+            .windows(2)
+            .map(|w| &pinned[w[0]..w[1]])
+            .collect();
+        let plan = &prepared.plan;
 
         // Routes: a slot goes to nvJPEG when every one of its images does.
         let per_sample = fields.len();
-        let plan = match inner.decoder.as_mut() {
-            Some(decoder) => decoder.plan(&data),
-            None => vec![(Route::Cpu, None); data.len()],
-        };
         let mut routes: Vec<Route> = vec![Route::Cpu; resolved.len()];
         for (k, r) in resolved.iter().enumerate() {
             let mine = &plan[k * per_sample..(k + 1) * per_sample];
@@ -407,7 +547,6 @@ impl GpuPipelines {
             t.gpu_transform_s += ms(&previous.decoded, &previous.ready) / 1e3;
         }
         waited += previous_wait.elapsed();
-        let submit_start = Instant::now();
         let stream = self.gpu.stream().cu_stream() as crate::decode::nvjpeg::sys::cudaStream_t;
         let timing_event = || {
             let event = self
@@ -648,11 +787,9 @@ impl GpuPipelines {
         });
         let t = &mut inner.timings;
         t.batches += 1;
-        t.host_wait_s += waited.as_secs_f64();
-        t.host_submit_s += submit_start.elapsed().as_secs_f64();
-        t.host_prepare_s += (submit_start - started)
-            .saturating_sub(waited)
-            .as_secs_f64();
+        t.host_prepare_s += prepared.busy.as_secs_f64();
+        t.host_wait_s += (prepared.waited + waited).as_secs_f64();
+        t.host_submit_s += started.elapsed().saturating_sub(waited).as_secs_f64();
         // Per-batch buffers (`params_device`, `uploaded`) are freed in stream order, after the
         // kernels, when they drop at the end of this function.
 

@@ -31,6 +31,11 @@ pub struct GpuPipelines {
     never: Never,
 }
 
+pub struct Prepared<'a> {
+    never: Never,
+    _reader: std::marker::PhantomData<&'a CacheReader>,
+}
+
 pub struct Produced {
     pub samples: Vec<u64>,
     pub tensors: Vec<(String, DeviceTensor)>,
@@ -57,6 +62,28 @@ impl GpuPipelines {
 
     pub fn timings(&self) -> GpuTimings {
         match self.never {}
+    }
+
+    pub fn prepare<'a>(
+        &self,
+        _pipelines: &Pipelines,
+        _reader: &'a CacheReader,
+        _samples: &[u64],
+        _replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+    ) -> Result<Prepared<'a>> {
+        match self.never {}
+    }
+
+    pub fn submit(
+        &self,
+        _pipelines: &Pipelines,
+        _reader: &CacheReader,
+        _draw: (u64, u64),
+        _samples: &[u64],
+        prepared: Prepared<'_>,
+        _replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+    ) -> Result<Produced> {
+        match prepared.never {}
     }
 
     pub fn run(
