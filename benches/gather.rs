@@ -70,6 +70,7 @@ fn main() {
                     ..Default::default()
                 },
                 rebuild: false,
+                ..Default::default()
             },
         )
         .expect("build the bench cache"),

@@ -41,6 +41,7 @@ fn dataset(root: &Path) -> Arc<CacheReader> {
             ..Default::default()
         },
         rebuild: false,
+        ..Default::default()
     };
     Arc::new(cache::open(&source, &options).expect("build the bench cache"))
 }

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use rayon::prelude::*;
 
 use crate::cache::format::FieldKind;
-use crate::cache::{self, BuildOptions, CacheReader, OpenOptions};
+use crate::cache::{self, BuildOptions, CacheReader, OpenOptions, RemoteCacheOptions};
 use crate::demo::{self, DemoOptions};
 use crate::error::{Error, Result};
 use crate::loader::{FieldBatch, Loader, LoaderOptions};
@@ -46,6 +46,28 @@ enum Command {
         /// Decoding threads [default: one per core].
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Share caches through this S3 prefix: download the dataset's cache from it instead of
+        /// building, or upload it after building.
+        #[arg(long, value_name = "s3://BUCKET/PREFIX/")]
+        remote_cache: Option<String>,
+        /// No progress bar or summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Push a dataset's cache to a shared store (building it first if needed), or pull it
+    /// from there into the local cache directory.
+    Sync {
+        #[arg(value_enum)]
+        direction: SyncDirection,
+        /// A LitData dataset directory, or s3://bucket/prefix/.
+        source: String,
+        /// The shared store.
+        #[arg(long, value_name = "s3://BUCKET/PREFIX/")]
+        remote_cache: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
         /// No progress bar or summary.
         #[arg(long, short)]
         quiet: bool,
@@ -96,6 +118,12 @@ enum Command {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SyncDirection {
+    Push,
+    Pull,
 }
 
 /// How to reach a dataset on S3 (credentials come from the usual AWS chain).
@@ -173,11 +201,13 @@ fn execute(command: Command) -> Result<i32> {
             cache_dir,
             rebuild,
             threads,
+            remote_cache,
             quiet,
         } => {
+            let storage = remote.pairs()?;
             let reader = cache::open_source(
                 &source,
-                &remote.pairs()?,
+                &storage,
                 &OpenOptions {
                     cache_dir,
                     rebuild,
@@ -186,9 +216,45 @@ fn execute(command: Command) -> Result<i32> {
                         progress: !quiet,
                         ..Default::default()
                     },
+                    remote_cache: remote_cache.map(|url| RemoteCacheOptions {
+                        url,
+                        storage: storage.clone(),
+                    }),
+                    remote_only: false,
                 },
             )?;
             println!("{}", reader.path().display());
+            Ok(0)
+        }
+        Command::Sync {
+            direction,
+            source,
+            remote_cache,
+            remote,
+            cache_dir,
+            quiet,
+        } => {
+            let storage = remote.pairs()?;
+            let options = OpenOptions {
+                cache_dir,
+                build: BuildOptions {
+                    progress: !quiet,
+                    ..Default::default()
+                },
+                remote_cache: Some(RemoteCacheOptions {
+                    url: remote_cache,
+                    storage: storage.clone(),
+                }),
+                remote_only: matches!(direction, SyncDirection::Pull),
+                ..Default::default()
+            };
+            match direction {
+                SyncDirection::Push => println!("{}", cache::push(&source, &storage, &options)?),
+                SyncDirection::Pull => {
+                    let reader = cache::open_source(&source, &storage, &options)?;
+                    println!("{}", reader.path().display());
+                }
+            }
             Ok(0)
         }
         Command::Inspect {

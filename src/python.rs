@@ -9,7 +9,7 @@ use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 
-use crate::cache::{self, BuildOptions, CacheReader, FieldValue, OpenOptions};
+use crate::cache::{self, BuildOptions, CacheReader, FieldValue, OpenOptions, RemoteCacheOptions};
 use crate::dlpack::{HostTensor, Tensor};
 use crate::error::Error;
 use crate::loader::{self, BatchIter, FieldBatch, LoaderOptions};
@@ -73,7 +73,8 @@ struct Dataset {
 #[pymethods]
 impl Dataset {
     #[new]
-    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0, storage_options=Vec::new()))]
+    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0, storage_options=Vec::new(), remote_cache=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         path: String,
@@ -82,6 +83,7 @@ impl Dataset {
         progress: bool,
         threads: usize,
         storage_options: Vec<(String, String)>,
+        remote_cache: Option<String>,
     ) -> PyResult<Dataset> {
         let options = OpenOptions {
             cache_dir,
@@ -91,6 +93,11 @@ impl Dataset {
                 progress,
                 ..Default::default()
             },
+            remote_cache: remote_cache.map(|url| RemoteCacheOptions {
+                url,
+                storage: storage_options.clone(),
+            }),
+            remote_only: false,
         };
         let reader = py
             .detach(|| cache::open_source(&path, &storage_options, &options))

@@ -79,7 +79,14 @@ class SlipstreamDataset:
             ``aws_session_token``, ``profile``, ``anon``) and ``concurrency``,
             ``part_bytes``, ``max_attempts``, ``read_timeout``. Without keys, credentials come
             from the usual AWS chain (environment, profile, SSO, instance role);
-            ``AWS_ENDPOINT_URL`` selects an S3-compatible store.
+            ``AWS_ENDPOINT_URL`` selects an S3-compatible store. With ``remote_cache`` they
+            reach the shared store too.
+        remote_cache: ``s3://bucket/prefix/`` where caches are shared across machines: when
+            no local cache matches, the one built from the same version of the dataset is
+            downloaded from there (every sample's checksum verified) instead of building;
+            after a build, the cache is uploaded (its manifest last, so a half-finished upload
+            is never used). Ranks on one machine download once. ``slipstream sync push|pull``
+            does the same by hand.
 
     Example:
         >>> ds = SlipstreamDataset(demo_dir, cache_dir=cache_dir, progress=False)
@@ -101,6 +108,7 @@ class SlipstreamDataset:
         rebuild: bool = False,
         progress: bool = True,
         storage_options: dict[str, Any] | None = None,
+        remote_cache: str | None = None,
     ) -> None:
         path = os.fspath(path)
         options = [(str(k), str(v)) for k, v in (storage_options or {}).items()]
@@ -110,6 +118,7 @@ class SlipstreamDataset:
             rebuild,
             progress,
             storage_options=options,
+            remote_cache=remote_cache,
         )
         self._header: dict[str, Any] = json.loads(self._native.header_json())
         self._raw_fields: list[dict[str, Any]] = self._header["fields"]

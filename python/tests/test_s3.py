@@ -222,3 +222,94 @@ def test_ranks_on_one_node_download_once(server, bucket, tmp_path) -> None:
     names = [g.split()[1].split("?")[0] for g in gets]
     assert len(set(names)) >= 3
     assert len(names) == len(set(names)), "each chunk fetched once (one GET: under part_bytes)"
+
+
+# -- caches shared through S3 (remote_cache=) -------------------------------------------------
+
+
+def shared_objects(server, prefix: str) -> dict[str, int]:
+    listing = server.client().list_objects_v2(Bucket="data", Prefix=prefix)
+    return {o["Key"]: o["Size"] for o in listing.get("Contents", [])}
+
+
+def test_a_shared_cache_replaces_the_build_on_other_machines(server, bucket, tmp_path) -> None:
+    url, shared = f"s3://{bucket}/demo/", f"s3://{bucket}/caches/"
+    with proxy(server) as p:
+        built = open_s3(url, p.url, tmp_path / "machine-a", remote_cache=shared)
+        built_chunks = len(chunk_gets(p))
+        assert built_chunks >= 3
+        uploaded = shared_objects(server, "caches/")
+        manifests = [k for k in uploaded if k.endswith("/manifest.json")]
+        assert len(manifests) == 1, uploaded
+        entry = manifests[0].rsplit("/", 1)[0]
+        cache_bytes = Path(built._native.cache_path).read_bytes()
+        assert uploaded[f"{entry}/cache.slipcache"] == len(cache_bytes)
+        manifest = json.loads(
+            server.client().get_object(Bucket="data", Key=manifests[0])["Body"].read()
+        )
+        assert manifest["samples"] == len(built) and manifest["size"] == len(cache_bytes)
+        assert entry.endswith(manifest["fingerprint"])
+        # Above 5 MiB (S3's smallest part) the cache went up in parts.
+        assert len(cache_bytes) > 5 << 20
+        assert any("uploadId=" in r and r.startswith("PUT") for r in p.log), p.log
+
+        fetched = open_s3(url, p.url, tmp_path / "machine-b", remote_cache=shared)
+        assert len(chunk_gets(p)) == built_chunks, "no chunk downloaded: the cache came whole"
+        assert any("cache.slipcache" in r and r.startswith("GET") for r in p.log)
+    assert Path(fetched._native.cache_path).read_bytes() == cache_bytes
+    same_samples(fetched, built)
+
+
+def test_half_uploaded_or_corrupt_shared_caches_are_not_used(
+    server, bucket, demo_dir, tmp_path, capfd
+) -> None:
+    client = server.client()
+    upload_dir(client, bucket, "demo2/", demo_dir)
+    url, shared = f"s3://{bucket}/demo2/", f"s3://{bucket}/caches-2/"
+    first = open_s3(url, server.url, tmp_path / "a", remote_cache=shared)
+    keys = shared_objects(server, "caches-2/")
+    manifest = next(k for k in keys if k.endswith("manifest.json"))
+    cache_key = manifest.replace("manifest.json", "cache.slipcache")
+
+    # No manifest: an upload that never finished. The next machine builds (and shares).
+    client.delete_object(Bucket=bucket, Key=manifest)
+    with proxy(server) as p:
+        open_s3(url, p.url, tmp_path / "b", remote_cache=shared)
+        assert chunk_gets(p), "built from the dataset"
+    assert manifest in shared_objects(server, "caches-2/"), "shared again after the build"
+
+    # A damaged cache object (same size): refused after download, built here, shared again.
+    damaged = bytearray(client.get_object(Bucket=bucket, Key=cache_key)["Body"].read())
+    damaged[len(damaged) // 2] ^= 0xFF
+    client.put_object(Bucket=bucket, Key=cache_key, Body=bytes(damaged))
+    capfd.readouterr()
+    with proxy(server) as p:
+        rebuilt = open_s3(url, p.url, tmp_path / "c", remote_cache=shared)
+        assert chunk_gets(p), "built from the dataset"
+    warning = capfd.readouterr().err
+    assert "not using the shared cache" in warning and "checksum" in warning, warning
+    assert SECRET not in warning
+    same_samples(rebuilt, first)
+    healed = client.get_object(Bucket=bucket, Key=cache_key)["Body"].read()
+    assert healed == Path(rebuilt._native.cache_path).read_bytes()
+
+
+def test_cli_sync_push_and_pull(server, bucket, demo_dir, tmp_path) -> None:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": SECRET}
+
+    def sync(direction: str, cache_dir: Path, shared: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "slipstream", "sync", direction, str(demo_dir)]
+        command += ["--remote-cache", shared, "--endpoint-url", server.url]
+        command += ["--cache-dir", str(cache_dir), "--quiet"]
+        return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+
+    missing = sync("pull", tmp_path / "b", f"s3://{bucket}/sync/")
+    assert missing.returncode == 1 and "holds no cache" in missing.stderr, missing.stderr
+    pushed = sync("push", tmp_path / "a", f"s3://{bucket}/sync/")
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout.strip().startswith(f"s3://{bucket}/sync/dataset-")
+    pulled = sync("pull", tmp_path / "b", f"s3://{bucket}/sync/")
+    assert pulled.returncode == 0, pulled.stderr
+    local = ss.SlipstreamDataset(demo_dir, cache_dir=tmp_path / "a", progress=False)
+    assert Path(pulled.stdout.strip()).read_bytes() == Path(local._native.cache_path).read_bytes()
+    assert SECRET not in pushed.stderr + pulled.stderr

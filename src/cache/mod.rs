@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use reader::{CacheReader, FieldValue};
 #[cfg(feature = "s3")]
-pub use remote::open_s3;
+pub use remote::{SharedCache, open_s3};
 pub use writer::{BuildOptions, BuildReport, build_cache};
 
 use crate::error::{Error, IoContext, Result};
@@ -71,6 +71,31 @@ pub struct OpenOptions {
     pub build: BuildOptions,
     /// Build even when a matching cache exists.
     pub rebuild: bool,
+    /// Share built caches through this store: download the cache from it instead of
+    /// building, and upload what was built.
+    pub remote_cache: Option<RemoteCacheOptions>,
+    /// With `remote_cache`: fail instead of building when the store has no cache for the
+    /// dataset (`slipstream sync pull`).
+    pub remote_only: bool,
+}
+
+/// Where built caches are shared between machines: an `s3://` prefix, and the storage options
+/// (as [`crate::source::s3::S3Options::from_pairs`] takes them) that reach it. `Debug` shows
+/// the option names only, since values may be keys.
+#[derive(Clone, Default)]
+pub struct RemoteCacheOptions {
+    pub url: String,
+    pub storage: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for RemoteCacheOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.storage.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("RemoteCacheOptions")
+            .field("url", &self.url)
+            .field("storage", &names)
+            .finish()
+    }
 }
 
 /// Open the cache of a dataset directory (building it if missing or stale) or a cache file.
@@ -102,6 +127,8 @@ fn open_or_build(
     options: &OpenOptions,
     build: &dyn Fn(&LitDataset, &Path) -> Result<()>,
 ) -> Result<CacheReader> {
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
+    let shared = shared_cache(options)?;
     let path = cache_path(&dataset.root, cache_dir);
     if !options.rebuild
         && let Some(reader) = reusable(&path, dataset, options.build.progress)
@@ -130,10 +157,84 @@ fn open_or_build(
     {
         return Ok(reader);
     }
+    #[cfg(feature = "s3")]
+    if let Some(shared) = &shared
+        && !options.rebuild
+    {
+        match shared.fetch(dataset, &path, options.build.progress) {
+            Ok(true) => return CacheReader::open(&path),
+            Ok(false) if options.remote_only => {
+                return Err(Error::invalid(format!(
+                    "{} holds no cache of {} as it is now",
+                    options.remote_cache.as_ref().map_or("", |r| &r.url),
+                    dataset.root.display()
+                )));
+            }
+            Ok(false) => {}
+            Err(e) if options.remote_only => return Err(e),
+            Err(e) => eprintln!("slipstream: not using the shared cache ({e}); building here"),
+        }
+    }
     remove_abandoned_builds(&path);
     build(dataset, &path)?;
+    #[cfg(feature = "s3")]
+    if let Some(shared) = &shared
+        && let Err(e) = shared.publish(&path, options.build.progress)
+    {
+        eprintln!("slipstream: the cache was built but could not be shared: {e}");
+    }
     drop(lock);
     CacheReader::open(&path)
+}
+
+/// The store of `options.remote_cache`, if any.
+#[cfg(feature = "s3")]
+fn shared_cache(options: &OpenOptions) -> Result<Option<remote::SharedCache>> {
+    options
+        .remote_cache
+        .as_ref()
+        .map(remote::SharedCache::new)
+        .transpose()
+}
+
+#[cfg(not(feature = "s3"))]
+fn shared_cache(options: &OpenOptions) -> Result<Option<()>> {
+    match &options.remote_cache {
+        None => Ok(None),
+        Some(r) => Err(Error::Unsupported {
+            dataset: PathBuf::from(&r.url),
+            feature: "sharing caches through S3".into(),
+            hint: "this build of slipstream was made without the `s3` feature".into(),
+        }),
+    }
+}
+
+/// Upload the cache of `source` (building it first if needed) to `options.remote_cache`, even
+/// when the store already has it. Returns where it went.
+pub fn push(source: &str, storage: &[(String, String)], options: &OpenOptions) -> Result<String> {
+    let Some(remote) = &options.remote_cache else {
+        return Err(Error::invalid(
+            "push needs a remote cache (s3://bucket/prefix/)",
+        ));
+    };
+    let local = OpenOptions {
+        remote_cache: None,
+        ..options.clone()
+    };
+    // The storage options reach the store, and the dataset only when it is on S3 too.
+    let dataset_storage = if source.starts_with("s3://") {
+        storage
+    } else {
+        &[]
+    };
+    let reader = open_source(source, dataset_storage, &local)?;
+    #[cfg(feature = "s3")]
+    return remote::SharedCache::new(remote)?.publish(reader.path(), options.build.progress);
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = (reader, remote);
+        shared_cache(options).map(|_| String::new())
+    }
 }
 
 /// [`open`] for a local path, or the cache of a dataset on S3 (`s3://bucket/prefix/`, with
@@ -167,9 +268,9 @@ pub fn open_source(
                 .into(),
         });
     }
-    if !storage.is_empty() {
+    if !storage.is_empty() && options.remote_cache.is_none() {
         return Err(Error::invalid(format!(
-            "{source}: storage options are for s3:// datasets"
+            "{source}: storage options are for s3:// datasets and remote caches"
         )));
     }
     open(Path::new(source), options)

@@ -21,6 +21,7 @@ pub fn quiet(cache_dir: &Path) -> OpenOptions {
             ..Default::default()
         },
         rebuild: false,
+        ..Default::default()
     }
 }
 
