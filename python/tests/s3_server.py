@@ -10,13 +10,14 @@ tests can see what was fetched.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import socket
 import struct
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,24 +30,55 @@ def free_port() -> int:
 
 
 class MotoServer:
-    def __init__(self) -> None:
+    """``check_signatures``: moto's authentication mode, which verifies each request's SigV4
+    signature against an IAM user made here (``key``), as a real store does."""
+
+    def __init__(self, check_signatures: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).with_name("moto_server")
+        env = dict(os.environ)
+        if check_signatures:
+            # Unauthenticated: the three IAM calls that make the user below; then every
+            # request must be signed with a key moto knows.
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
         self.process = subprocess.Popen(
             [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=env,
         )
         deadline = time.monotonic() + 30
         while True:
-            try:
-                urllib.request.urlopen(self.url + "/", timeout=1).read()
+            try:  # a TCP connection, not a request: requests count against the free ones
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
+        self.key = self._make_user() if check_signatures else ("testing", "testing")
+
+    def _make_user(self) -> tuple[str, str]:
+        import boto3
+
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.url,
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+            region_name="us-east-1",
+        )
+        iam.create_user(UserName="slipstream-test")
+        key = iam.create_access_key(UserName="slipstream-test")["AccessKey"]
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        }
+        iam.put_user_policy(
+            UserName="slipstream-test", PolicyName="s3", PolicyDocument=json.dumps(policy)
+        )
+        return key["AccessKeyId"], key["SecretAccessKey"]
 
     def client(self):  # a boto3 client, to put test data in place
         import boto3
@@ -54,8 +86,8 @@ class MotoServer:
         return boto3.client(
             "s3",
             endpoint_url=self.url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=self.key[0],
+            aws_secret_access_key=self.key[1],
             region_name="us-east-1",
         )
 

@@ -168,6 +168,38 @@ def test_access_denied_names_the_object_and_resumes_later(server, bucket, tmp_pa
     assert not (again & fetched), "parts completed before the failure are not fetched again"
 
 
+def test_wrong_credentials_fail_on_a_signature_checking_server(demo_dir, tmp_path) -> None:
+    signed = MotoServer(check_signatures=True)
+    try:
+        client = signed.client()
+        client.create_bucket(Bucket="signed")
+        upload_dir(client, "signed", "demo/", demo_dir)
+        key_id, secret = signed.key
+        good = {
+            "endpoint_url": signed.url,
+            "aws_access_key_id": key_id,
+            "aws_secret_access_key": secret,
+            "region_name": "us-east-1",
+        }
+        url = "s3://signed/demo/"
+        ds = ss.SlipstreamDataset(url, cache_dir=tmp_path / "good", storage_options=good)
+        assert len(ds) == 96, "signed requests (listing, ranged GETs) are accepted"
+        for name, creds, code in [
+            ("wrong-secret", {"aws_secret_access_key": "not-the-secret"}, "SignatureDoesNotMatch"),
+            ("unknown-key", {"aws_access_key_id": "AKIAUNKNOWN000000000"}, "InvalidAccessKeyId"),
+        ]:
+            with pytest.raises(ss.SlipstreamError) as e:
+                ss.SlipstreamDataset(
+                    url, cache_dir=tmp_path / name, storage_options={**good, **creds}
+                )
+            message = str(e.value)
+            assert code in message and url in message, message
+            assert "not-the-secret" not in message and secret not in message, message
+            assert not list((tmp_path / name).rglob("*.slipcache")), "no cache left behind"
+    finally:
+        signed.stop()
+
+
 def part_of(request: str) -> str:
     """`GET /data/demo/chunk-0-1.bin?x-id=GetObject HTTP/1.1 range=bytes=0-1` → path + range."""
     _method, target, *rest = request.split()
