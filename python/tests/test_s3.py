@@ -345,3 +345,22 @@ def test_cli_sync_push_and_pull(server, bucket, demo_dir, tmp_path) -> None:
     local = ss.SlipstreamDataset(demo_dir, cache_dir=tmp_path / "a", progress=False)
     assert Path(pulled.stdout.strip()).read_bytes() == Path(local._native.cache_path).read_bytes()
     assert SECRET not in pushed.stderr + pulled.stderr
+
+
+def test_ranks_on_one_node_download_a_shared_cache_once(server, bucket, tmp_path) -> None:
+    url, shared = f"s3://{bucket}/demo/", f"s3://{bucket}/caches-ranks/"
+    open_s3(url, server.url, tmp_path / "builder", remote_cache=shared)
+    code = (
+        "import sys, slipstream as ss; "
+        "ss.SlipstreamDataset(sys.argv[1], cache_dir=sys.argv[2], progress=False, "
+        "remote_cache=sys.argv[4], storage_options={'endpoint_url': sys.argv[3], "
+        "'aws_access_key_id': 'a', 'aws_secret_access_key': 'b'})"
+    )
+    with proxy(server) as p:
+        node = [sys.executable, "-c", code, url, str(tmp_path / "node"), p.url, shared]
+        ranks = [subprocess.Popen(node) for _ in range(3)]
+        assert [r.wait(timeout=120) for r in ranks] == [0, 0, 0]
+        cache_gets = [part_of(r) for r in p.requests(lambda r: "cache.slipcache" in r)]
+        assert not chunk_gets(p), "nothing built: no chunk fetched"
+    assert cache_gets, "the shared cache was downloaded"
+    assert len(cache_gets) == len(set(cache_gets)), "each part of it fetched once"
