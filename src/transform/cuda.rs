@@ -3,9 +3,12 @@
 //! `kernels/resample.cu` writes the final tensor. Geometry and random parameters come from the
 //! same functions as the CPU pipeline's, so the crops are identical.
 //!
-//! Everything is queued on the loader's stream; the host never waits for the GPU except before
-//! reusing a ring slot, which by then is `slots - 1` batches old. Each output tensor carries
-//! the event that marks it ready, for the DLPack stream protocol.
+//! A batch passes two host stages, which the loader runs on two threads for consecutive
+//! batches: `prepare` (headers, gathering into the slot, choosing decoders) and `submit`
+//! (nvJPEG, CPU fallback, kernels), all queued on the loader's stream. The host waits for the
+//! GPU only before reusing a ring slot and, in `submit`, for the previous batch before calling
+//! nvJPEG again. Each output tensor carries the event that marks it ready, for the DLPack
+//! stream protocol.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
