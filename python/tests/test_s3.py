@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import slipstream as ss
-from s3_server import Fault, MotoServer, proxy, upload_dir
+from s3_server import Fault, MotoServer, free_port, proxy, upload_dir
 
 pytestmark = pytest.mark.skipif(
     not Path(sys.executable).with_name("moto_server").exists(),
@@ -364,3 +364,26 @@ def test_ranks_on_one_node_download_a_shared_cache_once(server, bucket, tmp_path
         assert not chunk_gets(p), "nothing built: no chunk fetched"
     assert cache_gets, "the shared cache was downloaded"
     assert len(cache_gets) == len(set(cache_gets)), "each part of it fetched once"
+
+
+def test_an_unreachable_shared_store_does_not_stop_anyone(demo_dir, tmp_path, capfd) -> None:
+    nowhere = {"endpoint_url": f"http://127.0.0.1:{free_port()}", "max_attempts": 1}
+    nowhere |= {"aws_access_key_id": "a", "aws_secret_access_key": SECRET}
+
+    def open_local() -> ss.SlipstreamDataset:
+        return ss.SlipstreamDataset(
+            demo_dir,
+            cache_dir=tmp_path,
+            progress=False,
+            remote_cache="s3://caches/x/",
+            storage_options=nowhere,
+        )
+
+    capfd.readouterr()
+    built = open_local()  # no local cache: the store is tried, then the cache built here
+    warnings = capfd.readouterr().err
+    assert "not using the shared cache" in warnings and "could not be shared" in warnings
+    assert SECRET not in warnings
+    again = open_local()  # a current local cache: the store is not contacted at all
+    assert capfd.readouterr().err == ""
+    assert again._native.cache_path == built._native.cache_path

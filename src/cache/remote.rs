@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::{
@@ -204,18 +204,29 @@ const SHARED_MANIFEST: &str = "manifest.json";
 /// Caches shared through an S3 prefix (`remote_cache=`): one sub-prefix per dataset version,
 /// `<dataset name>-<fingerprint>/`, holding the cache file and its manifest.
 pub struct SharedCache {
-    client: S3Client,
     at: S3Location,
+    options: S3Options,
+    /// Made on first use: opening a dataset whose local cache is current needs no store, and
+    /// loading the AWS configuration can take a while off EC2.
+    client: OnceLock<S3Client>,
 }
 
 impl SharedCache {
+    /// Checks the URL and options; connects nowhere yet.
     pub fn new(options: &super::RemoteCacheOptions) -> Result<SharedCache> {
-        let at = S3Location::parse(&options.url)?;
-        let s3 = S3Options::from_pairs(&options.storage)?;
         Ok(SharedCache {
-            client: S3Client::new(&s3)?,
-            at,
+            at: S3Location::parse(&options.url)?,
+            options: S3Options::from_pairs(&options.storage)?,
+            client: OnceLock::new(),
         })
+    }
+
+    fn client(&self) -> Result<&S3Client> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let client = S3Client::new(&self.options)?;
+        Ok(self.client.get_or_init(|| client))
     }
 
     /// Where the cache of the dataset called `name` (its directory's name) at version
@@ -232,13 +243,14 @@ impl SharedCache {
     pub fn fetch(&self, dataset: &LitDataset, path: &Path, progress: bool) -> Result<bool> {
         let started = Instant::now();
         let entry = self.entry(&dataset_name(&dataset.root), &dataset.fingerprint);
-        let listing = self.client.list(&entry)?;
+        let client = self.client()?;
+        let listing = client.list(&entry)?;
         if !listing.iter().any(|o| o.name == SHARED_MANIFEST) {
             return Ok(false);
         }
         let manifest_url = entry.url() + SHARED_MANIFEST;
         let manifest: SharedManifest =
-            serde_json::from_slice(&self.client.get(&entry, SHARED_MANIFEST)?).map_err(|e| {
+            serde_json::from_slice(&client.get(&entry, SHARED_MANIFEST)?).map_err(|e| {
                 Error::format(
                     Location::file(&manifest_url),
                     format!("not a manifest: {e}"),
@@ -259,8 +271,7 @@ impl SharedCache {
             })?;
         let staging = staging_dir(path);
         let downloaded = staging.join(SHARED_FILE);
-        let checked = self
-            .client
+        let checked = client
             .download(
                 &entry,
                 std::slice::from_ref(object),
@@ -295,7 +306,8 @@ impl SharedCache {
         let source = &reader.header().source;
         let entry = self.entry(&dataset_name(Path::new(&source.path)), &source.fingerprint);
         let size = std::fs::metadata(path).at(path)?.len();
-        self.client.upload(&entry, SHARED_FILE, path, progress)?;
+        let client = self.client()?;
+        client.upload(&entry, SHARED_FILE, path, progress)?;
         let manifest = SharedManifest {
             fingerprint: source.fingerprint.clone(),
             size,
@@ -307,7 +319,7 @@ impl SharedCache {
         };
         let bytes = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Error::Internal(format!("manifest: {e}")))?;
-        self.client.put(&entry, SHARED_MANIFEST, bytes)?;
+        client.put(&entry, SHARED_MANIFEST, bytes)?;
         if progress {
             eprintln!(
                 "slipstream: cache shared as {} ({:.1} MB)",
