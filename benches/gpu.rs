@@ -21,8 +21,8 @@ use slipstream::decode::nvjpeg::{self, Route, rgb_destination, sys};
 use slipstream::dtype::DType;
 use slipstream::loader::{Loader, LoaderOptions};
 use slipstream::sampler::{Sampler, SamplerConfig};
+use slipstream::transform::PipelineSpec;
 use slipstream::transform::batch::{Device, GpuDecoder};
-use slipstream::transform::{Geometry, MemoryFormat, PipelineSpec};
 
 const IMAGES: usize = 2048;
 const BATCH: usize = 256;
@@ -127,22 +127,7 @@ fn bare_decode(gpu: &Arc<Gpu>, route: Route, batches: &[Vec<Vec<u8>>]) -> (f64, 
 
 /// Images/s of the whole loader with `decoder`, and its stats' time per batch.
 fn loader(reader: &Arc<CacheReader>, decoder: GpuDecoder) -> (f64, serde_json::Value) {
-    let spec = PipelineSpec {
-        name: "image".into(),
-        field: "image".into(),
-        views: 1,
-        geometry: Geometry::RandomResizedCrop {
-            height: 224,
-            width: 224,
-            scale: (0.08, 1.0),
-            ratio: (0.75, 4.0 / 3.0),
-        },
-        flip: 0.5,
-        normalize: Some(([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])),
-        dtype: DType::Float16,
-        memory_format: MemoryFormat::Contiguous,
-        reduced_decode: false,
-    };
+    let spec = PipelineSpec::imagenet_training(224, DType::Float16, false);
     let sampler = Sampler::new(SamplerConfig::shuffled(reader.len(), BATCH, 0)).unwrap();
     let l = Arc::new(
         Loader::new(

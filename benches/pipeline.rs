@@ -14,27 +14,12 @@ use slipstream::decode::cpu::{CpuDecoder, DecodePlan};
 use slipstream::demo::scene;
 use slipstream::dtype::DType;
 use slipstream::transform::cpu::{Draw, Job, Lut, Workspace, process_image, write_view};
-use slipstream::transform::{Geometry, MemoryFormat, PipelineSpec};
+use slipstream::transform::{MemoryFormat, PipelineSpec};
 
 const GROUP: &str = "cpu_pipeline_per_image";
 
 fn spec(reduced_decode: bool) -> PipelineSpec {
-    PipelineSpec {
-        name: "image".into(),
-        field: "image".into(),
-        views: 1,
-        geometry: Geometry::RandomResizedCrop {
-            height: 224,
-            width: 224,
-            scale: (0.08, 1.0),
-            ratio: (0.75, 4.0 / 3.0),
-        },
-        flip: 0.5,
-        normalize: Some(([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])),
-        dtype: DType::Float16,
-        memory_format: MemoryFormat::Contiguous,
-        reduced_decode,
-    }
+    PipelineSpec::imagenet_training(224, DType::Float16, reduced_decode)
 }
 
 fn mean_ns(name: &str) -> Option<f64> {

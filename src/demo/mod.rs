@@ -16,7 +16,7 @@ use crate::loader::{FieldBatch, Loader, LoaderOptions};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::source::writer::LitDataWriter;
 use crate::transform::batch::{Device, GpuDecoder};
-use crate::transform::{Geometry, MemoryFormat, PipelineSpec};
+use crate::transform::{IMAGENET_MEAN, IMAGENET_STD, PipelineSpec};
 
 /// Write `samples` generated JPEG photographs with labels as a LitData dataset in `dir`
 /// (fields `image`: jpeg, `label`: int), in chunks of about `chunk_bytes`.
@@ -41,10 +41,6 @@ pub fn make_dataset(dir: &Path, samples: usize, chunk_bytes: usize) -> Result<Pa
     std::fs::rename(&tmp, dir).map_err(|e| crate::Error::io(dir, e))?;
     Ok(dir.to_path_buf())
 }
-
-/// ImageNet's channel means and standard deviations, the usual `Normalize`.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 pub struct DemoOptions {
     pub dir: Option<PathBuf>,
@@ -162,22 +158,7 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     );
 
     // The training pipeline: decode + RandomResizedCrop(224) + flip + normalize, on the CPU.
-    let spec = PipelineSpec {
-        name: "image".into(),
-        field: "image".into(),
-        views: 1,
-        geometry: Geometry::RandomResizedCrop {
-            height: 224,
-            width: 224,
-            scale: (0.08, 1.0),
-            ratio: (0.75, 4.0 / 3.0),
-        },
-        flip: 0.5,
-        normalize: Some((IMAGENET_MEAN, IMAGENET_STD)),
-        dtype: DType::Float32,
-        memory_format: MemoryFormat::Contiguous,
-        reduced_decode: true,
-    };
+    let spec = PipelineSpec::imagenet_training(224, DType::Float32, true);
     // On the GPU when there is one (and this build has the GPU path), else on the CPU.
     let pipeline_loader = |device| {
         let sampler = Sampler::new(SamplerConfig::shuffled(reader.len(), options.batch_size, 0))?;

@@ -80,7 +80,33 @@ pub struct PipelineSpec {
     pub reduced_decode: bool,
 }
 
+/// torchvision's ImageNet channel means and standard deviations, on the 0..1 scale.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
 impl PipelineSpec {
+    /// The usual training transform of the field "image", output "image": torchvision's
+    /// RandomResizedCrop(size) (scale 0.08-1, ratio 3/4-4/3), horizontal flip with p 0.5 and
+    /// ImageNet normalization, NCHW.
+    pub fn imagenet_training(size: u32, dtype: DType, reduced_decode: bool) -> PipelineSpec {
+        PipelineSpec {
+            name: "image".into(),
+            field: "image".into(),
+            views: 1,
+            geometry: Geometry::RandomResizedCrop {
+                height: size,
+                width: size,
+                scale: (0.08, 1.0),
+                ratio: (0.75, 4.0 / 3.0),
+            },
+            flip: 0.5,
+            normalize: Some((IMAGENET_MEAN, IMAGENET_STD)),
+            dtype,
+            memory_format: MemoryFormat::Contiguous,
+            reduced_decode,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         let (h, w) = self.geometry.output_size();
         let bad = |m: String| Err(Error::invalid(format!("pipeline '{}': {m}", self.name)));
