@@ -73,8 +73,8 @@ bench: build
 	$(PY) benches/python/cpu_pipeline.py
 	$(PY) benches/python/s3_cold_start.py
 
-# What scripts/gpu-check.sh needs on a GPU machine (wheel with kernels, nvJPEG and pytest
-# wheels, the Rust GPU test binary), built here without a GPU, into gpu-bundle/.
+# What scripts/gpu-check.sh needs on a GPU machine (wheel with kernels, the nvJPEG wheel, the
+# Rust GPU test and benchmark binaries), built here without a GPU, into gpu-bundle/.
 gpu-bundle: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	scripts/build-gpu-bundle.sh
 
