@@ -197,8 +197,9 @@ fn shared_cache(options: &OpenOptions) -> Result<Option<remote::SharedCache>> {
         .transpose()
 }
 
+/// Without the `s3` feature there is no store: a remote cache is an error.
 #[cfg(not(feature = "s3"))]
-fn shared_cache(options: &OpenOptions) -> Result<Option<()>> {
+fn shared_cache(options: &OpenOptions) -> Result<Option<std::convert::Infallible>> {
     match &options.remote_cache {
         None => Ok(None),
         Some(r) => Err(Error::Unsupported {
@@ -212,7 +213,7 @@ fn shared_cache(options: &OpenOptions) -> Result<Option<()>> {
 /// Upload the cache of `source` (building it first if needed) to `options.remote_cache`, even
 /// when the store already has it. Returns where it went.
 pub fn push(source: &str, storage: &[(String, String)], options: &OpenOptions) -> Result<String> {
-    let Some(remote) = &options.remote_cache else {
+    let Some(shared) = shared_cache(options)? else {
         return Err(Error::invalid(
             "push needs a remote cache (s3://bucket/prefix/)",
         ));
@@ -227,14 +228,12 @@ pub fn push(source: &str, storage: &[(String, String)], options: &OpenOptions) -
     } else {
         &[]
     };
+    #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
     let reader = open_source(source, dataset_storage, &local)?;
     #[cfg(feature = "s3")]
-    return remote::SharedCache::new(remote)?.publish(reader.path(), options.build.progress);
+    return shared.publish(reader.path(), options.build.progress);
     #[cfg(not(feature = "s3"))]
-    {
-        let _ = (reader, remote);
-        shared_cache(options).map(|_| String::new())
-    }
+    match shared {}
 }
 
 /// [`open`] for a local path, or the cache of a dataset on S3 (`s3://bucket/prefix/`, with

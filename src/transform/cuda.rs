@@ -128,18 +128,36 @@ pub struct Prepared<'a> {
     /// Where each image's bytes start in the slot (one more entry than images).
     offsets: Vec<usize>,
     plan: Vec<(Route, Option<(u32, u32)>)>,
-    slot: Option<Slot>,
-    slot_return: Sender<Slot>,
+    slot: SlotLease,
     /// Host time spent preparing, and waiting for the slot.
     busy: Duration,
     waited: Duration,
 }
 
-impl Drop for Prepared<'_> {
+/// A ring slot taken for one batch. It goes back to the ring when dropped, whatever becomes
+/// of the batch (submitted, failed, or dropped by a stopped loader).
+struct SlotLease {
+    slot: Option<Slot>,
+    ring: Sender<Slot>,
+}
+
+impl std::ops::Deref for SlotLease {
+    type Target = Slot;
+    fn deref(&self) -> &Slot {
+        self.slot.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for SlotLease {
+    fn deref_mut(&mut self) -> &mut Slot {
+        self.slot.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for SlotLease {
     fn drop(&mut self) {
-        // A batch dropped before `submit` (an error, a stopped loader) gives its slot back.
         if let Some(slot) = self.slot.take() {
-            let _ = self.slot_return.send(slot);
+            let _ = self.ring.send(slot);
         }
     }
 }
@@ -370,33 +388,25 @@ impl GpuPipelines {
 
         // The oldest free slot, once the GPU work that last read it is done.
         let wait = Instant::now();
-        let mut slot = self
-            .free_slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .recv()
-            .expect("GpuPipelines holds a sender");
-        if let Some(done) = slot.done.take() {
+        let mut slot = SlotLease {
+            slot: Some(
+                self.free_slots
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .recv()
+                    .expect("GpuPipelines holds a sender"),
+            ),
+            ring: self.slot_return.clone(),
+        };
+        if let Some(done) = &slot.done {
             done.synchronize()
                 .map_err(cuda_error("waiting for a ring slot"))?;
         }
+        slot.done = None;
         let waited = wait.elapsed();
-        let mut prepared = Prepared {
-            resolved,
-            offsets: Vec::new(),
-            plan: Vec::new(),
-            slot: None,
-            slot_return: self.slot_return.clone(),
-            busy: Duration::ZERO,
-            waited,
-        };
 
         // Gather the compressed bytes into pinned memory, one copy per image.
-        let images: Vec<&Image> = prepared
-            .resolved
-            .iter()
-            .flat_map(|r| r.images.iter())
-            .collect();
+        let images: Vec<&Image> = resolved.iter().flat_map(|r| r.images.iter()).collect();
         let mut offsets = Vec::with_capacity(images.len() + 1);
         offsets.push(0usize);
         for image in &images {
@@ -404,13 +414,7 @@ impl GpuPipelines {
         }
         let total = *offsets.last().unwrap();
         if slot.bytes.len() < total {
-            slot.bytes = match self.gpu.pinned(total.next_power_of_two()) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    prepared.slot = Some(slot);
-                    return Err(e);
-                }
-            };
+            slot.bytes = self.gpu.pinned(total.next_power_of_two())?;
         }
         {
             let mut rest = &mut slot.bytes.as_mut_slice()[..total];
@@ -434,11 +438,14 @@ impl GpuPipelines {
                 .plan(&data),
             None => vec![(Route::Cpu, None); data.len()],
         };
-        prepared.offsets = offsets;
-        prepared.plan = plan;
-        prepared.slot = Some(slot);
-        prepared.busy = started.elapsed().saturating_sub(waited);
-        Ok(prepared)
+        Ok(Prepared {
+            resolved,
+            offsets,
+            plan,
+            slot,
+            busy: started.elapsed().saturating_sub(waited),
+            waited,
+        })
     }
 
     /// The host's second stage of a batch: decode (nvJPEG, or the CPU for what nvJPEG cannot
@@ -489,10 +496,7 @@ impl GpuPipelines {
         let source = reader.header().source.path.clone();
         let on_error = pipelines.on_error;
         let resolved = &prepared.resolved;
-        let slot = prepared
-            .slot
-            .as_mut()
-            .expect("a prepared batch has its slot");
+        let slot = &mut *prepared.slot;
         let images: Vec<&Image> = resolved.iter().flat_map(|r| r.images.iter()).collect();
         let pinned = slot.bytes.as_slice();
         let data: Vec<&[u8]> = prepared
