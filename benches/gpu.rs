@@ -1,8 +1,9 @@
 //! The GPU path on one card, against the ceiling set by its JPEG decoder: nvJPEG's bare batched
 //! decode of the same images (bytes already in pinned memory, nothing else done), with the
-//! hardware engine and with the CUDA backend, then slipstream's whole GPU loader (gather from
-//! the cache into pinned memory, decode, RandomResizedCrop(224) + flip + normalize to float16)
-//! with each decoder. Prints images/s and the loader's share of the bare decode rate, and where
+//! hardware engine (whole images, and only each image's crop region) and with the CUDA
+//! backend, then slipstream's whole GPU loader (gather from the cache into pinned memory,
+//! decode, RandomResizedCrop(224) + flip + normalize to float16) with each decoder, and with
+//! the hardware engine decoding whole images. Prints images/s and the loader's share of the bare decode rate, and where
 //! the loader's time went; writes JSON to benches/results/ (or `$SLIPSTREAM_BENCH_OUT`; the
 //! photographs are generated once under target/bench-data/, or `$SLIPSTREAM_BENCH_DATA`).
 //! Without a GPU it says so and exits.
@@ -17,12 +18,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use slipstream::cache::{self, BuildOptions, CacheReader, OpenOptions};
 use slipstream::cuda::Gpu;
+use slipstream::decode::cpu::{Rect, image_size};
 use slipstream::decode::nvjpeg::{self, Route, rgb_destination, sys};
+use slipstream::decode::nvjpeg::{Roi, roi_for};
 use slipstream::dtype::DType;
 use slipstream::loader::{Loader, LoaderOptions};
 use slipstream::sampler::{Sampler, SamplerConfig};
 use slipstream::transform::PipelineSpec;
 use slipstream::transform::batch::{Device, GpuDecoder};
+use slipstream::transform::cpu::{Draw, read_region, view_geometry};
 
 const IMAGES: usize = 2048;
 const BATCH: usize = 256;
@@ -46,17 +50,26 @@ fn dataset(root: &Path) -> Arc<CacheReader> {
     Arc::new(cache::open(&source, &options).expect("build the bench cache"))
 }
 
-/// Images/s of nvJPEG alone on `route`, decoding `batches` round robin until `SECONDS` pass,
-/// and the host time of choosing the decoders of one batch (ms).
-fn bare_decode(gpu: &Arc<Gpu>, route: Route, batches: &[Vec<Vec<u8>>]) -> (f64, f64) {
+/// Images/s of nvJPEG alone on `route`, decoding `batches` round robin until `SECONDS` pass
+/// (only each image's crop region when `regions` has them, as the loader's hardware route
+/// does), the host time of choosing the decoders of one batch (ms), and the share of the
+/// images' pixels decoded.
+fn bare_decode(
+    gpu: &Arc<Gpu>,
+    route: Route,
+    batches: &[Vec<Vec<u8>>],
+    regions: Option<&[Vec<Option<Rect>>]>,
+) -> (f64, f64, f64) {
     gpu.bind().unwrap();
     let (mut planner, mut decoder) = nvjpeg::open(route == Route::Hardware).unwrap();
     let mut planning = Duration::ZERO;
+    let (mut pixels, mut decoded_pixels) = (0u64, 0u64);
     let stream = gpu.stream().cu_stream() as sys::cudaStream_t;
     // Each batch's bytes in pinned memory and its images' places on the device, prepared once.
     let prepared: Vec<_> = batches
         .iter()
-        .map(|images| {
+        .enumerate()
+        .map(|(b, images)| {
             let total: usize = images.iter().map(Vec::len).sum();
             let mut pinned = gpu.pinned(total).unwrap();
             let mut at = 0;
@@ -88,11 +101,24 @@ fn bare_decode(gpu: &Arc<Gpu>, route: Route, batches: &[Vec<Vec<u8>>]) -> (f64, 
                 .iter()
                 .map(|&(w, h)| w as usize * 3 * h as usize)
                 .sum();
-            (pinned, spans, taken, sizes, gpu.alloc(bytes).unwrap())
+            let rois: Option<Vec<Roi>> = regions.map(|r| {
+                taken
+                    .iter()
+                    .zip(&sizes)
+                    .map(|(&i, &(w, h))| roi_for(r[b][i], w, h))
+                    .collect()
+            });
+            for (k, &(w, h)) in sizes.iter().enumerate() {
+                pixels += w as u64 * h as u64;
+                decoded_pixels += rois
+                    .as_ref()
+                    .map_or(w as u64 * h as u64, |r| r[k][2] as u64 * r[k][3] as u64);
+            }
+            (pinned, spans, taken, sizes, rois, gpu.alloc(bytes).unwrap())
         })
         .collect();
     let mut run = |k: usize| -> usize {
-        let (pinned, spans, taken, sizes, device) = &prepared[k % prepared.len()];
+        let (pinned, spans, taken, sizes, rois, device) = &prepared[k % prepared.len()];
         let data: Vec<&[u8]> = taken
             .iter()
             .map(|&i| &pinned.as_slice()[spans[i].clone()])
@@ -100,15 +126,20 @@ fn bare_decode(gpu: &Arc<Gpu>, route: Route, batches: &[Vec<Vec<u8>>]) -> (f64, 
         let mut at = device.ptr();
         let mut out: Vec<_> = sizes
             .iter()
-            .map(|&(w, h)| {
-                let image = rgb_destination(at, w as usize * 3);
-                at += w as u64 * 3 * h as u64;
+            .enumerate()
+            .map(|(n, &(w, h))| {
+                let pitch = w as u64 * 3;
+                // A region lands where it would in the whole image, as in the loader.
+                let [x, y, _, _] = rois.as_ref().map_or([0; 4], |r| r[n]);
+                let image = rgb_destination(at + y as u64 * pitch + x as u64 * 3, w as usize * 3);
+                at += pitch * h as u64;
                 image
             })
             .collect();
-        // SAFETY: every destination lies inside `device`, sized for these images at pitch
-        // width · 3; the pinned bytes and the device memory outlive the synchronize below.
-        unsafe { decoder.decode(route, &data, &mut out, stream) }.unwrap();
+        // SAFETY: every destination (and region) lies inside `device`, sized for these images
+        // at pitch width · 3; the pinned bytes and the device memory outlive the synchronize
+        // below.
+        unsafe { decoder.decode(route, &data, rois.as_deref(), &mut out, stream) }.unwrap();
         gpu.stream().synchronize().unwrap();
         data.len()
     };
@@ -122,11 +153,20 @@ fn bare_decode(gpu: &Arc<Gpu>, route: Route, batches: &[Vec<Vec<u8>>]) -> (f64, 
         k += 1;
     }
     let plan_ms = 1e3 * planning.as_secs_f64() / batches.len() as f64;
-    (images as f64 / started.elapsed().as_secs_f64(), plan_ms)
+    let share = decoded_pixels as f64 / pixels.max(1) as f64;
+    (
+        images as f64 / started.elapsed().as_secs_f64(),
+        plan_ms,
+        share,
+    )
 }
 
 /// Images/s of the whole loader with `decoder`, and its stats' time per batch.
-fn loader(reader: &Arc<CacheReader>, decoder: GpuDecoder) -> (f64, serde_json::Value) {
+fn loader(
+    reader: &Arc<CacheReader>,
+    decoder: GpuDecoder,
+    roi_decode: bool,
+) -> (f64, serde_json::Value) {
     let spec = PipelineSpec::imagenet_training(224, DType::Float16, false);
     let sampler = Sampler::new(SamplerConfig::shuffled(reader.len(), BATCH, 0)).unwrap();
     let l = Arc::new(
@@ -138,6 +178,7 @@ fn loader(reader: &Arc<CacheReader>, decoder: GpuDecoder) -> (f64, serde_json::V
                 device: Device::Cuda {
                     ordinal: 0,
                     decoder,
+                    roi_decode,
                 },
                 num_threads: 2,
                 ..Default::default()
@@ -190,6 +231,27 @@ fn main() {
         .map(|s| reader.value_bytes(field, s).unwrap().to_vec())
         .collect();
     let batches: Vec<Vec<Vec<u8>>> = images.chunks(BATCH).map(<[_]>::to_vec).collect();
+    // The region each image's RandomResizedCrop reads in the loader's first epoch (seed 0).
+    let spec = PipelineSpec::imagenet_training(224, DType::Float16, false);
+    let regions: Vec<Vec<Option<Rect>>> = batches
+        .iter()
+        .enumerate()
+        .map(|(b, batch)| {
+            batch
+                .iter()
+                .enumerate()
+                .map(|(k, jpeg)| {
+                    let (width, height) = image_size(jpeg).unwrap();
+                    let draw = Draw {
+                        seed: 0,
+                        epoch: 0,
+                        sample: (b * BATCH + k) as u64,
+                    };
+                    read_region(&[view_geometry(&spec.geometry, draw, 0, height, width)])
+                })
+                .collect()
+        })
+        .collect();
     let mean_kb = images.iter().map(Vec::len).sum::<usize>() as f64 / images.len() as f64 / 1e3;
 
     gpu.bind().unwrap();
@@ -197,22 +259,30 @@ fn main() {
     let mut rows: Vec<(String, f64)> = Vec::new();
     let mut ms = serde_json::Map::new();
     let routes = [
-        ("nvjpeg_hardware_bare", Route::Hardware),
-        ("nvjpeg_cuda_bare", Route::Cuda),
+        ("nvjpeg_hardware_bare", Route::Hardware, None),
+        (
+            "nvjpeg_hardware_bare_regions",
+            Route::Hardware,
+            Some(&regions[..]),
+        ),
+        ("nvjpeg_cuda_bare", Route::Cuda, None),
     ];
-    for (name, route) in routes {
+    let mut shares = serde_json::Map::new();
+    for (name, route, regions) in routes {
         if route == Route::Hardware && !matches!(hardware, Ok(true)) {
             continue;
         }
-        let (rate, plan_ms) = bare_decode(&gpu, route, &batches);
+        let (rate, plan_ms, share) = bare_decode(&gpu, route, &batches, regions);
         rows.push((name.into(), rate));
         ms.insert(name.into(), serde_json::json!({ "plan": plan_ms }));
+        shares.insert(name.into(), share.into());
     }
-    for (name, decoder) in [
-        ("loader_auto", GpuDecoder::Auto),
-        ("loader_cuda", GpuDecoder::Cuda),
+    for (name, decoder, roi_decode) in [
+        ("loader_auto", GpuDecoder::Auto, true),
+        ("loader_auto_whole_images", GpuDecoder::Auto, false),
+        ("loader_cuda", GpuDecoder::Cuda, true),
     ] {
-        let (rate, breakdown) = loader(&reader, decoder);
+        let (rate, breakdown) = loader(&reader, decoder, roi_decode);
         rows.push((name.into(), rate));
         ms.insert(name.into(), breakdown);
     }
@@ -226,7 +296,10 @@ fn main() {
     }
     let mut ratios = serde_json::Map::new();
     for (loader, bare) in [
+        ("loader_auto", "nvjpeg_hardware_bare_regions"),
         ("loader_auto", "nvjpeg_hardware_bare"),
+        ("loader_auto", "loader_auto_whole_images"),
+        ("nvjpeg_hardware_bare_regions", "nvjpeg_hardware_bare"),
         ("loader_cuda", "nvjpeg_cuda_bare"),
     ] {
         if let (Some(l), Some(b)) = (rate(loader), rate(bare)) {
@@ -236,6 +309,9 @@ fn main() {
     }
     for (name, breakdown) in &ms {
         println!("  {name} ms per batch: {breakdown}");
+    }
+    for (name, share) in &shares {
+        println!("  {name}: {share:.3} of the pixels decoded");
     }
     let unix_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -249,6 +325,7 @@ fn main() {
         "batch": BATCH,
         "images_per_s": rows.iter().map(|(n, r)| (n.clone(), (*r).into())).collect::<serde_json::Map<_, _>>(),
         "ratios": ratios,
+        "decoded_pixel_share": shares,
         "loader_ms_per_batch": ms,
         "machine": slipstream::cli::machine_info(),
         "unix_time": unix_time,

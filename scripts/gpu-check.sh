@@ -53,7 +53,7 @@ run_step() {  # name, seconds, log, command...
 
 run_step "Rust GPU tests" 150 rust-gpu-tests.log "$BUNDLE/bin/gpu-tests" --test-threads 1 --nocapture
 step "Rust GPU tests" "$RESULT: $(grep -E '^test result' "$OUT/rust-gpu-tests.log" | tail -1)"
-grep -E 'kernel vs twin|worst per-image|device memory after|FAILED|panicked' \
+grep -E 'kernel vs twin|worst per-image|region vs whole|device memory after|FAILED|panicked' \
     "$OUT/rust-gpu-tests.log" | head -20 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
 
 run_step "Python GPU tests" 150 pytest-gpu.log python3 -m pytest -q -s -p no:cacheprovider \
@@ -65,7 +65,7 @@ grep -E 'GPU vs torchvision|^FAILED|^E ' "$OUT/pytest-gpu.log" | head -20 | sed 
 run_step "cargo bench (gpu)" 120 cargo-bench-gpu.log env SLIPSTREAM_BENCH_OUT="$OUT" \
     SLIPSTREAM_BENCH_DATA=/tmp/slipstream-bench-rs "$BUNDLE/bin/gpu-bench"
 step "cargo bench (gpu)" "$RESULT"
-grep -v '^wrote' "$OUT/cargo-bench-gpu.log" | tail -12 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
+grep -v '^wrote' "$OUT/cargo-bench-gpu.log" | tail -24 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
 
 run_step "GPU benchmark" 180 bench.log python3 benches/python/gpu_pipeline.py --out "$OUT" \
     --data /tmp/slipstream-bench

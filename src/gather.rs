@@ -38,6 +38,15 @@ pub fn parallelism_enabled() -> bool {
     PARALLEL.load(Ordering::Relaxed)
 }
 
+/// Run `f` on `pool` (a loader's own threads) when there is one, else on the calling thread,
+/// whose parallel iterators then use rayon's global pool.
+pub fn in_pool<T: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> T + Send) -> T {
+    match pool {
+        Some(pool) if parallelism_enabled() => pool.install(f),
+        _ => f(),
+    }
+}
+
 /// A batch of variable-length values: their bytes back to back, and where each one starts.
 #[derive(Debug)]
 pub struct Gathered {

@@ -16,7 +16,7 @@ use crate::cache::format::FieldKind;
 use crate::dlpack::HostTensor;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::gather::{gather_scalars, gather_values, parallelism_enabled};
+use crate::gather::{gather_scalars, gather_values};
 use crate::sampler::Sampler;
 use crate::transform::PipelineSpec;
 use crate::transform::batch::{Device, OnError, OutputTensor, Pipelines};
@@ -240,10 +240,7 @@ impl Loader {
 
     /// Run `f` on the loader's threads (its rayon pool, when it has one).
     fn in_pool<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        match &self.threads {
-            Some(pool) if parallelism_enabled() => pool.install(f),
-            _ => f(),
-        }
+        crate::gather::in_pool(self.threads.as_ref(), f)
     }
 
     /// `prepared`: the GPU's first stage of this batch, when the caller ran it.
@@ -255,7 +252,6 @@ impl Loader {
         prepared: Option<Prepared<'_>>,
     ) -> Result<Batch> {
         let r = &*self.reader;
-        let b = samples.len() as i64;
         let mut fields =
             Vec::with_capacity(self.fields.len() + self.pipelines.output_names().len());
         // Pipelines first: a sample whose image is replaced is replaced in every field.
@@ -272,6 +268,7 @@ impl Loader {
                 samples,
                 &replacement,
                 prepared,
+                self.threads.as_ref(),
             )?;
             self.images
                 .fetch_add(samples.len() as u64, Ordering::Relaxed);
@@ -289,6 +286,24 @@ impl Loader {
             }
             &produced.samples[..]
         };
+        // On a GPU the caller runs this outside the loader's pool (its thread waits on nvJPEG,
+        // which must not hold a pool thread the next batch's preparation could use); the
+        // copies run in the pool either way.
+        fields.extend(self.in_pool(|| self.gather_fields(samples))?);
+        let indices: Vec<i64> = samples.iter().map(|&s| s as i64).collect();
+        Ok(Batch {
+            epoch,
+            position,
+            indices: HostTensor::from_i64(&indices),
+            fields,
+        })
+    }
+
+    /// The loader's raw (non-pipeline) fields of `samples`.
+    fn gather_fields(&self, samples: &[u64]) -> Result<Vec<(String, FieldBatch)>> {
+        let r = &*self.reader;
+        let b = samples.len() as i64;
+        let mut out = Vec::with_capacity(self.fields.len());
         for &f in &self.fields {
             let header = &r.fields()[f];
             let batch = match header.kind {
@@ -352,15 +367,9 @@ impl Loader {
                     FieldBatch::Ragged(Box::new(ragged))
                 }
             };
-            fields.push((header.name.clone(), batch));
+            out.push((header.name.clone(), batch));
         }
-        let indices: Vec<i64> = samples.iter().map(|&s| s as i64).collect();
-        Ok(Batch {
-            epoch,
-            position,
-            indices: HostTensor::from_i64(&indices),
-            fields,
-        })
+        Ok(out)
     }
 
     /// Iterate over the batches of `epoch` from position `start`, prepared on a background
@@ -413,7 +422,15 @@ impl Loader {
                             return;
                         }
                         let prepared = self
-                            .in_pool(|| self.pipelines.prepare(&self.reader, samples, &replacement))
+                            .in_pool(|| {
+                                self.pipelines.prepare(
+                                    &self.reader,
+                                    self.sampler.config().seed,
+                                    epoch,
+                                    samples,
+                                    &replacement,
+                                )
+                            })
                             .expect("GPU pipelines prepare");
                         let failed = prepared.is_err();
                         if ready_tx.send((position, samples, prepared)).is_err() || failed {
@@ -423,9 +440,8 @@ impl Loader {
                 })
                 .expect("spawn the prepare thread");
             for (position, samples, prepared) in ready_rx {
-                let batch = prepared.and_then(|p| {
-                    self.in_pool(|| self.gather_here(epoch, position, samples, Some(p)))
-                });
+                let batch =
+                    prepared.and_then(|p| self.gather_here(epoch, position, samples, Some(p)));
                 let failed = batch.is_err();
                 if tx.send(batch).is_err() || failed {
                     return;

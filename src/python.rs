@@ -215,7 +215,11 @@ impl Loader {
         };
         let device = match device {
             None => Device::Cpu,
-            Some(ordinal) => Device::Cuda { ordinal, decoder },
+            Some(ordinal) => Device::Cuda {
+                ordinal,
+                decoder,
+                roi_decode: true,
+            },
         };
         let pipelines: Vec<PipelineSpec> = serde_json::from_str(pipelines_json)
             .map_err(|e| to_py(py, Error::invalid(format!("pipelines: {e}"))))?;

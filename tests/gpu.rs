@@ -7,6 +7,7 @@
 //!   (decoder "cpu"): uint8 within ±1, floats within one uint8 step after normalization;
 //! - nvJPEG's decode against the CPU pipeline (libjpeg-turbo + fast_image_resize): mean
 //!   absolute difference ≤ 1.5 on the uint8 scale per image;
+//! - the hardware engine's region decode against its whole-image decode: mean ≤ 0.05 per view;
 //! - held batches, memory over many epochs, broken images under both `on_error` policies.
 #![cfg(feature = "cuda")]
 
@@ -125,6 +126,7 @@ fn cuda(decoder: GpuDecoder) -> Device {
     Device::Cuda {
         ordinal: 0,
         decoder,
+        roi_decode: true,
     }
 }
 
@@ -325,6 +327,73 @@ fn nvjpeg_pipeline_is_close_to_the_cpu_pipeline() {
         if decoder == GpuDecoder::Cuda {
             assert_eq!(stats.decoded_hardware, 0);
         }
+    }
+}
+
+/// The hardware engine decoding only the crops' regions gives the kernels the same pixels as
+/// decoding whole images: one view and several small views per image, uint8.
+#[test]
+fn region_decode_gives_the_pixels_of_a_whole_decode() {
+    if !gpu_present() {
+        return;
+    }
+    let (_tmp, reader) = dataset(64);
+    let small = Geometry::RandomResizedCrop {
+        height: 96,
+        width: 96,
+        scale: (0.05, 0.4),
+        ratio: (0.75, 4.0 / 3.0),
+    };
+    let specs = vec![
+        spec("rrc", RRC, 1, DType::Uint8, MemoryFormat::Contiguous),
+        spec("local", small, 3, DType::Uint8, MemoryFormat::ChannelsLast),
+    ];
+    let device = |roi_decode| Device::Cuda {
+        ordinal: 0,
+        decoder: GpuDecoder::Auto,
+        roi_decode,
+    };
+    let regions = loader(&reader, device(true), specs.clone(), OnError::Raise);
+    let whole = loader(&reader, device(false), specs, OnError::Raise);
+    let (mut worst_mean, mut worst_max) = (0f64, 0u8);
+    for (r, w) in regions.iter(2, 0).zip(whole.iter(2, 0)) {
+        let (r, w) = (r.unwrap(), w.unwrap());
+        for ((name, rb), (_, wb)) in outputs_on_host(&r).iter().zip(outputs_on_host(&w)) {
+            let per_view = if name == "rrc" {
+                3 * 224 * 224
+            } else {
+                3 * 96 * 96
+            };
+            for (k, (ri, wi)) in rb
+                .chunks_exact(per_view)
+                .zip(wb.chunks_exact(per_view))
+                .enumerate()
+            {
+                let m = mean_abs(ri, wi);
+                let max = ri
+                    .iter()
+                    .zip(wi)
+                    .map(|(a, b)| a.abs_diff(*b))
+                    .max()
+                    .unwrap();
+                (worst_mean, worst_max) = (worst_mean.max(m), worst_max.max(max));
+                assert!(m <= 0.05, "{name} view {k}: mean |region - whole| = {m:.3}");
+            }
+        }
+    }
+    let describe = regions.gpu().unwrap().describe();
+    let stats = regions.stats();
+    eprintln!(
+        "region vs whole decode: worst per-view mean {worst_mean:.4}, max {worst_max}; \
+         decoded by hardware {}; {describe}",
+        stats.decoded_hardware
+    );
+    if describe.contains("hardware engine") {
+        assert!(stats.decoded_hardware > 0, "{stats:?}");
+        assert!(
+            describe.contains("crop regions"),
+            "the hardware engine declined regions: {describe}"
+        );
     }
 }
 

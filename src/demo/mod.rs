@@ -175,6 +175,7 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     let gpu = Device::Cuda {
         ordinal: 0,
         decoder: GpuDecoder::Auto,
+        roi_decode: true,
     };
     let (pipeline, path) = match pipeline_loader(gpu) {
         Ok(l) => {

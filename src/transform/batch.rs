@@ -82,10 +82,13 @@ pub struct Produced {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Device {
     Cpu,
-    /// A GPU by ordinal, decoding JPEGs with `decoder`.
+    /// A GPU by ordinal, decoding JPEGs with `decoder`; `roi_decode`: the hardware engine
+    /// decodes only the part of each image the crops read (the same pixels there as a whole
+    /// decode; off for measuring what it saves).
     Cuda {
         ordinal: usize,
         decoder: GpuDecoder,
+        roi_decode: bool,
     },
 }
 
@@ -177,8 +180,12 @@ impl Pipelines {
             });
         }
         let gpu = match device {
-            Device::Cuda { ordinal, decoder } if !outputs.is_empty() => {
-                Some(GpuPipelines::new(ordinal, ring_slots, decoder)?)
+            Device::Cuda {
+                ordinal,
+                decoder,
+                roi_decode,
+            } if !outputs.is_empty() => {
+                Some(GpuPipelines::new(ordinal, ring_slots, decoder, roi_decode)?)
             }
             _ => None,
         };
@@ -214,17 +221,20 @@ impl Pipelines {
     pub fn prepare<'a>(
         &self,
         reader: &'a CacheReader,
+        seed: u64,
+        epoch: u64,
         samples: &[u64],
         replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
     ) -> Option<Result<Prepared<'a>>> {
         self.gpu
             .as_ref()
-            .map(|gpu| gpu.prepare(self, reader, samples, replacement))
+            .map(|gpu| gpu.prepare(self, reader, (seed, epoch), samples, replacement))
     }
 
     /// Decode and transform `samples` into new batch tensors. `replacement(sample, attempt)`
     /// picks the sample to try instead of a broken one. On a GPU, `prepared` is what
-    /// [`Self::prepare`] made of the same samples, if the caller ran it.
+    /// [`Self::prepare`] made of the same samples, if the caller ran it, and `threads` the
+    /// pool that decodes what nvJPEG cannot (the CPU pipeline runs on the caller's pool).
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -235,12 +245,15 @@ impl Pipelines {
         samples: &[u64],
         replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
         prepared: Option<Prepared<'_>>,
+        threads: Option<&rayon::ThreadPool>,
     ) -> Result<Produced> {
         if let Some(gpu) = &self.gpu {
             let draw = (seed, epoch);
             let p = match prepared {
-                Some(prepared) => gpu.submit(self, reader, draw, samples, prepared, replacement)?,
-                None => gpu.run(self, reader, draw, samples, replacement)?,
+                Some(prepared) => {
+                    gpu.submit(self, reader, samples, prepared, replacement, threads)?
+                }
+                None => gpu.run(self, reader, draw, samples, replacement, threads)?,
             };
             return Ok(Produced {
                 samples: p.samples,

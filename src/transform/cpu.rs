@@ -160,6 +160,25 @@ fn reduced_eighths(views: &[(ViewGeometry, (u32, u32))], height: u32, width: u32
         .next_power_of_two()
 }
 
+/// The part of an image (full-resolution pixels) its views read: the union of their crops
+/// when every view is a crop, `None` (the whole image) otherwise. Both decoders decode only
+/// this.
+pub fn read_region<'a>(views: impl IntoIterator<Item = &'a ViewGeometry>) -> Option<Rect> {
+    views
+        .into_iter()
+        .map(|g| match g {
+            ViewGeometry::Crop(c) => Some(Rect {
+                x: c.left,
+                y: c.top,
+                w: c.width,
+                h: c.height,
+            }),
+            ViewGeometry::Window { .. } => None,
+        })
+        .collect::<Option<Vec<Rect>>>()
+        .and_then(|crops| crops.into_iter().reduce(Rect::union))
+}
+
 /// Decode `bytes` once and write every view of every job.
 pub fn process_image(
     ws: &mut Workspace,
@@ -182,20 +201,7 @@ pub fn process_image(
     } else {
         8
     };
-    // Decode only the union of the crops when every view is a crop.
-    let region = views
-        .iter()
-        .map(|(g, _)| match g {
-            ViewGeometry::Crop(c) => Some(Rect {
-                x: c.left,
-                y: c.top,
-                w: c.width,
-                h: c.height,
-            }),
-            ViewGeometry::Window { .. } => None,
-        })
-        .collect::<Option<Vec<Rect>>>()
-        .and_then(|crops| crops.into_iter().reduce(Rect::union));
+    let region = read_region(views.iter().map(|(g, _)| g));
     let decoded = ws
         .decoder
         .decode(bytes, DecodePlan { eighths, region }, &mut ws.decoded)?;

@@ -19,15 +19,16 @@ use cudarc::driver::{result, sys};
 use cudarc::nvrtc::Ptx;
 use rayon::prelude::*;
 
-use super::batch::{Failure, GpuDecoder, GpuTimings, MAX_ATTEMPTS, OnError, Pipelines};
-use super::cpu::{Draw, Target, view_geometry};
+use super::batch::{Failure, GpuDecoder, GpuTimings, Group, MAX_ATTEMPTS, OnError, Pipelines};
+use super::cpu::{Draw, Target, ViewGeometry, read_region, view_geometry};
 use super::resample::{Convert, ViewParams, source_region};
 use crate::cache::CacheReader;
 use crate::cuda::{DeviceMemory, Gpu, PinnedMemory, cuda_error};
-use crate::decode::cpu::{CpuDecoder, DecodePlan, Decoded, image_size};
-use crate::decode::nvjpeg::{self, BatchDecoder, Planner, Route, rgb_destination};
+use crate::decode::cpu::{CpuDecoder, DecodePlan, Decoded, Rect, image_size};
+use crate::decode::nvjpeg::{self, BatchDecoder, Planner, Roi, Route, rgb_destination, roi_for};
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
+use crate::gather::in_pool;
 use crate::transform::MemoryFormat;
 use crate::transform::params::flip_for;
 
@@ -124,10 +125,14 @@ pub struct GpuPipelines {
 /// A batch ready for the GPU: samples resolved, compressed bytes in a pinned slot, each
 /// image's route chosen.
 pub struct Prepared<'a> {
+    /// The loader's seed and epoch.
+    draw: (u64, u64),
     resolved: Vec<Resolved<'a>>,
     /// Where each image's bytes start in the slot (one more entry than images).
     offsets: Vec<usize>,
     plan: Vec<(Route, Option<(u32, u32)>)>,
+    /// The part of each image its views read (full-resolution pixels; `None`: all of it).
+    regions: Vec<Option<Rect>>,
     slot: SlotLease,
     /// Host time spent preparing, and waiting for the slot.
     busy: Duration,
@@ -180,6 +185,9 @@ struct Inner {
     decoded: Option<DeviceMemory>,
     /// The previous batch's events.
     previous: Option<BatchEvents>,
+    /// Whether the hardware engine decodes only the regions the crops read; turned off if
+    /// it declines a region that it decodes whole.
+    roi_decode: bool,
     timings: GpuTimings,
 }
 
@@ -227,8 +235,14 @@ const fn align(x: usize) -> usize {
 }
 
 impl GpuPipelines {
-    /// Open GPU `ordinal` for a loader with `slots` ring slots.
-    pub fn new(ordinal: usize, slots: usize, decoder: GpuDecoder) -> Result<GpuPipelines> {
+    /// Open GPU `ordinal` for a loader with `slots` ring slots. `roi_decode`: let the
+    /// hardware engine decode only the part of each image the crops read.
+    pub fn new(
+        ordinal: usize,
+        slots: usize,
+        decoder: GpuDecoder,
+        roi_decode: bool,
+    ) -> Result<GpuPipelines> {
         let gpu = Gpu::open(ordinal)?;
         if RESAMPLE_FATBIN.is_empty() {
             return Err(Error::Cuda(
@@ -280,6 +294,7 @@ impl GpuPipelines {
                 kernels,
                 decoded: None,
                 previous: None,
+                roi_decode,
                 timings: GpuTimings::default(),
             }),
             gpu,
@@ -297,7 +312,12 @@ impl GpuPipelines {
             None => "JPEG decode on the CPU".to_string(),
             Some((0, _)) => "nvJPEG CUDA backend".to_string(),
             Some((engines, cores)) => {
-                format!("nvJPEG hardware engine ({engines} x {cores} cores) + CUDA backend")
+                let roi = if inner.roi_decode {
+                    ", crop regions"
+                } else {
+                    ""
+                };
+                format!("nvJPEG hardware engine ({engines} x {cores} cores{roi}) + CUDA backend")
             }
         };
         format!("cuda:{} {} ({decode})", self.gpu.ordinal(), self.gpu.name())
@@ -322,19 +342,22 @@ impl GpuPipelines {
         draw: (u64, u64),
         samples: &[u64],
         replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+        threads: Option<&rayon::ThreadPool>,
     ) -> Result<Produced> {
-        let prepared = self.prepare(pipelines, reader, samples, replacement)?;
-        self.submit(pipelines, reader, draw, samples, prepared, replacement)
+        let prepared = self.prepare(pipelines, reader, draw, samples, replacement)?;
+        self.submit(pipelines, reader, samples, prepared, replacement, threads)
     }
 
     /// The host's first stage of a batch: resolve the samples (replacing those whose headers
-    /// are broken, as `on_error` says), gather their compressed bytes into a free ring slot
-    /// and choose each image's decoder. Touches no state `submit` uses, so the loader runs it
-    /// for the next batch while `submit` feeds nvJPEG the current one.
+    /// are broken, as `on_error` says), draw their views' crops for `(seed, epoch)`, gather
+    /// their compressed bytes into a free ring slot and choose each image's decoder. Touches
+    /// no state `submit` uses, so the loader runs it for the next batch while `submit` feeds
+    /// nvJPEG the current one.
     pub fn prepare<'a>(
         &self,
         pipelines: &Pipelines,
         reader: &'a CacheReader,
+        (seed, epoch): (u64, u64),
         samples: &[u64],
         replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
     ) -> Result<Prepared<'a>> {
@@ -385,6 +408,23 @@ impl GpuPipelines {
             .collect::<Vec<_>>()
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
+        let regions: Vec<Option<Rect>> = resolved
+            .par_iter()
+            .flat_map_iter(|r| {
+                let draw = Draw {
+                    seed,
+                    epoch,
+                    sample: r.sample,
+                };
+                pipelines
+                    .groups
+                    .iter()
+                    .zip(&r.images)
+                    .map(move |(group, image)| {
+                        read_region(&group_views(pipelines, group, draw, image))
+                    })
+            })
+            .collect();
 
         // The oldest free slot, once the GPU work that last read it is done.
         let wait = Instant::now();
@@ -439,36 +479,38 @@ impl GpuPipelines {
             None => vec![(Route::Cpu, None); data.len()],
         };
         Ok(Prepared {
+            draw: (seed, epoch),
             resolved,
             offsets,
             plan,
+            regions,
             slot,
             busy: started.elapsed().saturating_sub(waited),
             waited,
         })
     }
 
-    /// The host's second stage of a batch: decode (nvJPEG, or the CPU for what nvJPEG cannot
-    /// take), upload the crop parameters and launch the kernels, all queued on the loader's
-    /// stream. Batches are submitted in the order they were prepared.
+    /// The host's second stage of a batch: decode (nvJPEG, or the CPU, on `threads`, for what
+    /// nvJPEG cannot take), upload the crop parameters and launch the kernels, all queued on
+    /// the loader's stream. Batches are submitted in the order they were prepared.
     pub fn submit(
         &self,
         pipelines: &Pipelines,
         reader: &CacheReader,
-        draw: (u64, u64),
         samples: &[u64],
         mut prepared: Prepared<'_>,
         replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+        threads: Option<&rayon::ThreadPool>,
     ) -> Result<Produced> {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let produced = self.queue(
             &mut guard,
             pipelines,
             reader,
-            draw,
             samples,
             &mut prepared,
             replacement,
+            threads,
         );
         if produced.is_err() {
             // Work queued before the failure may still read the slot, which goes back to the
@@ -484,10 +526,10 @@ impl GpuPipelines {
         inner: &mut Inner,
         pipelines: &Pipelines,
         reader: &CacheReader,
-        (seed, epoch): (u64, u64),
         samples: &[u64],
         prepared: &mut Prepared<'_>,
         replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+        threads: Option<&rayon::ThreadPool>,
     ) -> Result<Produced> {
         let started = Instant::now();
         let mut waited = Duration::ZERO;
@@ -505,6 +547,7 @@ impl GpuPipelines {
             .map(|w| &pinned[w[0]..w[1]])
             .collect();
         let plan = &prepared.plan;
+        let (seed, epoch) = prepared.draw;
 
         // Routes: a slot goes to nvJPEG when every one of its images does.
         let per_sample = fields.len();
@@ -575,18 +618,48 @@ impl GpuPipelines {
                 continue;
             }
             let bytes: Vec<&[u8]> = chosen.iter().map(|&i| data[i]).collect();
-            let mut out: Vec<_> = chosen
-                .iter()
-                .map(|&i| rgb_destination(base + at[i] as u64, images[i].width as usize * 3))
-                .collect();
-            // SAFETY: each destination lies inside `decoded` (sized above for every image at
-            // pitch width · 3); the pinned slot is not touched again until the event recorded
-            // after this batch's work completes.
+            // Where pixel (x, y) of image i goes: the same address whether the image is
+            // decoded whole or only a region of it, so the kernels read the same places.
+            let pixel = |i: usize, x: u32, y: u32| {
+                let pitch = images[i].width as u64 * 3;
+                base + at[i] as u64 + y as u64 * pitch + x as u64 * 3
+            };
+            let pitch = |i: usize| images[i].width as usize * 3;
+            let rois: Option<Vec<Roi>> =
+                (route == Route::Hardware && inner.roi_decode).then(|| {
+                    chosen
+                        .iter()
+                        .map(|&i| roi_for(prepared.regions[i], images[i].width, images[i].height))
+                        .collect()
+                });
             let decoder = inner
                 .decoder
                 .as_mut()
                 .expect("nvJPEG routes need a decoder");
-            let decoded = unsafe { decoder.decode(route, &bytes, &mut out, stream) };
+            let mut decoded = Err(Error::Internal("not decoded".into()));
+            if let Some(rois) = &rois {
+                let mut out: Vec<_> = chosen
+                    .iter()
+                    .zip(rois)
+                    .map(|(&i, &[x, y, _, _])| rgb_destination(pixel(i, x, y), pitch(i)))
+                    .collect();
+                // SAFETY: each region lies inside its image, whose pixels fit in `decoded`
+                // (sized above for every image at pitch width · 3); the pinned slot is not
+                // touched again until the event recorded after this batch's work completes.
+                decoded = unsafe { decoder.decode(route, &bytes, Some(rois), &mut out, stream) };
+            }
+            if decoded.is_err() {
+                let mut out: Vec<_> = chosen
+                    .iter()
+                    .map(|&i| rgb_destination(pixel(i, 0, 0), pitch(i)))
+                    .collect();
+                // SAFETY: as above, for whole images.
+                decoded = unsafe { decoder.decode(route, &bytes, None, &mut out, stream) };
+                if rois.is_some() && decoded.is_ok() {
+                    // The engine takes these images whole but not their regions.
+                    inner.roi_decode = false;
+                }
+            }
             if decoded.is_err() {
                 // A bitstream nvJPEG rejects mid-batch: the CPU decoder decides, image by
                 // image, what is broken.
@@ -603,20 +676,22 @@ impl GpuPipelines {
         let fallback: Vec<usize> = (0..resolved.len())
             .filter(|&k| routes[k] == Route::Cpu)
             .collect();
-        let decoded_on_host = fallback
-            .par_iter()
-            .map(|&k| {
-                decode_on_host(
-                    reader,
-                    &fields,
-                    &source,
-                    on_error,
-                    samples[k],
-                    &resolved[k],
-                    replacement,
-                )
-            })
-            .collect::<Vec<_>>();
+        let decoded_on_host = in_pool(threads, || {
+            fallback
+                .par_iter()
+                .map(|&k| {
+                    decode_on_host(
+                        reader,
+                        &fields,
+                        &source,
+                        on_error,
+                        samples[k],
+                        &resolved[k],
+                        replacement,
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
         // The sample and whether it replaces the requested one, per slot.
         let mut chosen: Vec<(u64, bool)> =
             resolved.iter().map(|r| (r.sample, r.attempt > 0)).collect();
@@ -818,6 +893,26 @@ impl GpuPipelines {
             routes: counts,
         })
     }
+}
+
+/// The geometry of every view that `group`'s outputs take from `image`.
+fn group_views(
+    pipelines: &Pipelines,
+    group: &Group,
+    draw: Draw,
+    image: &Image,
+) -> Vec<ViewGeometry> {
+    group
+        .outputs
+        .iter()
+        .flat_map(|&o| {
+            let output = &pipelines.outputs[o];
+            (0..output.spec.views as u64).map(move |v| {
+                let view = output.first_view + v;
+                view_geometry(&output.spec.geometry, draw, view, image.height, image.width)
+            })
+        })
+        .collect()
 }
 
 /// The images of `sample` with their sizes from the headers.

@@ -44,7 +44,12 @@ pub struct Produced {
 }
 
 impl GpuPipelines {
-    pub fn new(_ordinal: usize, _slots: usize, _decoder: GpuDecoder) -> Result<GpuPipelines> {
+    pub fn new(
+        _ordinal: usize,
+        _slots: usize,
+        _decoder: GpuDecoder,
+        _roi_decode: bool,
+    ) -> Result<GpuPipelines> {
         Err(Error::Cuda(
             "this build of slipstream has no GPU support (it was built without the `cuda` \
              feature); install a wheel built with it, or use device=\"cpu\""
@@ -68,6 +73,7 @@ impl GpuPipelines {
         &self,
         _pipelines: &Pipelines,
         _reader: &'a CacheReader,
+        _draw: (u64, u64),
         _samples: &[u64],
         _replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
     ) -> Result<Prepared<'a>> {
@@ -78,10 +84,10 @@ impl GpuPipelines {
         &self,
         _pipelines: &Pipelines,
         _reader: &CacheReader,
-        _draw: (u64, u64),
         _samples: &[u64],
         prepared: Prepared<'_>,
         _replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+        _threads: Option<&rayon::ThreadPool>,
     ) -> Result<Produced> {
         match prepared.never {}
     }
@@ -93,6 +99,7 @@ impl GpuPipelines {
         _draw: (u64, u64),
         _samples: &[u64],
         _replacement: &(dyn Fn(u64, u64) -> u64 + Sync),
+        _threads: Option<&rayon::ThreadPool>,
     ) -> Result<Produced> {
         match self.never {}
     }

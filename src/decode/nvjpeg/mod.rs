@@ -23,6 +23,7 @@ use sys::{
     nvjpegJpegState_t, nvjpegJpegStream_t, nvjpegOutputFormat_t, nvjpegStatus_t,
 };
 
+use crate::decode::cpu::Rect;
 use crate::error::{Error, Result};
 
 /// Where libnvjpeg is looked for: `$SLIPSTREAM_NVJPEG` (the Python package sets it to the
@@ -140,6 +141,8 @@ struct Backend {
     state: nvjpegJpegState_t,
     /// Batch size the state was last initialised for.
     prepared: usize,
+    /// One decode-parameter object per image of the largest ROI batch so far.
+    params: Vec<sys::nvjpegDecodeParams_t>,
 }
 
 // SAFETY: the state is used by one thread at a time (`&mut self`); nvJPEG ties it to no thread.
@@ -155,18 +158,20 @@ impl Backend {
             handle,
             state,
             prepared: 0,
+            params: Vec::new(),
         })
     }
 
-    /// Decode `data[i]` into `out[i]` on `stream`.
+    /// Decode `data[i]` (only `rois[i]` of it, when given) into `out[i]` on `stream`.
     ///
     /// # Safety
     /// Every `out[i].channel[0]` must be a device pointer to at least `pitch · height` bytes
-    /// of the image's RGB output, valid until the work queued on `stream` completes; `data`
-    /// must stay unchanged until then.
+    /// (height and width of the ROI when given, else of the image) of RGB output, valid until
+    /// the work queued on `stream` completes; `data` must stay unchanged until then.
     unsafe fn decode(
         &mut self,
         data: &[&[u8]],
+        rois: Option<&[Roi]>,
         out: &mut [nvjpegImage_t],
         stream: sys::cudaStream_t,
     ) -> Result<()> {
@@ -190,27 +195,82 @@ impl Backend {
         }
         let pointers: Vec<*const u8> = data.iter().map(|d| d.as_ptr()).collect();
         let lengths: Vec<usize> = data.iter().map(|d| d.len()).collect();
-        // SAFETY: the arrays have one entry per image and outlive the call; the caller
-        // guarantees the destinations and the data (see above).
+        let Some(rois) = rois else {
+            // SAFETY: the arrays have one entry per image and outlive the call; the caller
+            // guarantees the destinations and the data (see above).
+            let status = unsafe {
+                lib.nvjpegDecodeBatched(
+                    handle,
+                    self.state,
+                    pointers.as_ptr(),
+                    lengths.as_ptr(),
+                    out.as_mut_ptr(),
+                    stream,
+                )
+            };
+            return check(status, "batched decode");
+        };
+        while self.params.len() < data.len() {
+            let mut params: sys::nvjpegDecodeParams_t = std::ptr::null_mut();
+            // SAFETY: live handle; out pointer. Destroyed in `drop`.
+            let status = unsafe { lib.nvjpegDecodeParamsCreate(handle, &mut params) };
+            check(status, "creating decode parameters")?;
+            self.params.push(params);
+        }
+        for (params, roi) in self.params.iter().zip(rois) {
+            let [x, y, w, h] = roi.map(|v| v as c_int);
+            // SAFETY: a live parameter object, used by this thread only.
+            let status = unsafe { lib.nvjpegDecodeParamsSetROI(*params, x, y, w, h) };
+            check(status, "setting a decode region")?;
+        }
+        // SAFETY: as above, and `params` has an entry per image, each set to its ROI.
         let status = unsafe {
-            lib.nvjpegDecodeBatched(
+            lib.nvjpegDecodeBatchedEx(
                 handle,
                 self.state,
                 pointers.as_ptr(),
                 lengths.as_ptr(),
                 out.as_mut_ptr(),
+                self.params.as_mut_ptr(),
                 stream,
             )
         };
-        check(status, "batched decode")
+        check(status, "batched decode of regions")
     }
 }
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        // SAFETY: created in `new`, destroyed once, before its handle (held by `self`).
-        unsafe { self.handle.lib.nvjpegJpegStateDestroy(self.state) };
+        // SAFETY: created in `new` and `decode`, destroyed once, before their handle (held
+        // by `self`).
+        unsafe {
+            for &params in &self.params {
+                self.handle.lib.nvjpegDecodeParamsDestroy(params);
+            }
+            self.handle.lib.nvjpegJpegStateDestroy(self.state);
+        }
     }
+}
+
+/// A region of an image to decode: x, y, width, height in pixels.
+pub type Roi = [u32; 4];
+
+/// The region the hardware engine decodes for a crop `rect` of a `width`×`height` image:
+/// two pixels wider on every side (chroma upsampling interpolates between neighbouring
+/// samples) and out to multiples of 16 (whole MCUs at 4:2:0), so the pixels inside `rect` are
+/// those of a full decode. `None` decodes the whole image.
+pub fn roi_for(rect: Option<Rect>, width: u32, height: u32) -> Roi {
+    let Some(r) = rect else {
+        return [0, 0, width, height];
+    };
+    let widen = |start: u32, len: u32, limit: u32| {
+        let lo = start.saturating_sub(2) / 16 * 16;
+        let hi = ((start + len + 2).div_ceil(16) * 16).min(limit);
+        (lo, hi - lo)
+    };
+    let (x, w) = widen(r.x, r.w, width);
+    let (y, h) = widen(r.y, r.h, height);
+    [x, y, w, h]
 }
 
 /// How an image of a batch is decoded.
@@ -355,15 +415,19 @@ impl BatchDecoder {
         (self.engines, self.cores_per_engine)
     }
 
-    /// Decode the images whose route is `route` into their destinations, on `stream`.
+    /// Decode the images whose route is `route` into their destinations, on `stream`; only
+    /// `rois[i]` of image `i` when given, which only the hardware engine can do (the caller
+    /// falls back to whole images when it declines).
     ///
     /// # Safety
     /// As [`Backend::decode`]: `out` points to device memory large enough for each image's
-    /// RGB pixels at its pitch, and `data` stays unchanged, until `stream` has done the work.
+    /// (or ROI's) RGB pixels at its pitch, and `data` stays unchanged, until `stream` has done
+    /// the work.
     pub unsafe fn decode(
         &mut self,
         route: Route,
         data: &[&[u8]],
+        rois: Option<&[Roi]>,
         out: &mut [nvjpegImage_t],
         stream: sys::cudaStream_t,
     ) -> Result<()> {
@@ -376,7 +440,7 @@ impl BatchDecoder {
             Route::Cpu => return Err(Error::Internal("nvJPEG asked to decode a CPU image".into())),
         };
         // SAFETY: forwarded from the caller.
-        unsafe { backend.decode(data, out, stream) }
+        unsafe { backend.decode(data, rois, out, stream) }
     }
 }
 
@@ -449,7 +513,28 @@ pub fn rgb_destination(ptr: u64, pitch: usize) -> nvjpegImage_t {
 
 #[cfg(test)]
 mod tests {
-    use super::ends_with_eoi;
+    use super::{Rect, ends_with_eoi, roi_for};
+
+    #[test]
+    fn regions_cover_the_crop_with_a_margin_in_whole_mcus() {
+        let rect = |x, y, w, h| Some(Rect { x, y, w, h });
+        assert_eq!(roi_for(None, 500, 375), [0, 0, 500, 375]);
+        assert_eq!(roi_for(rect(40, 33, 100, 60), 500, 375), [32, 16, 112, 80]);
+        // Two pixels of margin reach into the previous and next MCUs.
+        assert_eq!(roi_for(rect(17, 16, 14, 16), 500, 375), [0, 0, 48, 48]);
+        // Within the image, whose size need not be a multiple of 16.
+        assert_eq!(
+            roi_for(rect(450, 300, 50, 75), 500, 375),
+            [448, 288, 52, 87]
+        );
+        for (x, y, w, h) in [(0, 0, 500, 375), (123, 45, 67, 89), (499, 374, 1, 1)] {
+            let [rx, ry, rw, rh] = roi_for(rect(x, y, w, h), 500, 375);
+            assert!(rx % 16 == 0 && ry % 16 == 0);
+            assert!(rx + 2 <= x.max(2) && ry + 2 <= y.max(2));
+            assert!(rx + rw >= (x + w + 2).min(500) && ry + rh >= (y + h + 2).min(375));
+            assert!(rx + rw <= 500 && ry + rh <= 375);
+        }
+    }
 
     #[test]
     fn truncated_jpegs_have_no_end_marker() {
