@@ -4,13 +4,13 @@
 //!
 //!     cargo bench --bench gather
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput};
 use slipstream::buffer::BufferPool;
-use slipstream::cache::{self, BuildOptions, OpenOptions};
 use slipstream::gather::gather_values;
 use slipstream::rng::{Stream, key};
 use slipstream::source::writer::LitDataWriter;
@@ -59,22 +59,7 @@ fn mean_ns(name: &str) -> Option<f64> {
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     let source = dataset(&root);
-    let reader = Arc::new(
-        cache::open(
-            &source,
-            &OpenOptions {
-                cache_dir: Some(root.join("cache")),
-                build: BuildOptions {
-                    threads: 0,
-                    progress: false,
-                    ..Default::default()
-                },
-                rebuild: false,
-                ..Default::default()
-            },
-        )
-        .expect("build the bench cache"),
-    );
+    let reader = common::open_cache(&source, &root);
     let plan = batches(SAMPLES as usize / BATCH);
     let batch_bytes =
         |b: &[u64]| -> u64 { b.iter().map(|&s| reader.record(0, s).size as u64).sum() };

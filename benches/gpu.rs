@@ -12,11 +12,13 @@
 //!
 //! `scripts/gpu-check.sh` runs the binary `make gpu-bundle` builds from this.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use slipstream::cache::{self, BuildOptions, CacheReader, OpenOptions};
+use slipstream::cache::CacheReader;
 use slipstream::cuda::Gpu;
 use slipstream::decode::cpu::{Rect, image_size};
 use slipstream::decode::nvjpeg::{self, Route, rgb_destination, sys};
@@ -37,17 +39,7 @@ fn dataset(root: &Path) -> Arc<CacheReader> {
     if !source.join("index.json").exists() {
         slipstream::demo::make_dataset(&source, IMAGES, 64 << 20).expect("generate photographs");
     }
-    let options = OpenOptions {
-        cache_dir: Some(root.join("cache")),
-        build: BuildOptions {
-            threads: 0,
-            progress: false,
-            ..Default::default()
-        },
-        rebuild: false,
-        ..Default::default()
-    };
-    Arc::new(cache::open(&source, &options).expect("build the bench cache"))
+    common::open_cache(&source, root)
 }
 
 /// Images/s of nvJPEG alone on `route`, decoding `batches` round robin until `SECONDS` pass
