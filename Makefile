@@ -53,6 +53,7 @@ test-rust: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	cargo test --release --features $(FEATURES) --quiet
 
 test-python: build
+	$(PY) -m mypy.stubtest slipstream._native  # _native.pyi against the built module
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
@@ -61,6 +62,7 @@ lint: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	cargo clippy --release --lib --quiet -- -D warnings  # the build without optional features
 	$(VENV)/bin/ruff check python benches scripts
 	$(VENV)/bin/ruff format --check python benches scripts
+	$(PY) scripts/check_layers.py  # layers, loops, function and file sizes (docs/ARCHITECTURE.md)
 
 # Regenerate the committed LitData fixtures with the pinned litdata.
 fixtures: $(VENV)/.installed

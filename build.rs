@@ -1,6 +1,6 @@
 //! Build script: with the `cuda` feature, compile `kernels/*.cu` with nvcc into one fatbin per
-//! file (sm_80 and sm_90 code plus compute_90 PTX for newer GPUs), which `src/transform/cuda.rs`
-//! embeds. nvcc is looked for in `$NVCC`, `$CUDA_HOME/bin`, `PATH`, then the pinned PyPI
+//! file (sm_80 and sm_90 code plus compute_90 PTX for newer GPUs), which
+//! `src/transform/gpu/launch.rs` embeds. nvcc is looked for in `$NVCC`, `$CUDA_HOME/bin`, `PATH`, then the pinned PyPI
 //! packages `make nvcc` installs in `.nvcc/`. Without nvcc the library still builds and says
 //! at run time that it has no kernels, unless `SLIPSTREAM_REQUIRE_KERNELS=1` (the build of a
 //! wheel meant for a GPU machine) turns that into a build failure.

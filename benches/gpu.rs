@@ -20,15 +20,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use slipstream::cache::CacheReader;
 use slipstream::cuda::Gpu;
-use slipstream::decode::cpu::{Rect, image_size};
-use slipstream::decode::nvjpeg::{self, Route, rgb_destination, sys};
-use slipstream::decode::nvjpeg::{Roi, roi_for};
+use slipstream::decode::nvjpeg::{self, Destination, Roi, Route, roi_for};
+use slipstream::decode::{Rect, image_size};
 use slipstream::dtype::DType;
 use slipstream::loader::{Loader, LoaderOptions};
 use slipstream::sampler::{Sampler, SamplerConfig};
-use slipstream::transform::PipelineSpec;
-use slipstream::transform::batch::{Device, GpuDecoder};
-use slipstream::transform::cpu::{Draw, read_region, view_geometry};
+use slipstream::transform::geometry::{read_region, view_geometry};
+use slipstream::transform::gpu_api::GpuStages;
+use slipstream::transform::params::Draw;
+use slipstream::transform::{Device, GpuDecoder, PipelineSpec};
 
 const IMAGES: usize = 2048;
 const BATCH: usize = 256;
@@ -56,7 +56,7 @@ fn bare_decode(
     let (mut planner, mut decoder) = nvjpeg::open(route == Route::Hardware).unwrap();
     let mut planning = Duration::ZERO;
     let (mut pixels, mut decoded_pixels) = (0u64, 0u64);
-    let stream = gpu.stream().cu_stream() as sys::cudaStream_t;
+    let stream = gpu.stream();
     // Each batch's bytes in pinned memory and its images' places on the device, prepared once.
     let prepared: Vec<_> = batches
         .iter()
@@ -116,14 +116,17 @@ fn bare_decode(
             .map(|&i| &pinned.as_slice()[spans[i].clone()])
             .collect();
         let mut at = device.ptr();
-        let mut out: Vec<_> = sizes
+        let out: Vec<Destination> = sizes
             .iter()
             .enumerate()
             .map(|(n, &(w, h))| {
                 let pitch = w as u64 * 3;
                 // A region lands where it would in the whole image, as in the loader.
                 let [x, y, _, _] = rois.as_ref().map_or([0; 4], |r| r[n]);
-                let image = rgb_destination(at + y as u64 * pitch + x as u64 * 3, w as usize * 3);
+                let image = Destination {
+                    ptr: at + y as u64 * pitch + x as u64 * 3,
+                    pitch: pitch as usize,
+                };
                 at += pitch * h as u64;
                 image
             })
@@ -131,7 +134,7 @@ fn bare_decode(
         // SAFETY: every destination (and region) lies inside `device`, sized for these images
         // at pitch width · 3; the pinned bytes and the device memory outlive the synchronize
         // below.
-        unsafe { decoder.decode(route, &data, rois.as_deref(), &mut out, stream) }.unwrap();
+        unsafe { decoder.decode(route, &data, rois.as_deref(), &out, stream) }.unwrap();
         gpu.stream().synchronize().unwrap();
         data.len()
     };

@@ -10,10 +10,12 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::Criterion;
-use slipstream::decode::cpu::{CpuDecoder, DecodePlan};
+use slipstream::decode::DecodePlan;
+use slipstream::decode::cpu::CpuDecoder;
 use slipstream::demo::scene;
 use slipstream::dtype::DType;
-use slipstream::transform::cpu::{Draw, Job, Lut, Workspace, process_image, write_view};
+use slipstream::transform::cpu::{Job, Lut, Workspace, process_image, write_view};
+use slipstream::transform::params::Draw;
 use slipstream::transform::{MemoryFormat, PipelineSpec};
 
 const GROUP: &str = "cpu_pipeline_per_image";

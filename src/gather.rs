@@ -5,47 +5,16 @@
 //! the copy (see `CacheReader::check`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
 use crate::buffer::{Buffer, BufferPool};
 use crate::cache::CacheReader;
 use crate::cache::format::{FieldKind, Record};
-use crate::dlpack::HostTensor;
 use crate::dtype::DType;
 use crate::error::Result;
-
-static PARALLEL: AtomicBool = AtomicBool::new(true);
-
-/// Turn rayon off for this process. Called in a forked child, where the parent's rayon
-/// threads do not exist and using the pool would hang (users do put loaders inside
-/// DataLoader workers).
-pub fn disable_parallelism() {
-    PARALLEL.store(false, Ordering::SeqCst);
-}
-
-/// Give rayon's global pool recognisable thread names (in `top`, `py-spy`, /proc). Threads
-/// would otherwise inherit the name of whichever thread first used the pool. Does nothing if
-/// the pool already exists.
-pub fn name_global_threads() {
-    let _ = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("slipstream-rayon-{i}"))
-        .build_global();
-}
-
-pub fn parallelism_enabled() -> bool {
-    PARALLEL.load(Ordering::Relaxed)
-}
-
-/// Run `f` on `pool` (a loader's own threads) when there is one, else on the calling thread,
-/// whose parallel iterators then use rayon's global pool.
-pub fn in_pool<T: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> T + Send) -> T {
-    match pool {
-        Some(pool) if parallelism_enabled() => pool.install(f),
-        _ => f(),
-    }
-}
+use crate::tensor::HostTensor;
+use crate::threads::parallelism_enabled;
 
 /// A batch of variable-length values: their bytes back to back, and where each one starts.
 #[derive(Debug)]

@@ -12,20 +12,16 @@ use std::thread::JoinHandle;
 
 use crate::buffer::BufferPool;
 use crate::cache::CacheReader;
-use crate::cache::format::FieldKind;
-use crate::dlpack::HostTensor;
+use crate::cache::FieldValue;
+use crate::cache::format::{FieldKind, Record};
 use crate::dtype::DType;
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 use crate::gather::{gather_scalars, gather_values};
 use crate::sampler::Sampler;
-use crate::transform::PipelineSpec;
-use crate::transform::batch::{Device, OnError, OutputTensor, Pipelines};
-use crate::transform::cuda::{DeviceTensor, GpuPipelines, Prepared};
-
-/// Quasi-random order groups samples into pages of about this many cache bytes.
-pub const PAGE_BYTES: u64 = 8 << 20;
-/// Pages of datasets without variable-length fields hold this many samples.
-const SCALAR_PAGE_SAMPLES: u64 = 4096;
+use crate::tensor::{DeviceTensor, HostTensor, Tensor};
+use crate::threads::{in_pool, name_global_threads};
+use crate::transform::gpu::{GpuPipeline, Prepared};
+use crate::transform::{Device, OnError, PipelineSpec, Pipelines};
 
 #[derive(Debug, Clone)]
 pub struct LoaderOptions {
@@ -171,7 +167,7 @@ impl Loader {
         };
         let threads = match options.num_threads {
             0 => {
-                crate::gather::name_global_threads();
+                name_global_threads();
                 None
             }
             n => Some(
@@ -216,7 +212,7 @@ impl Loader {
     }
 
     /// The GPU the pipelines run on, if any.
-    pub fn gpu(&self) -> Option<&GpuPipelines> {
+    pub fn gpu(&self) -> Option<&GpuPipeline> {
         self.pipelines.gpu()
     }
 
@@ -235,12 +231,15 @@ impl Loader {
 
     /// Gather one batch of `samples` (synchronously, on the calling thread and rayon).
     pub fn gather(&self, epoch: u64, position: usize, samples: &[u64]) -> Result<Batch> {
+        for &sample in samples {
+            self.reader.check_index(sample)?;
+        }
         self.in_pool(|| self.gather_here(epoch, position, samples, None))
     }
 
     /// Run `f` on the loader's threads (its rayon pool, when it has one).
     fn in_pool<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        crate::gather::in_pool(self.threads.as_ref(), f)
+        in_pool(self.threads.as_ref(), f)
     }
 
     /// `prepared`: the GPU's first stage of this batch, when the caller ran it.
@@ -277,12 +276,12 @@ impl Loader {
             for (route, count) in self.routes.iter().zip(produced.routes) {
                 route.fetch_add(count, Ordering::Relaxed);
             }
-            for (name, tensor) in &produced.tensors {
+            for (name, tensor) in produced.tensors {
                 let batch = match tensor {
-                    OutputTensor::Host(t) => FieldBatch::Tensor(t.clone()),
-                    OutputTensor::Device(t) => FieldBatch::Device(t.clone()),
+                    Tensor::Host(t) => FieldBatch::Tensor(t),
+                    Tensor::Device(t) => FieldBatch::Device(t),
                 };
-                fields.push((name.clone(), batch));
+                fields.push((name, batch));
             }
             &produced.samples[..]
         };
@@ -314,7 +313,7 @@ impl Loader {
                     samples
                         .iter()
                         .map(|&s| match r.value(f, s)? {
-                            crate::cache::FieldValue::Str(text) => Ok(text.to_string()),
+                            FieldValue::Str(text) => Ok(text.to_string()),
                             _ => unreachable!("str field"),
                         })
                         .collect::<Result<_>>()?,
@@ -327,7 +326,7 @@ impl Loader {
                     let per_sample = shape[1..].iter().product::<i64>() as usize * dtype.size();
                     if let Some(k) = g.records.iter().position(|x| x.size as usize != per_sample) {
                         return Err(Error::cache(
-                            crate::error::Location::sample(r.path(), samples[k]),
+                            Location::sample(r.path(), samples[k]),
                             format!(
                                 "array of field '{}' does not have the field's fixed shape",
                                 header.name
@@ -338,7 +337,7 @@ impl Loader {
                 }
                 FieldKind::Bytes | FieldKind::Pil | FieldKind::Array => {
                     let g = gather_values(r, f, samples, &self.pool)?;
-                    let sizes = |pick: fn(&crate::cache::format::Record) -> u32| {
+                    let sizes = |pick: fn(&Record) -> u32| {
                         HostTensor::from_i64(
                             &g.records.iter().map(|x| pick(x) as i64).collect::<Vec<_>>(),
                         )
@@ -458,24 +457,6 @@ fn field_names(reader: &CacheReader) -> String {
         .map(|f| f.name.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Sample indices at which the cache's ~`PAGE_BYTES` pages begin, for quasi-random order.
-pub fn page_starts(reader: &CacheReader) -> Vec<u64> {
-    let n = reader.len();
-    let Some(field) = reader.fields().iter().position(|f| !f.kind.is_scalar()) else {
-        return (0..n).step_by(SCALAR_PAGE_SAMPLES as usize).collect();
-    };
-    let mut starts = vec![0];
-    let mut page_offset = reader.record(field, 0).offset;
-    for s in 1..n {
-        let offset = reader.record(field, s).offset;
-        if offset.saturating_sub(page_offset) >= PAGE_BYTES {
-            starts.push(s);
-            page_offset = offset;
-        }
-    }
-    starts
 }
 
 /// The batches of one pass, arriving from the prefetch thread.

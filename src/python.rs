@@ -10,14 +10,16 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 
 use crate::cache::{self, BuildOptions, CacheReader, FieldValue, OpenOptions, RemoteCacheOptions};
-use crate::dlpack::{HostTensor, Tensor};
+use crate::decode::DecodePlan;
+use crate::decode::cpu::CpuDecoder;
 use crate::error::Error;
 use crate::loader::{self, BatchIter, FieldBatch, LoaderOptions};
 use crate::sampler::{Order, Sampler, SamplerConfig};
-use crate::transform::PipelineSpec;
-use crate::transform::batch::{Device, GpuDecoder, OnError};
-use crate::transform::cuda::DeviceTensor;
-use crate::transform::params;
+use crate::tensor::dlpack::PyTensor;
+use crate::tensor::{HostTensor, Tensor};
+use crate::transform::gpu_api::GpuStages;
+use crate::transform::params::{self, ViewKey};
+use crate::transform::{Device, GpuDecoder, OnError, PipelineSpec};
 
 /// Raise `error` as the matching `slipstream.errors` class.
 fn to_py(py: Python<'_>, error: Error) -> PyErr {
@@ -60,8 +62,13 @@ impl<T> IntoPy<T> for crate::Result<T> {
     }
 }
 
-fn tensor(py: Python<'_>, t: HostTensor) -> PyResult<Py<Tensor>> {
-    Py::new(py, Tensor { inner: t })
+fn tensor(py: Python<'_>, t: HostTensor) -> PyResult<Py<PyTensor>> {
+    Py::new(
+        py,
+        PyTensor {
+            inner: Tensor::Host(t),
+        },
+    )
 }
 
 /// An opened cache.
@@ -121,20 +128,12 @@ impl Dataset {
         serde_json::to_string(self.reader.header()).expect("header serializes")
     }
 
-    /// One sample's field values, in field order. `index` is already range-checked.
+    /// One sample's field values, in field order.
     fn sample<'py>(&self, py: Python<'py>, index: u64) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        if index >= self.reader.len() {
-            return Err(to_py(
-                py,
-                Error::IndexOutOfRange {
-                    index: index as i64,
-                    len: self.reader.len(),
-                },
-            ));
-        }
-        (0..self.reader.fields().len())
-            .map(|f| {
-                let value = self.reader.value(f, index).py_err(py)?;
+        let values = self.reader.values(index).py_err(py)?;
+        values
+            .into_iter()
+            .map(|value| {
                 Ok(match value {
                     FieldValue::Int(v) => v.into_pyobject(py)?.into_any(),
                     FieldValue::Float(v) => v.into_pyobject(py)?.into_any(),
@@ -160,14 +159,7 @@ impl Dataset {
 
     /// Check every checksum; raises `ChecksumError` naming the first bad sample.
     fn verify(&self, py: Python<'_>) -> PyResult<()> {
-        let reader = &self.reader;
-        py.detach(|| {
-            use rayon::prelude::*;
-            (0..reader.len())
-                .into_par_iter()
-                .try_for_each(|s| reader.verify_sample(s))
-        })
-        .py_err(py)
+        py.detach(|| self.reader.verify_samples()).py_err(py)
     }
 }
 
@@ -180,7 +172,7 @@ struct Loader {
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (dataset, batch_size, *, seed, order, drop_last, indices, rank, world_size, batches_ahead, fields, num_threads, pipelines_json, on_error, device=None, decoder="auto"))]
+    #[pyo3(signature = (dataset, batch_size, *, seed, order, drop_last, indices, rank, world_size, batches_ahead, fields, num_threads, pipelines_json, on_error, device=None, decoder="auto", shuffle=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -199,80 +191,42 @@ impl Loader {
         on_error: &str,
         device: Option<usize>,
         decoder: &str,
+        shuffle: bool,
     ) -> PyResult<Loader> {
-        let decoder = match decoder {
-            "auto" => GpuDecoder::Auto,
-            "cuda" => GpuDecoder::Cuda,
-            "cpu" => GpuDecoder::Cpu,
-            other => {
-                return Err(to_py(
-                    py,
-                    Error::invalid(format!(
-                        "decoder must be 'auto', 'cuda' or 'cpu', not {other:?}"
-                    )),
-                ));
-            }
-        };
-        let device = match device {
-            None => Device::Cpu,
-            Some(ordinal) => Device::Cuda {
-                ordinal,
-                decoder,
-                roi_decode: true,
-            },
-        };
-        let pipelines: Vec<PipelineSpec> = serde_json::from_str(pipelines_json)
-            .map_err(|e| to_py(py, Error::invalid(format!("pipelines: {e}"))))?;
-        let on_error = match on_error {
-            "raise" => OnError::Raise,
-            "skip" => OnError::Skip,
-            other => {
-                return Err(to_py(
-                    py,
-                    Error::invalid(format!("on_error must be 'raise' or 'skip', not {other:?}")),
-                ));
-            }
-        };
-        let order = match order {
-            "sequential" => Order::Sequential,
-            "random" => Order::Random,
-            "quasi_random" => Order::QuasiRandom,
-            other => {
-                return Err(to_py(
-                    py,
-                    Error::invalid(format!(
-                        "order must be 'random' or 'quasi_random' (or shuffle=False), not {other:?}"
-                    )),
-                ));
-            }
-        };
         let reader = dataset.reader.clone();
         py.detach(|| {
-            let page_starts =
-                (order == Order::QuasiRandom).then(|| Arc::new(loader::page_starts(&reader)));
-            let sampler = Sampler::new(SamplerConfig {
-                dataset_len: reader.len(),
-                indices: indices.map(Arc::new),
-                order,
-                seed,
-                batch_size,
-                drop_last,
-                rank,
-                world_size,
-                page_starts,
-            })?;
-            loader::Loader::new(
-                reader,
-                sampler,
-                LoaderOptions {
-                    batches_ahead,
-                    fields,
-                    num_threads,
-                    pipelines,
-                    on_error,
-                    device,
+            let decoder: GpuDecoder = decoder.parse()?;
+            let device = match device {
+                None => Device::Cpu,
+                Some(ordinal) => Device::Cuda {
+                    ordinal,
+                    decoder,
+                    roi_decode: true,
                 },
-            )
+            };
+            let options = LoaderOptions {
+                batches_ahead,
+                fields,
+                num_threads,
+                pipelines: PipelineSpec::list_from_json(pipelines_json)?,
+                on_error: on_error.parse::<OnError>()?,
+                device,
+            };
+            let sampler = Sampler::for_cache(
+                &reader,
+                SamplerConfig {
+                    dataset_len: reader.len(),
+                    indices: indices.map(Arc::new),
+                    order: Order::parse(order, shuffle)?,
+                    seed,
+                    batch_size,
+                    drop_last,
+                    rank,
+                    world_size,
+                    page_starts: None,
+                },
+            )?;
+            loader::Loader::new(reader, sampler, options)
         })
         .py_err(py)
         .map(|l| Loader { inner: Arc::new(l) })
@@ -302,16 +256,6 @@ impl Loader {
         epoch: u64,
         samples: Vec<u64>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let n = self.inner.reader().len();
-        if let Some(&bad) = samples.iter().find(|&&s| s >= n) {
-            return Err(to_py(
-                py,
-                Error::IndexOutOfRange {
-                    index: bad as i64,
-                    len: n,
-                },
-            ));
-        }
         let batch = py
             .detach(|| self.inner.gather(epoch, 0, &samples))
             .py_err(py)?;
@@ -380,16 +324,6 @@ impl BatchIterator {
     }
 }
 
-#[cfg(feature = "cuda")]
-fn device_tensor(py: Python<'_>, t: DeviceTensor) -> PyResult<Py<PyAny>> {
-    Ok(Py::new(py, crate::dlpack::CudaTensor { inner: t })?.into_any())
-}
-
-#[cfg(not(feature = "cuda"))]
-fn device_tensor(_py: Python<'_>, t: DeviceTensor) -> PyResult<Py<PyAny>> {
-    unreachable!("no DeviceTensor exists without the cuda feature: {t:?}")
-}
-
 /// A batch as a dict of native values: `__position__`, `index`, then the fields.
 fn batch_dict(py: Python<'_>, batch: loader::Batch) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
@@ -398,7 +332,12 @@ fn batch_dict(py: Python<'_>, batch: loader::Batch) -> PyResult<Bound<'_, PyDict
     for (name, field) in batch.fields {
         match field {
             FieldBatch::Tensor(t) => out.set_item(name, tensor(py, t)?)?,
-            FieldBatch::Device(t) => out.set_item(name, device_tensor(py, t)?)?,
+            FieldBatch::Device(t) => {
+                let t = PyTensor {
+                    inner: Tensor::Device(t),
+                };
+                out.set_item(name, Py::new(py, t)?)?
+            }
             FieldBatch::Strings(s) => out.set_item(name, PyList::new(py, s)?)?,
             FieldBatch::Ragged(r) => out.set_item(name, Py::new(py, Ragged { inner: *r })?)?,
         }
@@ -419,17 +358,17 @@ impl Ragged {
     }
 
     #[getter]
-    fn data(&self, py: Python<'_>) -> PyResult<Py<Tensor>> {
+    fn data(&self, py: Python<'_>) -> PyResult<Py<PyTensor>> {
         tensor(py, self.inner.data.clone())
     }
 
     #[getter]
-    fn offsets(&self, py: Python<'_>) -> PyResult<Py<Tensor>> {
+    fn offsets(&self, py: Python<'_>) -> PyResult<Py<PyTensor>> {
         tensor(py, self.inner.offsets.clone())
     }
 
     #[getter]
-    fn heights(&self, py: Python<'_>) -> PyResult<Option<Py<Tensor>>> {
+    fn heights(&self, py: Python<'_>) -> PyResult<Option<Py<PyTensor>>> {
         self.inner
             .heights
             .clone()
@@ -438,7 +377,7 @@ impl Ragged {
     }
 
     #[getter]
-    fn widths(&self, py: Python<'_>) -> PyResult<Option<Py<Tensor>>> {
+    fn widths(&self, py: Python<'_>) -> PyResult<Option<Py<PyTensor>>> {
         self.inner.widths.clone().map(|t| tensor(py, t)).transpose()
     }
 
@@ -471,13 +410,7 @@ impl Ragged {
 fn decode_image<'py>(py: Python<'py>, data: &[u8]) -> PyResult<(u32, u32, Bound<'py, PyBytes>)> {
     let mut rgb = Vec::new();
     let decoded = py
-        .detach(|| {
-            crate::decode::cpu::CpuDecoder::new().decode(
-                data,
-                crate::decode::cpu::DecodePlan::FULL,
-                &mut rgb,
-            )
-        })
+        .detach(|| CpuDecoder::new().decode(data, DecodePlan::FULL, &mut rgb))
         .map_err(|message| error_of_class(py, "DecodeError", message))?;
     Ok((decoded.height, decoded.width, PyBytes::new(py, &rgb)))
 }
@@ -495,7 +428,7 @@ fn random_resized_crop_params(
     scale: (f64, f64),
     ratio: (f64, f64),
 ) -> (u32, u32, u32, u32) {
-    let key = params::ViewKey {
+    let key = ViewKey {
         seed,
         epoch,
         sample,
@@ -508,7 +441,7 @@ fn random_resized_crop_params(
 /// Whether one view of one sample is flipped, with probability `p`.
 #[pyfunction]
 fn flip_param(seed: u64, epoch: u64, sample: u64, view: u64, p: f64) -> bool {
-    let key = params::ViewKey {
+    let key = ViewKey {
         seed,
         epoch,
         sample,
@@ -526,7 +459,7 @@ fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
 /// Called in a forked child: rayon's threads did not survive the fork.
 #[pyfunction]
 fn after_fork_in_child() {
-    crate::gather::disable_parallelism();
+    crate::threads::disable_parallelism();
 }
 
 #[pymodule]
@@ -535,9 +468,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Loader>()?;
     m.add_class::<BatchIterator>()?;
     m.add_class::<Ragged>()?;
-    m.add_class::<Tensor>()?;
-    #[cfg(feature = "cuda")]
-    m.add_class::<crate::dlpack::CudaTensor>()?;
+    m.add_class::<PyTensor>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(random_resized_crop_params, m)?)?;
     m.add_function(wrap_pyfunction!(flip_param, m)?)?;

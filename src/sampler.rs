@@ -12,10 +12,17 @@
 //! bounded set of pages. Ranks take contiguous stretches of that order (not strided
 //! positions), so each rank's working set stays bounded too.
 
+use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::cache::CacheReader;
 use crate::error::{Error, Result};
 use crate::rng::{Stream, domain, key};
+
+/// Quasi-random order groups samples into pages of about this many cache bytes.
+pub const PAGE_BYTES: u64 = 8 << 20;
+/// Pages of datasets without variable-length fields hold this many samples.
+const SCALAR_PAGE_SAMPLES: u64 = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -25,6 +32,30 @@ pub enum Order {
     Random,
     /// Shuffled pages, samples shuffled within windows of pages.
     QuasiRandom,
+}
+
+impl Order {
+    /// The order users ask for: `order` ("random" or "quasi_random") when `shuffle`, else
+    /// index order.
+    pub fn parse(order: &str, shuffle: bool) -> Result<Order> {
+        let order: Order = order.parse()?;
+        Ok(if shuffle { order } else { Order::Sequential })
+    }
+}
+
+impl FromStr for Order {
+    type Err = Error;
+    /// A shuffled order by name (index order is `shuffle=False`, see [`Order::parse`]).
+    fn from_str(s: &str) -> Result<Order> {
+        match s {
+            "random" => Ok(Order::Random),
+            "quasi_random" => Ok(Order::QuasiRandom),
+            other => Err(Error::invalid(format!(
+                "order must be 'random' or 'quasi_random' (or shuffle=False for index order), \
+                 not {other:?}"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +148,15 @@ impl Sampler {
             ));
         }
         Ok(Sampler { config, per_rank })
+    }
+
+    /// A sampler over the samples of `reader`, with the cache's page layout when the order
+    /// needs it and `config` does not give one.
+    pub fn for_cache(reader: &CacheReader, mut config: SamplerConfig) -> Result<Sampler> {
+        if config.order == Order::QuasiRandom && config.page_starts.is_none() {
+            config.page_starts = Some(Arc::new(page_starts(reader)));
+        }
+        Sampler::new(config)
     }
 
     pub fn config(&self) -> &SamplerConfig {
@@ -253,6 +293,24 @@ impl Sampler {
 /// Samples per quasi-random shuffle window: enough for several batches to mix.
 pub fn quasi_random_window(batch_size: usize) -> usize {
     8 * batch_size
+}
+
+/// Sample indices at which the cache's ~`PAGE_BYTES` pages begin, for quasi-random order.
+pub fn page_starts(reader: &CacheReader) -> Vec<u64> {
+    let n = reader.len();
+    let Some(field) = reader.fields().iter().position(|f| !f.kind.is_scalar()) else {
+        return (0..n).step_by(SCALAR_PAGE_SAMPLES as usize).collect();
+    };
+    let mut starts = vec![0];
+    let mut page_offset = reader.record(field, 0).offset;
+    for s in 1..n {
+        let offset = reader.record(field, s).offset;
+        if offset.saturating_sub(page_offset) >= PAGE_BYTES {
+            starts.push(s);
+            page_offset = offset;
+        }
+    }
+    starts
 }
 
 #[cfg(test)]

@@ -17,15 +17,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use slipstream::cache::CacheReader;
-use slipstream::decode::cpu::{CpuDecoder, DecodePlan};
+use slipstream::decode::cpu::CpuDecoder;
+use slipstream::decode::{DecodePlan, Decoded};
 use slipstream::dtype::DType;
 use slipstream::loader::{Batch, FieldBatch, Loader, LoaderOptions};
 use slipstream::sampler::{Sampler, SamplerConfig};
-use slipstream::transform::batch::{Device, GpuDecoder, OnError};
-use slipstream::transform::cpu::{Draw, Target, view_geometry};
-use slipstream::transform::params::flip_for;
+use slipstream::transform::geometry::{Target, ViewGeometry, view_geometry};
+use slipstream::transform::gpu_api::GpuStages;
+use slipstream::transform::params::{Draw, flip_for};
 use slipstream::transform::resample::{Convert, OutputElement, reference_view};
-use slipstream::transform::{Geometry, MemoryFormat, PipelineSpec};
+use slipstream::transform::{Device, Geometry, GpuDecoder, MemoryFormat, OnError, PipelineSpec};
 
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const STD: [f32; 3] = [0.229, 0.224, 0.225];
@@ -164,8 +165,8 @@ fn as_f32(bytes: &[u8], dtype: DType) -> Vec<f32> {
 
 fn twin<T: OutputElement + Into<f64>>(
     rgb: &[u8],
-    decoded: &slipstream::decode::cpu::Decoded,
-    geometry: slipstream::transform::cpu::ViewGeometry,
+    decoded: &Decoded,
+    geometry: ViewGeometry,
     target: &Target,
     s: &PipelineSpec,
 ) -> Vec<f32> {

@@ -5,8 +5,8 @@ mod common;
 use std::sync::Arc;
 
 use slipstream::cache::CacheReader;
-use slipstream::loader::{Batch, FieldBatch, Loader, LoaderOptions, Ragged, page_starts};
-use slipstream::sampler::{Order, Sampler, SamplerConfig};
+use slipstream::loader::{Batch, FieldBatch, Loader, LoaderOptions, Ragged};
+use slipstream::sampler::{Order, Sampler, SamplerConfig, page_starts};
 
 fn reader(n: u64) -> (tempfile::TempDir, Arc<CacheReader>) {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,27 +1,25 @@
-# Type stubs of the extension module built from src/python.rs. Keep in step with it.
+# Type stubs of the extension module built from src/python.rs and src/tensor/dlpack.rs.
+# `make test` checks them against the built module (mypy's stubtest): they cannot go stale.
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, final
 
+__all__ = [
+    "BatchIterator",
+    "Dataset",
+    "Loader",
+    "Ragged",
+    "Tensor",
+    "__version__",
+    "after_fork_in_child",
+    "cli_main",
+    "decode_image",
+    "flip_param",
+    "random_resized_crop_params",
+]
 __version__: str
 
+@final
 class Tensor:
-    @property
-    def shape(self) -> list[int]: ...
-    @property
-    def dtype(self) -> str: ...
-    def __dlpack__(
-        self,
-        stream: Any = None,
-        *,
-        max_version: tuple[int, int] | None = None,
-        dl_device: tuple[int, int] | None = None,
-        copy: bool | None = None,
-    ) -> Any: ...
-    def __dlpack_device__(self) -> tuple[int, int]: ...
-
-class CudaTensor:
-    """Only in builds with the `cuda` feature."""
-
     @property
     def shape(self) -> list[int]: ...
     @property
@@ -37,6 +35,7 @@ class CudaTensor:
     def __dlpack_device__(self) -> tuple[int, int]: ...
     def synchronize(self) -> None: ...
 
+@final
 class Ragged:
     def __len__(self) -> int: ...
     @property
@@ -55,16 +54,18 @@ class Ragged:
     def shapes(self) -> list[list[int]] | None: ...
     def item(self, i: int) -> bytes: ...
 
+@final
 class Dataset:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: str,
         cache_dir: str | None = None,
         rebuild: bool = False,
         progress: bool = True,
         threads: int = 0,
         storage_options: list[tuple[str, str]] = ...,
-    ) -> None: ...
+        remote_cache: str | None = None,
+    ) -> Dataset: ...
     def __len__(self) -> int: ...
     @property
     def cache_path(self) -> str: ...
@@ -72,13 +73,15 @@ class Dataset:
     def sample(self, index: int) -> list[Any]: ...
     def verify(self) -> None: ...
 
+@final
 class BatchIterator(Iterator[dict[str, Any]]):
     def __next__(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
+@final
 class Loader:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         dataset: Dataset,
         batch_size: int,
         *,
@@ -95,11 +98,12 @@ class Loader:
         on_error: str,
         device: int | None = None,
         decoder: str = "auto",
-    ) -> None: ...
+        shuffle: bool = True,
+    ) -> Loader: ...
     def __len__(self) -> int: ...
     def iter(self, epoch: int, start: int) -> BatchIterator: ...
     def plan(self, epoch: int) -> list[list[int]]: ...
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> dict[str, int | float]: ...
     def device_info(self) -> str: ...
     def load(self, epoch: int, samples: list[int]) -> dict[str, Any]: ...
 

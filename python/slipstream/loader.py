@@ -223,8 +223,6 @@ class SlipstreamLoader:
             raise ConfigError(f"dataset must be a SlipstreamDataset, not {type(dataset).__name__}")
         if isinstance(batch_size, bool) or int(batch_size) < 1:
             raise ConfigError(f"batch_size must be a positive integer, not {batch_size!r}")
-        if order not in ("random", "quasi_random"):
-            raise ConfigError(f"order must be 'random' or 'quasi_random', not {order!r}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -272,7 +270,8 @@ class SlipstreamLoader:
             self.dataset._native,
             self.batch_size,
             seed=self.seed,
-            order=self.order if self.shuffle else "sequential",
+            order=self.order,
+            shuffle=self.shuffle,
             drop_last=self.drop_last,
             indices=self._indices,
             rank=self.rank,
@@ -338,8 +337,6 @@ class SlipstreamLoader:
 
     def _value(self, v: Any) -> Any:
         if isinstance(v, _native.Tensor):
-            return self._convert(v)
-        if type(v).__name__ == "CudaTensor":
             return self._convert(v)
         if isinstance(v, _native.Ragged):
             return RaggedBatch(v, self._convert)

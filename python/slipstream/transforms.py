@@ -164,10 +164,6 @@ def pipeline_spec(
             )
     if dtype is None:
         dtype = "float32" if normalize is not None else "uint8"
-    if memory_format not in ("contiguous", "channels_last"):
-        raise ConfigError(
-            f"memory_format must be 'contiguous' or 'channels_last', not {memory_format!r}"
-        )
     return {
         "name": name,
         "field": pipeline.field or name,

@@ -6,64 +6,27 @@
 //! once while the others wait and reuse it. Given a `.slipcache` file it just opens it.
 
 pub mod format;
+#[cfg(feature = "s3")]
+mod from_s3;
+mod parse;
+mod paths;
 mod reader;
 #[cfg(feature = "s3")]
-mod remote;
+mod shared;
 mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+pub use paths::{CACHE_EXTENSION, cache_path, default_cache_dir};
 pub use reader::{CacheReader, FieldValue};
 #[cfg(feature = "s3")]
-pub use remote::{SharedCache, open_s3};
+pub use shared::SharedCache;
 pub use writer::{BuildOptions, BuildReport, build_cache};
 
 use crate::error::{Error, IoContext, Result};
 use crate::source::LitDataset;
-
-pub const CACHE_EXTENSION: &str = "slipcache";
-
-/// `$SLIPSTREAM_CACHE_DIR`, else `$XDG_CACHE_HOME/slipstream`, else `~/.cache/slipstream`.
-pub fn default_cache_dir() -> PathBuf {
-    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    if let Some(dir) = non_empty("SLIPSTREAM_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = non_empty("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("slipstream");
-    }
-    match non_empty("HOME") {
-        Some(home) => PathBuf::from(home).join(".cache").join("slipstream"),
-        None => std::env::temp_dir().join("slipstream-cache"),
-    }
-}
-
-/// The cache file for a dataset directory: its name plus a hash of its absolute path.
-pub fn cache_path(dataset_root: &Path, cache_dir: &Path) -> PathBuf {
-    let name = file_name_part(
-        &dataset_root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "dataset".into()),
-    );
-    let hash = xxhash_rust::xxh3::xxh3_64(dataset_root.as_os_str().as_encoded_bytes());
-    cache_dir.join(format!("{name}-{hash:016x}.{CACHE_EXTENSION}"))
-}
-
-/// `text` with every character but ASCII letters, digits, `-`, `_` and `.` replaced by `_`,
-/// for names of files and directories we create.
-pub(crate) fn file_name_part(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+use crate::source::litdata::INDEX_FILENAME;
 
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
@@ -80,7 +43,7 @@ pub struct OpenOptions {
 }
 
 /// Where built caches are shared between machines: an `s3://` prefix, and the storage options
-/// (as [`crate::source::s3::S3Options::from_pairs`] takes them) that reach it. `Debug` shows
+/// (as [`crate::s3::S3Options::from_pairs`] takes them) that reach it. `Debug` shows
 /// the option names only, since values may be keys.
 #[derive(Clone, Default)]
 pub struct RemoteCacheOptions {
@@ -101,10 +64,7 @@ impl std::fmt::Debug for RemoteCacheOptions {
 /// Open the cache of a dataset directory (building it if missing or stale) or a cache file.
 pub fn open(source: &Path, options: &OpenOptions) -> Result<CacheReader> {
     if source.is_file() {
-        if source
-            .file_name()
-            .is_some_and(|n| n == crate::source::litdata::INDEX_FILENAME)
-        {
+        if source.file_name().is_some_and(|n| n == INDEX_FILENAME) {
             return open(source.parent().unwrap_or(Path::new(".")), options);
         }
         return CacheReader::open(source);
@@ -189,11 +149,11 @@ fn open_or_build(
 
 /// The store of `options.remote_cache`, if any.
 #[cfg(feature = "s3")]
-fn shared_cache(options: &OpenOptions) -> Result<Option<remote::SharedCache>> {
+fn shared_cache(options: &OpenOptions) -> Result<Option<SharedCache>> {
     options
         .remote_cache
         .as_ref()
-        .map(remote::SharedCache::new)
+        .map(|r| SharedCache::new(&r.url, &r.storage))
         .transpose()
 }
 
@@ -237,7 +197,7 @@ pub fn push(source: &str, storage: &[(String, String)], options: &OpenOptions) -
 }
 
 /// [`open`] for a local path, or the cache of a dataset on S3 (`s3://bucket/prefix/`, with
-/// `storage` options as [`crate::source::s3::S3Options::from_pairs`] takes them).
+/// `storage` options as [`crate::s3::S3Options::from_pairs`] takes them).
 pub fn open_source(
     source: &str,
     storage: &[(String, String)],
@@ -245,10 +205,7 @@ pub fn open_source(
 ) -> Result<CacheReader> {
     if source.starts_with("s3://") {
         #[cfg(feature = "s3")]
-        {
-            let s3 = crate::source::s3::S3Options::from_pairs(storage)?;
-            return open_s3(source, &s3, options);
-        }
+        return open_s3(source, &crate::s3::S3Options::from_pairs(storage)?, options);
         #[cfg(not(feature = "s3"))]
         return Err(Error::Unsupported {
             dataset: PathBuf::from(source),
@@ -273,6 +230,20 @@ pub fn open_source(
         )));
     }
     open(Path::new(source), options)
+}
+
+/// The cache of the LitData dataset at `url` (`s3://bucket/prefix/`), downloading and building
+/// it when there is none for the dataset's current version.
+#[cfg(feature = "s3")]
+pub fn open_s3(url: &str, s3: &crate::s3::S3Options, options: &OpenOptions) -> Result<CacheReader> {
+    let at = crate::s3::S3Location::parse(url)?;
+    let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let client = crate::s3::S3Client::new(s3)?;
+    let remote = crate::source::s3::open(&client, &at, &from_s3::mirror_dir(&cache_dir, &at))?;
+    let build = |dataset: &LitDataset, path: &Path| -> Result<()> {
+        from_s3::download_and_build(&client, &at, &remote.chunks, dataset, path, &options.build)
+    };
+    open_or_build(&remote.dataset, &cache_dir, options, &build)
 }
 
 /// Delete temporary files of builds of `path` that were killed. Only called with the lock

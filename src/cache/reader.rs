@@ -119,7 +119,7 @@ impl CacheReader {
         }
     }
 
-    fn check_index(&self, sample: u64) {
+    fn assert_index(&self, sample: u64) {
         assert!(
             sample < self.header.num_samples,
             "sample {sample} out of range (callers check indices)"
@@ -128,7 +128,7 @@ impl CacheReader {
 
     /// The record of a variable-length field.
     pub fn record(&self, field: usize, sample: u64) -> Record {
-        self.check_index(sample);
+        self.assert_index(sample);
         let at = sample as usize * RECORD_LEN;
         Record::decode(&self.table(&self.header.fields[field].records)[at..at + RECORD_LEN])
     }
@@ -181,21 +181,21 @@ impl CacheReader {
     }
 
     pub fn int(&self, field: usize, sample: u64) -> i64 {
-        self.check_index(sample);
+        self.assert_index(sample);
         let t = self.table(&self.header.fields[field].values);
         let at = sample as usize * 8;
         i64::from_le_bytes(t[at..at + 8].try_into().unwrap())
     }
 
     pub fn float(&self, field: usize, sample: u64) -> f64 {
-        self.check_index(sample);
+        self.assert_index(sample);
         let t = self.table(&self.header.fields[field].values);
         let at = sample as usize * 8;
         f64::from_le_bytes(t[at..at + 8].try_into().unwrap())
     }
 
     pub fn bool(&self, field: usize, sample: u64) -> bool {
-        self.check_index(sample);
+        self.assert_index(sample);
         self.table(&self.header.fields[field].values)[sample as usize] != 0
     }
 
@@ -205,7 +205,7 @@ impl CacheReader {
     }
 
     pub fn shape(&self, field: usize, sample: u64) -> Vec<u32> {
-        self.check_index(sample);
+        self.assert_index(sample);
         let f = &self.header.fields[field];
         let ndim = f.ndim.unwrap_or(0) as usize;
         let t = self.table(&f.shapes);
@@ -216,7 +216,7 @@ impl CacheReader {
     }
 
     pub fn mode(&self, field: usize, sample: u64) -> Result<&str> {
-        self.check_index(sample);
+        self.assert_index(sample);
         let f = &self.header.fields[field];
         let idx = self.table(&f.modes)[sample as usize] as usize;
         f.mode_names
@@ -262,6 +262,34 @@ impl CacheReader {
                 data: self.value_bytes(field, sample)?,
             },
         })
+    }
+
+    /// Every field's value of `sample`, in field order.
+    pub fn values(&self, sample: u64) -> Result<Vec<FieldValue<'_>>> {
+        self.check_index(sample)?;
+        (0..self.header.fields.len())
+            .map(|f| self.value(f, sample))
+            .collect()
+    }
+
+    /// `IndexOutOfRange` unless the cache holds `sample` (for indices users pass).
+    pub fn check_index(&self, sample: u64) -> Result<()> {
+        if sample < self.len() {
+            Ok(())
+        } else {
+            Err(Error::IndexOutOfRange {
+                index: sample as i64,
+                len: self.len(),
+            })
+        }
+    }
+
+    /// Check every sample against its checksums, in parallel; the error names a bad sample.
+    pub fn verify_samples(&self) -> Result<()> {
+        use rayon::prelude::*;
+        (0..self.len())
+            .into_par_iter()
+            .try_for_each(|sample| self.verify_sample(sample))
     }
 
     /// Check every variable-length value of one sample against its stored checksum, whether

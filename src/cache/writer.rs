@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -19,12 +18,12 @@ use super::format::{
     DATA_START, FORMAT_NAME, FieldHeader, FieldKind, Header, PREAMBLE_LEN, Preamble, Record,
     Region, SourceInfo, TABLE_ALIGN, Table, VALUE_ALIGN, VERSION, align_up,
 };
-use crate::decode::probe;
+use super::parse::{ParsedChunk, Value, VarValue, parse_chunk};
 use crate::dtype::DType;
 use crate::error::{Error, IoContext, Location, Result};
-use crate::source::chunk::{DecodedChunk, Recycler, read_chunk, split_item};
-use crate::source::litdata::{Chunk, LitDataset, Schema};
-use crate::source::serializer::{Framework, Leaf, Serializer};
+use crate::source::items::Recycler;
+use crate::source::litdata::{Chunk, LitDataset};
+use crate::source::serializer::{Framework, Serializer};
 
 /// Blocks until chunk `i` is on disk (a download still running), or says why it never will be.
 pub type ChunkGate = Arc<dyn Fn(usize) -> Result<()> + Send + Sync>;
@@ -68,32 +67,6 @@ pub struct BuildReport {
     /// Size of the cache file.
     pub cache_bytes: u64,
     pub seconds: f64,
-}
-
-/// One field's value of one sample, decoded by a worker.
-enum Value {
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Var(VarValue),
-}
-
-struct VarValue {
-    /// Where the value's bytes are in the decoded chunk.
-    range: Range<usize>,
-    crc32c: u32,
-    height: u32,
-    width: u32,
-    /// Arrays: element type and shape. PIL: the mode.
-    dtype: Option<DType>,
-    shape: Vec<u32>,
-    mode: Option<String>,
-}
-
-struct ParsedChunk {
-    decoded: DecodedChunk,
-    /// `samples[i][f]`: field `f` of the chunk's item `i`.
-    samples: Vec<Vec<Value>>,
 }
 
 /// Build the cache for `dataset` at `dest`, replacing whatever is there.
@@ -194,74 +167,6 @@ pub fn build_cache(
     };
     progress.finish(&report);
     Ok(report)
-}
-
-fn parse_chunk(chunk: &Chunk, schema: &Schema, recycler: &Recycler) -> Result<ParsedChunk> {
-    let fields = &schema.fields;
-    let decoded = read_chunk(chunk, schema, recycler)?;
-    let base = decoded.bytes.as_ptr() as usize;
-    let mut samples = Vec::with_capacity(decoded.items.len());
-    for i in 0..decoded.items.len() {
-        let sample = chunk.first_sample + i as u64;
-        let fail = |message: String| {
-            Error::format(
-                Location::sample(&chunk.path, sample),
-                format!("item {i} of the chunk: {message}"),
-            )
-        };
-        let leaves = split_item(decoded.item(i), fields.len()).map_err(fail)?;
-        let mut values = Vec::with_capacity(fields.len());
-        for (field, bytes) in fields.iter().zip(leaves) {
-            let leaf = field
-                .serializer
-                .decode(bytes)
-                .map_err(|m| fail(format!("field '{}' ({}): {m}", field.name, field.format)))?;
-            let range_of = |s: &[u8]| {
-                let start = s.as_ptr() as usize - base;
-                start..start + s.len()
-            };
-            let var = |s: &[u8]| VarValue {
-                range: range_of(s),
-                crc32c: crc32c::crc32c(s),
-                height: 0,
-                width: 0,
-                dtype: None,
-                shape: Vec::new(),
-                mode: None,
-            };
-            values.push(match leaf {
-                Leaf::Int(v) => Value::Int(v),
-                Leaf::Float(v) => Value::Float(v),
-                Leaf::Bool(v) => Value::Bool(v),
-                Leaf::Str(s) => Value::Var(var(s.as_bytes())),
-                Leaf::Bytes(b) => {
-                    let mut v = var(b);
-                    if let Some((_, h, w)) = probe(b) {
-                        (v.height, v.width) = (h, w);
-                    }
-                    Value::Var(v)
-                }
-                Leaf::Pil {
-                    width,
-                    height,
-                    mode,
-                    pixels,
-                } => Value::Var(VarValue {
-                    height,
-                    width,
-                    mode: Some(mode.to_string()),
-                    ..var(pixels)
-                }),
-                Leaf::Array { dtype, shape, data } => Value::Var(VarValue {
-                    dtype: Some(dtype),
-                    shape,
-                    ..var(data)
-                }),
-            });
-        }
-        samples.push(values);
-    }
-    Ok(ParsedChunk { decoded, samples })
 }
 
 /// Per-field tables, accumulated in memory while the data region is written.

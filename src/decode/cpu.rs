@@ -8,90 +8,8 @@ use std::ptr::NonNull;
 
 use turbojpeg_sys as tj;
 
-use super::probe::{ImageFormat, probe};
-
-/// A region of an image, in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rect {
-    pub x: u32,
-    pub y: u32,
-    pub w: u32,
-    pub h: u32,
-}
-
-impl Rect {
-    /// The smallest rectangle holding both.
-    pub fn union(self, other: Rect) -> Rect {
-        let (x0, y0) = (self.x.min(other.x), self.y.min(other.y));
-        let x1 = (self.x + self.w).max(other.x + other.w);
-        let y1 = (self.y + self.h).max(other.y + other.h);
-        Rect {
-            x: x0,
-            y: y0,
-            w: x1 - x0,
-            h: y1 - y0,
-        }
-    }
-}
-
-/// How to decode: at `eighths`/8 of full resolution (1..=8; JPEG only), and only `region`
-/// (in full-resolution pixels; `None` for the whole image).
-///
-/// Always with libjpeg's accurate IDCT and smooth chroma upsampling, as Pillow and
-/// torchvision decode: the fast variants save ~5% of the instructions of a decode (Huffman
-/// decoding is ~70% of them) and are not worth the pixel differences.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodePlan {
-    pub eighths: u32,
-    pub region: Option<Rect>,
-}
-
-impl DecodePlan {
-    pub const FULL: DecodePlan = DecodePlan {
-        eighths: 8,
-        region: None,
-    };
-}
-
-/// What a decode produced: RGB pixels covering `[x0, x0 + width) × [y0, y0 + height)` of the
-/// image scaled by `eighths`/8 (which may be larger than asked for: MCU alignment, or a format
-/// that cannot decode partially).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decoded {
-    pub eighths: u32,
-    pub x0: u32,
-    pub y0: u32,
-    pub width: u32,
-    pub height: u32,
-}
-
-impl Decoded {
-    /// Scale from full-resolution to decoded pixel coordinates.
-    pub fn scale(&self) -> f64 {
-        self.eighths as f64 / 8.0
-    }
-}
-
-/// Full-resolution width and height of a JPEG or PNG, from its header.
-pub fn image_size(bytes: &[u8]) -> Result<(u32, u32), String> {
-    match probe(bytes) {
-        Some((_, h, w)) => Ok((w, h)),
-        None => Err(not_an_image(bytes)),
-    }
-}
-
-fn not_an_image(bytes: &[u8]) -> String {
-    if bytes.starts_with(&[0xff, 0xd8]) || bytes.starts_with(b"\x89PNG") {
-        "the image header is damaged or truncated".into()
-    } else {
-        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!(
-            "not a JPEG or PNG image (starts with {}; {} bytes)",
-            head.join(" "),
-            bytes.len()
-        )
-    }
-}
+use super::plan::{DecodePlan, Decoded};
+use super::probe::{ImageFormat, not_an_image, probe};
 
 /// iMCU width in pixels per TurboJPEG subsampling (444, 422, 420, gray, 440, 411, 441):
 /// turbojpeg.h's `tjMCUWidth`, a static table the library does not export.
@@ -189,42 +107,10 @@ impl CpuDecoder {
             return Err("JPEG with an empty frame".into());
         }
         let eighths = plan.eighths.clamp(1, 8);
-        // libjpeg-turbo lists its factors in lowest terms (1/2, not 4/8).
-        let divisor = [8, 4, 2, 1]
-            .into_iter()
-            .find(|&d| eighths.is_multiple_of(d))
-            .unwrap_or(1);
-        let factor = tj::tjscalingfactor {
-            num: (eighths / divisor) as c_int,
-            denom: (8 / divisor) as c_int,
-        };
-        if unsafe { tj::tj3SetScalingFactor(h, factor) } != 0 {
+        if unsafe { tj::tj3SetScalingFactor(h, scaling_factor(eighths)) } != 0 {
             return Err(format!("JPEG scaling: {}", error(h)));
         }
-        let (sw, sh) = (scaled(width, eighths), scaled(height, eighths));
-        // The region in scaled pixels, grown by a margin so that pixels at its edges get the
-        // same chroma upsampling as in a full decode (which reads neighbouring samples), and
-        // its left edge moved down to a scaled iMCU boundary as libjpeg-turbo requires.
-        let (x0, y0, x1, y1) = match plan.region {
-            Some(r) => {
-                let mcu = match MCU_WIDTH.get(subsamp as usize) {
-                    Some(&w) if subsamp >= 0 => scaled(w, eighths),
-                    _ => sw,
-                };
-                let margin = REGION_MARGIN * eighths / 8;
-                let x0 = (r.x * eighths / 8)
-                    .saturating_sub(margin)
-                    .min(sw.saturating_sub(1));
-                let x0 = x0 / mcu * mcu;
-                let y0 = (r.y * eighths / 8)
-                    .saturating_sub(margin)
-                    .min(sh.saturating_sub(1));
-                let x1 = (scaled(r.x + r.w, eighths) + margin).clamp(x0 + 1, sw);
-                let y1 = (scaled(r.y + r.h, eighths) + margin).clamp(y0 + 1, sh);
-                (x0, y0, x1, y1)
-            }
-            None => (0, 0, sw, sh),
-        };
+        let (x0, y0, x1, y1) = scaled_region(plan, subsamp, width, height, eighths);
         let (w, hh) = (x1 - x0, y1 - y0);
         let region = tj::tjregion {
             x: x0 as c_int,
@@ -282,6 +168,51 @@ impl CpuDecoder {
     }
 }
 
+/// libjpeg-turbo's scaling factor for `eighths`/8, in lowest terms (1/2, not 4/8) as it lists
+/// them.
+fn scaling_factor(eighths: u32) -> tj::tjscalingfactor {
+    let divisor = [8, 4, 2, 1]
+        .into_iter()
+        .find(|&d| eighths.is_multiple_of(d))
+        .unwrap_or(1);
+    tj::tjscalingfactor {
+        num: (eighths / divisor) as c_int,
+        denom: (8 / divisor) as c_int,
+    }
+}
+
+/// The region to decode in scaled pixels, (x0, y0, x1, y1): the plan's region grown by a
+/// margin so that pixels at its edges get the same chroma upsampling as in a full decode
+/// (which reads neighbouring samples), and its left edge moved down to a scaled iMCU boundary
+/// as libjpeg-turbo requires; the whole scaled image without a region.
+fn scaled_region(
+    plan: DecodePlan,
+    subsamp: c_int,
+    width: u32,
+    height: u32,
+    eighths: u32,
+) -> (u32, u32, u32, u32) {
+    let (sw, sh) = (scaled(width, eighths), scaled(height, eighths));
+    let Some(r) = plan.region else {
+        return (0, 0, sw, sh);
+    };
+    let mcu = match MCU_WIDTH.get(subsamp as usize) {
+        Some(&w) if subsamp >= 0 => scaled(w, eighths),
+        _ => sw,
+    };
+    let margin = REGION_MARGIN * eighths / 8;
+    let x0 = (r.x * eighths / 8)
+        .saturating_sub(margin)
+        .min(sw.saturating_sub(1));
+    let x0 = x0 / mcu * mcu;
+    let y0 = (r.y * eighths / 8)
+        .saturating_sub(margin)
+        .min(sh.saturating_sub(1));
+    let x1 = (scaled(r.x + r.w, eighths) + margin).clamp(x0 + 1, sw);
+    let y1 = (scaled(r.y + r.h, eighths) + margin).clamp(y0 + 1, sh);
+    (x0, y0, x1, y1)
+}
+
 /// Adobe (inverted) CMYK, as libjpeg delivers it, to RGB: `R = C · K / 255`, like Pillow.
 fn cmyk_to_rgb(cmyk: &[u8], out: &mut Vec<u8>) {
     out.clear();
@@ -332,6 +263,7 @@ fn decode_png(bytes: &[u8], out: &mut Vec<u8>) -> Result<Decoded, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::plan::Rect;
 
     fn jpeg(w: u16, h: u16) -> (Vec<u8>, Vec<u8>) {
         let pixels: Vec<u8> = (0..w as usize * h as usize)

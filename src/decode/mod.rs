@@ -1,9 +1,12 @@
 //! Image decoding: reading an encoded image's size from its header (recorded in the cache so
-//! batches report heights and widths without decoding), and decoding to RGB on the CPU, or on the GPU with nvJPEG (`cuda` feature).
+//! batches report heights and widths without decoding), and decoding to RGB on the CPU, or on
+//! the GPU with nvJPEG (`cuda` feature). Both decoders take the same [`DecodePlan`].
 
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod nvjpeg;
+mod plan;
 mod probe;
 
-pub use probe::{ImageFormat, probe};
+pub use plan::{DecodePlan, Decoded, Rect};
+pub use probe::{ImageFormat, image_size, probe};

@@ -6,6 +6,27 @@ pub enum ImageFormat {
     Png,
 }
 
+/// Full-resolution width and height of a JPEG or PNG, from its header.
+pub fn image_size(bytes: &[u8]) -> Result<(u32, u32), String> {
+    match probe(bytes) {
+        Some((_, h, w)) => Ok((w, h)),
+        None => Err(not_an_image(bytes)),
+    }
+}
+
+pub(super) fn not_an_image(bytes: &[u8]) -> String {
+    if bytes.starts_with(&[0xff, 0xd8]) || bytes.starts_with(b"\x89PNG") {
+        "the image header is damaged or truncated".into()
+    } else {
+        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!(
+            "not a JPEG or PNG image (starts with {}; {} bytes)",
+            head.join(" "),
+            bytes.len()
+        )
+    }
+}
+
 /// `(format, height, width)` of an encoded JPEG or PNG, or `None` when the bytes are neither or
 /// the header is damaged.
 pub fn probe(bytes: &[u8]) -> Option<(ImageFormat, u32, u32)> {

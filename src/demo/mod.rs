@@ -8,15 +8,15 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::cache::{self, OpenOptions};
-use crate::dlpack::HostTensor;
+use crate::cache::{self, CacheReader, OpenOptions};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::loader::{FieldBatch, Loader, LoaderOptions};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::source::writer::LitDataWriter;
-use crate::transform::batch::{Device, GpuDecoder};
-use crate::transform::{IMAGENET_MEAN, IMAGENET_STD, PipelineSpec};
+use crate::tensor::HostTensor;
+use crate::transform::gpu_api::GpuStages;
+use crate::transform::{Device, GpuDecoder, IMAGENET_MEAN, IMAGENET_STD, PipelineSpec};
 
 /// Write `samples` generated JPEG photographs with labels as a LitData dataset in `dir`
 /// (fields `image`: jpeg, `label`: int), in chunks of about `chunk_bytes`.
@@ -93,7 +93,13 @@ pub fn run(options: &DemoOptions) -> Result<()> {
         sampler,
         LoaderOptions::default(),
     )?);
+    show_first_batch(&loader)?;
+    time_raw_batches(&loader, options.batch_size)?;
+    time_pipeline(&reader, options.batch_size, &cache_dir)
+}
 
+/// Print what the first raw batch holds.
+fn show_first_batch(loader: &Arc<Loader>) -> Result<()> {
     let first = loader
         .iter(0, 0)
         .next()
@@ -132,8 +138,11 @@ pub fn run(options: &DemoOptions) -> Result<()> {
         heights.first().unwrap_or(&0),
         names.join(", ")
     );
+    Ok(())
+}
 
-    // Time whole epochs of raw batches (compressed bytes + labels), prefetch on.
+/// Time whole epochs of raw batches (compressed bytes + labels), prefetch on.
+fn time_raw_batches(loader: &Arc<Loader>, batch_size: usize) -> Result<()> {
     let (mut samples, mut bytes, mut epochs) = (0u64, 0u64, 0u64);
     let t = Instant::now();
     while epochs < 3 || (t.elapsed().as_secs_f64() < 1.0 && epochs < 1000) {
@@ -150,18 +159,21 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "raw       {epochs} epochs of raw batches (batch {}): {:.0} samples/s, {:.2} GB/s on {} threads",
-        options.batch_size,
+        "raw       {epochs} epochs of raw batches (batch {batch_size}): {:.0} samples/s, {:.2} GB/s on {} threads",
         samples as f64 / secs,
         bytes as f64 / secs / 1e9,
         rayon::current_num_threads()
     );
+    Ok(())
+}
 
-    // The training pipeline: decode + RandomResizedCrop(224) + flip + normalize, on the CPU.
+/// Time the training pipeline (decode + RandomResizedCrop(224) + flip + normalize) on the GPU
+/// when there is one (and this build has the GPU path), else on the CPU, and write the first
+/// augmented batch as a picture under `cache_dir`.
+fn time_pipeline(reader: &Arc<CacheReader>, batch_size: usize, cache_dir: &Path) -> Result<()> {
     let spec = PipelineSpec::imagenet_training(224, DType::Float32, true);
-    // On the GPU when there is one (and this build has the GPU path), else on the CPU.
     let pipeline_loader = |device| {
-        let sampler = Sampler::new(SamplerConfig::shuffled(reader.len(), options.batch_size, 0))?;
+        let sampler = Sampler::new(SamplerConfig::shuffled(reader.len(), batch_size, 0))?;
         Loader::new(
             reader.clone(),
             sampler,
@@ -208,8 +220,7 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "pipeline  decode + RandomResizedCrop(224) + flip + normalize (batch {}): {:.0} images/s on {path}",
-        options.batch_size,
+        "pipeline  decode + RandomResizedCrop(224) + flip + normalize (batch {batch_size}): {:.0} images/s on {path}",
         images as f64 / secs,
     );
     if let Some((shape, bytes)) = picture {

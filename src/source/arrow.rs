@@ -19,7 +19,7 @@ use arrow_array::{
 };
 use arrow_schema::DataType;
 
-use super::chunk::{DecodedChunk, Recycler};
+use super::items::{DecodedChunk, Recycler};
 use super::litdata::Schema;
 use super::serializer::Serializer;
 

@@ -9,6 +9,25 @@ use crate::rng::{Stream, key};
 const CROP: u64 = 0x0c20;
 const FLIP: u64 = 0xf119;
 
+/// Which random draws: the loader's seed and epoch and the sample's index.
+#[derive(Debug, Clone, Copy)]
+pub struct Draw {
+    pub seed: u64,
+    pub epoch: u64,
+    pub sample: u64,
+}
+
+impl Draw {
+    pub fn view(self, view: u64) -> ViewKey {
+        ViewKey {
+            seed: self.seed,
+            epoch: self.epoch,
+            sample: self.sample,
+            view,
+        }
+    }
+}
+
 /// Whose random choices: a view of a sample in an epoch of a loader with a seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewKey {

@@ -1,71 +1,11 @@
-//! Where each view's pixels come from, and the CPU twin of the CUDA kernel.
-//!
-//! [`source_region`] turns a view's geometry into the window of the decoded image the resize
-//! reads, the box inside it that maps onto the output, and where the result lands in the view.
-//! The CPU pipeline and the GPU launcher both use it, so the two cannot disagree on geometry.
-//!
-//! [`resample_view`] is the per-pixel math of `kernels/resample.cu` written again in Rust, with
+//! The CPU twin of the CUDA kernel: [`resample_view`] is the per-pixel math of `kernels/resample.cu` written again in Rust, with
 //! the same f32 operations in the same order (nvcc runs with `--fmad=false`), so CPU tests pin
 //! the kernel's math against the CPU pipeline and torchvision, and a GPU run only has to agree
 //! with this twin on identical decoded input.
 
-use super::MemoryFormat;
-use super::cpu::{Target, ViewGeometry};
-use crate::decode::cpu::Decoded;
-
-/// A view's source and destination, in decoded pixels and output pixels.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Region {
-    /// The part of the decoded image the filter may read: x, y, width, height.
-    pub window: [u32; 4],
-    /// The box, relative to the window, that is resized onto the paste rectangle: x, y, w, h.
-    pub bbox: [f64; 4],
-    /// Where the resized box lands in the view (x, y, width, height); the rest is zero.
-    pub paste: [u32; 4],
-}
-
-/// The region of one view, for an image decoded as `decoded`.
-pub fn source_region(geometry: ViewGeometry, target: &Target, decoded: &Decoded) -> Region {
-    let (oh, ow) = target.size;
-    let s = decoded.scale();
-    let (x0, y0) = (decoded.x0 as f64, decoded.y0 as f64);
-    match geometry {
-        ViewGeometry::Crop(c) => {
-            // The crop in decoded pixels; torchvision crops first, so the filter reads only
-            // pixels inside it.
-            let bx = (c.left as f64 * s - x0).max(0.0);
-            let by = (c.top as f64 * s - y0).max(0.0);
-            let bw = (c.width as f64 * s).min(decoded.width as f64 - bx);
-            let bh = (c.height as f64 * s).min(decoded.height as f64 - by);
-            let (cx0, cy0) = (bx.floor() as u32, by.floor() as u32);
-            let cx1 = ((bx + bw).ceil() as u32).min(decoded.width);
-            let cy1 = ((by + bh).ceil() as u32).min(decoded.height);
-            Region {
-                window: [cx0, cy0, cx1 - cx0, cy1 - cy0],
-                bbox: [bx - cx0 as f64, by - cy0 as f64, bw, bh],
-                paste: [0, 0, ow, oh],
-            }
-        }
-        ViewGeometry::Window {
-            resized,
-            rows,
-            cols,
-        } => {
-            // Resized pixel r is full-resolution pixel r · full / resized, decoded pixel · s.
-            let fy = target.full.0 as f64 / resized.0 as f64 * s;
-            let fx = target.full.1 as f64 / resized.1 as f64 * s;
-            let by = rows.0 as f64 * fy - y0;
-            let bx = cols.0 as f64 * fx - x0;
-            let bh = (rows.1 as f64 * fy).min(decoded.height as f64 - by);
-            let bw = (cols.1 as f64 * fx).min(decoded.width as f64 - bx);
-            Region {
-                window: [0, 0, decoded.width, decoded.height],
-                bbox: [bx, by, bw, bh],
-                paste: [cols.2, rows.2, cols.1, rows.1],
-            }
-        }
-    }
-}
+use super::geometry::{Region, Target, ViewGeometry, source_region};
+use super::spec::MemoryFormat;
+use crate::decode::Decoded;
 
 /// One view of a batch as the kernel sees it. Mirrors `struct ViewParams` in
 /// `kernels/resample.cu` field for field (64 bytes).
@@ -301,12 +241,14 @@ pub fn reference_view<T: OutputElement>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::cpu::{CpuDecoder, DecodePlan};
+    use crate::decode::DecodePlan;
+    use crate::decode::cpu::CpuDecoder;
     use crate::demo::scene;
     use crate::dtype::DType;
-    use crate::transform::cpu::{Draw, Job, Lut, Workspace, process_image, view_geometry};
-    use crate::transform::params::flip_for;
-    use crate::transform::{Geometry, PipelineSpec};
+    use crate::transform::cpu::{Job, Lut, Workspace, process_image};
+    use crate::transform::geometry::view_geometry;
+    use crate::transform::params::{Draw, flip_for};
+    use crate::transform::spec::{Geometry, PipelineSpec};
 
     fn spec(geometry: Geometry, dtype: DType, format: MemoryFormat) -> PipelineSpec {
         PipelineSpec {

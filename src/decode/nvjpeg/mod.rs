@@ -11,7 +11,7 @@
 //! a failed batch) so the caller decodes them on the CPU.
 
 #[allow(unsafe_op_in_unsafe_fn)]
-pub mod sys;
+mod sys;
 
 use std::ffi::c_int;
 use std::sync::{Arc, OnceLock};
@@ -23,7 +23,9 @@ use sys::{
     nvjpegJpegState_t, nvjpegJpegStream_t, nvjpegOutputFormat_t, nvjpegStatus_t,
 };
 
-use crate::decode::cpu::Rect;
+use cudarc::driver::CudaStream;
+
+use crate::decode::plan::Rect;
 use crate::error::{Error, Result};
 
 /// Where libnvjpeg is looked for: `$SLIPSTREAM_NVJPEG` (the Python package sets it to the
@@ -165,19 +167,22 @@ impl Backend {
     /// Decode `data[i]` (only `rois[i]` of it, when given) into `out[i]` on `stream`.
     ///
     /// # Safety
-    /// Every `out[i].channel[0]` must be a device pointer to at least `pitch · height` bytes
-    /// (height and width of the ROI when given, else of the image) of RGB output, valid until
-    /// the work queued on `stream` completes; `data` must stay unchanged until then.
+    /// Every `out[i]` must point to device memory of at least `pitch · height` bytes (height
+    /// and width of the ROI when given, else of the image) of RGB output, valid until the work
+    /// queued on `stream` completes; `data` must stay unchanged until then.
     unsafe fn decode(
         &mut self,
         data: &[&[u8]],
         rois: Option<&[Roi]>,
-        out: &mut [nvjpegImage_t],
-        stream: sys::cudaStream_t,
+        out: &[Destination],
+        stream: &CudaStream,
     ) -> Result<()> {
         if data.is_empty() {
             return Ok(());
         }
+        let mut out: Vec<nvjpegImage_t> = out.iter().map(Destination::image).collect();
+        // The driver's stream handle is the runtime's (`cudaStream_t` is `CUstream`).
+        let stream = stream.cu_stream() as sys::cudaStream_t;
         let (lib, handle) = (self.handle.lib, self.handle.raw);
         if self.prepared != data.len() {
             // SAFETY: live handle and state.
@@ -428,8 +433,8 @@ impl BatchDecoder {
         route: Route,
         data: &[&[u8]],
         rois: Option<&[Roi]>,
-        out: &mut [nvjpegImage_t],
-        stream: sys::cudaStream_t,
+        out: &[Destination],
+        stream: &CudaStream,
     ) -> Result<()> {
         let backend = match route {
             Route::Hardware => self
@@ -500,15 +505,24 @@ pub fn ends_with_eoi(data: &[u8]) -> bool {
     tail.windows(2).any(|w| w == [0xff, 0xd9])
 }
 
-/// An RGB interleaved destination: `ptr` (device) with rows `pitch` bytes apart.
-pub fn rgb_destination(ptr: u64, pitch: usize) -> nvjpegImage_t {
-    let mut image = nvjpegImage_t {
-        channel: [std::ptr::null_mut(); 4],
-        pitch: [0; 4],
-    };
-    image.channel[0] = ptr as *mut u8;
-    image.pitch[0] = pitch;
-    image
+/// Where a decoded image goes: interleaved RGB at device address `ptr`, rows `pitch` bytes
+/// apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    pub ptr: u64,
+    pub pitch: usize,
+}
+
+impl Destination {
+    fn image(&self) -> nvjpegImage_t {
+        let mut image = nvjpegImage_t {
+            channel: [std::ptr::null_mut(); 4],
+            pitch: [0; 4],
+        };
+        image.channel[0] = self.ptr as *mut u8;
+        image.pitch[0] = self.pitch;
+        image
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,362 @@
+//! Mirroring objects to local disk: many parallel ranged GETs, retrying throttling, server
+//! errors and dropped connections with backoff (the SDK's retries for the request, ours for a
+//! body cut short), resuming from the parts already on disk, and skipping objects already
+//! mirrored with the same size and ETag. Each object is written as `NAME.part` and renamed
+//! when complete and checked, so a reader never sees half a file.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use indicatif::ProgressBar;
+use tokio::sync::Semaphore;
+
+use super::client::S3Client;
+use super::client::{Failure, backoff, failure, progress_bar, remote_error};
+use super::location::{RemoteObject, S3Location};
+use crate::error::{Error, IoContext, Location, Result};
+
+/// The local state of a mirrored prefix: which object versions are complete.
+const MANIFEST: &str = ".slipstream-s3.jsonl";
+
+impl S3Client {
+    /// Download `objects` (from `at`) into `dir`, `concurrency` GETs at a time, in the given
+    /// order as far as parallelism allows. `done(i)` is called once object `i` is complete on
+    /// disk (or was already); the first permanent failure ends the download with an error
+    /// naming the object, and `done` is not called for objects that did not complete.
+    pub fn download(
+        &self,
+        at: &S3Location,
+        objects: &[RemoteObject],
+        dir: &Path,
+        progress: bool,
+        done: &(dyn Fn(usize, std::result::Result<(), String>) + Sync),
+    ) -> Result<()> {
+        fs::create_dir_all(dir).at(dir)?;
+        let manifest = Arc::new(Mutex::new(Manifest::load(dir)));
+        let total: u64 = objects.iter().map(|o| o.size).sum();
+        let bar = progress_bar(progress, total, &at.url());
+        let semaphore = Arc::new(Semaphore::new(self.options.concurrency));
+        let outcome = self.runtime.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            for (i, object) in objects.iter().enumerate() {
+                let dest = dir.join(&object.name);
+                let complete = manifest
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .has(&object.name, object)
+                    && fs::metadata(&dest).is_ok_and(|m| m.len() == object.size);
+                if complete {
+                    bar.inc(object.size);
+                    done(i, Ok(()));
+                    continue;
+                }
+                let job = Job {
+                    client: self.client.clone(),
+                    bucket: at.bucket.clone(),
+                    key: at.key(&object.name),
+                    object: object.clone(),
+                    dest,
+                    part_bytes: self.options.part_bytes,
+                    max_attempts: self.options.max_attempts,
+                    semaphore: Arc::clone(&semaphore),
+                    bar: bar.clone(),
+                };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send((i, job.run().await));
+                });
+            }
+            drop(tx);
+            // Objects complete in any order; each is announced as soon as it is on disk.
+            let mut first_error = None;
+            while let Some((i, result)) = rx.recv().await {
+                let object = &objects[i];
+                let result = result.and_then(|()| {
+                    let mut m = manifest.lock().unwrap_or_else(|e| e.into_inner());
+                    m.record(dir, object)
+                });
+                match result {
+                    Ok(()) => done(i, Ok(())),
+                    Err(e) => {
+                        // Stop the rest: a permanent failure ends the download.
+                        semaphore.close();
+                        done(i, Err(e.to_string()));
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            match first_error {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        });
+        bar.finish_and_clear();
+        outcome
+    }
+}
+
+/// Object name → (size, ETag) of the complete local copies: an append-only log of JSON lines
+/// (the last line for a name wins), so recording an object costs one short write however
+/// many objects the prefix holds.
+#[derive(Default)]
+struct Manifest {
+    objects: HashMap<String, (u64, String)>,
+}
+
+impl Manifest {
+    fn load(dir: &Path) -> Manifest {
+        let text = fs::read_to_string(dir.join(MANIFEST)).unwrap_or_default();
+        let objects = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<(String, u64, String)>(line).ok())
+            .map(|(name, size, etag)| (name, (size, etag)))
+            .collect();
+        Manifest { objects }
+    }
+
+    fn has(&self, name: &str, object: &RemoteObject) -> bool {
+        self.objects
+            .get(name)
+            .is_some_and(|(size, etag)| *size == object.size && *etag == object.etag)
+    }
+
+    /// Record `object` as complete, in memory and in the log.
+    fn record(&mut self, dir: &Path, object: &RemoteObject) -> Result<()> {
+        let path = dir.join(MANIFEST);
+        let line = serde_json::to_string(&(&object.name, object.size, &object.etag))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .at(&path)?;
+        writeln!(log, "{line}").at(&path)?;
+        self.objects
+            .insert(object.name.clone(), (object.size, object.etag.clone()));
+        Ok(())
+    }
+}
+
+/// The download of one object, in parts.
+struct Job {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    object: RemoteObject,
+    dest: PathBuf,
+    part_bytes: u64,
+    max_attempts: u32,
+    semaphore: Arc<Semaphore>,
+    bar: ProgressBar,
+}
+
+impl Job {
+    fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    async fn run(self) -> Result<()> {
+        let job = Arc::new(self);
+        let partial = job.dest.with_extension(partial_extension(&job.dest));
+        let record = partial.with_extension("parts");
+        if let Some(parent) = job.dest.parent() {
+            fs::create_dir_all(parent).at(parent)?;
+        }
+        // Parts finished by an earlier, interrupted download of this same object version.
+        let finished = resume_state(&partial, &record, &job.object);
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&partial)
+            .at(&partial)?;
+        file.set_len(job.object.size).at(&partial)?;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&record)
+            .at(&record)?;
+        if finished.is_empty() {
+            log.set_len(0).at(&record)?;
+            writeln!(log, "{}", job.object.etag).at(&record)?;
+        }
+        let file = Arc::new(file);
+        let log = Arc::new(Mutex::new(log));
+        let parts = job.object.size.div_ceil(job.part_bytes).max(1);
+        let mut tasks = Vec::new();
+        for part in 0..parts {
+            let start = part * job.part_bytes;
+            let end = (start + job.part_bytes).min(job.object.size);
+            if finished.contains(&part) {
+                job.bar.inc(end - start);
+                continue;
+            }
+            let (job, file, log) = (Arc::clone(&job), Arc::clone(&file), Arc::clone(&log));
+            let record = record.clone();
+            tasks.push(tokio::spawn(async move {
+                let Ok(_permit) = job.semaphore.acquire().await else {
+                    return Err(remote_error(
+                        &job.url(),
+                        "cancelled after another object failed",
+                        1,
+                    ));
+                };
+                job.fetch(&file, start, end).await?;
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                writeln!(log, "{part}").at(&record)?;
+                Ok(())
+            }));
+        }
+        for task in tasks {
+            task.await
+                .map_err(|e| Error::Internal(format!("download task failed: {e}")))??;
+        }
+        let written = fs::metadata(&partial).at(&partial)?.len();
+        if written != job.object.size {
+            return Err(Error::format(
+                Location::file(job.url()),
+                format!(
+                    "downloaded {written} bytes, but the listing says {}",
+                    job.object.size
+                ),
+            ));
+        }
+        file.sync_all().at(&partial)?;
+        fs::rename(&partial, &job.dest).at(&job.dest)?;
+        let _ = fs::remove_file(&record);
+        Ok(())
+    }
+
+    /// Bytes `start..end` of the object into `file`, retrying from where a broken
+    /// connection left off.
+    async fn fetch(&self, file: &File, start: u64, end: u64) -> Result<()> {
+        let mut at = start;
+        let mut attempt = 0;
+        while at < end || (start == end && attempt == 0) {
+            attempt += 1;
+            match self.fetch_once(file, &mut at, end).await {
+                Ok(()) => return Ok(()),
+                Err(f) if f.transient && attempt < self.max_attempts => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(f) => return Err(remote_error(&self.url(), &f.message, attempt)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn fetch_once(&self, file: &File, at: &mut u64, end: u64) -> Result<(), Failure> {
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            // The version we listed: a replaced object fails instead of mixing versions.
+            .if_match(&self.object.etag);
+        if end > *at {
+            request = request.range(format!("bytes={}-{}", *at, end - 1));
+        }
+        let response = request.send().await.map_err(failure)?;
+        let mut body = response.body;
+        loop {
+            match body.try_next().await {
+                Ok(Some(bytes)) => {
+                    if *at + bytes.len() as u64 > end {
+                        return Err(Failure {
+                            message: format!("the server sent more than bytes {}..{end}", *at),
+                            transient: false,
+                        });
+                    }
+                    file.write_all_at(&bytes, *at).map_err(|e| Failure {
+                        message: format!("writing {}: {e}", self.dest.display()),
+                        transient: false,
+                    })?;
+                    *at += bytes.len() as u64;
+                    self.bar.inc(bytes.len() as u64);
+                }
+                Ok(None) if *at >= end => return Ok(()),
+                Ok(None) => {
+                    return Err(Failure {
+                        message: format!("the body ended at byte {} of {end}", *at),
+                        transient: true,
+                    });
+                }
+                Err(e) => {
+                    return Err(Failure {
+                        message: format!("the connection broke: {e}"),
+                        transient: true,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `chunk-0-0.bin` → `bin.part` (so `with_extension` keeps the full name).
+fn partial_extension(dest: &Path) -> String {
+    match dest.extension() {
+        Some(e) => format!("{}.part", e.to_string_lossy()),
+        None => "part".into(),
+    }
+}
+
+/// The parts of `partial` already complete, if it belongs to this object version.
+fn resume_state(partial: &Path, record: &Path, object: &RemoteObject) -> Vec<u64> {
+    let Ok(text) = fs::read_to_string(record) else {
+        return Vec::new();
+    };
+    let mut lines = text.lines();
+    let same_version = lines.next() == Some(object.etag.as_str())
+        && fs::metadata(partial).is_ok_and(|m| m.len() == object.size);
+    if !same_version {
+        return Vec::new();
+    }
+    lines.filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_is_a_log_whose_last_entry_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let object = |etag: &str| RemoteObject {
+            name: "c.bin".into(),
+            size: 10,
+            etag: etag.into(),
+        };
+        let mut m = Manifest::load(dir.path());
+        m.record(dir.path(), &object("\"a\"")).unwrap();
+        m.record(dir.path(), &object("\"b\"")).unwrap();
+        let again = Manifest::load(dir.path());
+        assert!(again.has("c.bin", &object("\"b\"")));
+        assert!(!again.has("c.bin", &object("\"a\"")));
+        assert!(!again.has("d.bin", &object("\"b\"")));
+    }
+
+    #[test]
+    fn resume_needs_the_same_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join("c.bin.part");
+        let record = dir.path().join("c.bin.parts");
+        fs::write(&partial, vec![0u8; 100]).unwrap();
+        fs::write(&record, "\"e1\"\n0\n2\n").unwrap();
+        let object = |etag: &str, size| RemoteObject {
+            name: "c.bin".into(),
+            size,
+            etag: etag.into(),
+        };
+        assert_eq!(
+            resume_state(&partial, &record, &object("\"e1\"", 100)),
+            [0, 2]
+        );
+        assert!(resume_state(&partial, &record, &object("\"e2\"", 100)).is_empty());
+        assert!(resume_state(&partial, &record, &object("\"e1\"", 99)).is_empty());
+        assert_eq!(partial_extension(Path::new("chunk-0-1.bin")), "bin.part");
+    }
+}

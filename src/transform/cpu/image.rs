@@ -1,0 +1,143 @@
+//! The CPU pipeline on one image, fused: decode once (only the region the crops need,
+//! DCT-downscaled when allowed), then for each view resize the crop (antialiased bilinear, the
+//! convolution torchvision and Pillow use, by `fast_image_resize`'s SIMD kernels), flip, and
+//! convert/normalize straight into the view's slot of the batch tensor.
+
+use fast_image_resize as fr;
+use fr::images::{TypedCroppedImage, TypedImage, TypedImageRef};
+use fr::pixels::U8x3;
+
+use super::convert::{Lut, write_view};
+use crate::decode::cpu::CpuDecoder;
+use crate::decode::{DecodePlan, Decoded, image_size};
+use crate::transform::geometry::{Target, ViewGeometry, read_region, source_region, view_geometry};
+use crate::transform::params::{Draw, flip_for};
+use crate::transform::spec::PipelineSpec;
+
+/// Per-thread state: the decoder and scratch buffers, reused image after image.
+#[derive(Default)]
+pub struct Workspace {
+    decoder: CpuDecoder,
+    decoded: Vec<u8>,
+    resized: Vec<u8>,
+    canvas: Vec<u8>,
+    resizer: fr::Resizer,
+}
+
+/// One pipeline's work on one image: its spec, its table, the number of its first view among
+/// all views of the field (views are numbered across pipelines for their random streams),
+/// and the image's slot in the output (all its views).
+pub struct Job<'a> {
+    pub spec: &'a PipelineSpec,
+    pub lut: &'a Lut,
+    pub first_view: u64,
+    pub out: &'a mut [u8],
+}
+
+/// The smallest DCT scale (in eighths) at which every view still has at least as many pixels
+/// as its output along each axis, so the final resize never enlarges. Only 1/1, 1/2, 1/4 and
+/// 1/8: libjpeg-turbo has SIMD code for those, the others are slower than a full decode.
+fn reduced_eighths(views: &[(ViewGeometry, (u32, u32))], height: u32, width: u32) -> u32 {
+    let need = |out: u32, source: u32| (8 * out as u64).div_ceil(source.max(1) as u64) as u32;
+    views
+        .iter()
+        .map(|(g, (oh, ow))| match *g {
+            ViewGeometry::Crop(c) => need(*oh, c.height).max(need(*ow, c.width)),
+            ViewGeometry::Window { resized, .. } => {
+                need(resized.0, height).max(need(resized.1, width))
+            }
+        })
+        .max()
+        .unwrap_or(8)
+        .clamp(1, 8)
+        .next_power_of_two()
+}
+
+/// Decode `bytes` once and write every view of every job.
+pub fn process_image(
+    ws: &mut Workspace,
+    bytes: &[u8],
+    draw: Draw,
+    jobs: &mut [Job],
+) -> Result<(), String> {
+    let (width, height) = image_size(bytes)?;
+    let mut views = Vec::new();
+    for job in jobs.iter() {
+        for v in 0..job.spec.views as u64 {
+            let view = job.first_view + v;
+            let g = view_geometry(&job.spec.geometry, draw, view, height, width);
+            views.push((g, job.spec.geometry.output_size()));
+        }
+    }
+    let reduced = jobs.iter().all(|j| j.spec.reduced_decode);
+    let eighths = if reduced {
+        reduced_eighths(&views, height, width)
+    } else {
+        8
+    };
+    let region = read_region(views.iter().map(|(g, _)| g));
+    let decoded = ws
+        .decoder
+        .decode(bytes, DecodePlan { eighths, region }, &mut ws.decoded)?;
+
+    let mut views = views.into_iter();
+    for job in jobs.iter_mut() {
+        let per_view = job.spec.view_bytes();
+        for v in 0..job.spec.views as u64 {
+            let (geometry, (oh, ow)) = views.next().expect("one geometry per view");
+            let flip = flip_for(draw.view(job.first_view + v), job.spec.flip);
+            let out = &mut job.out[v as usize * per_view..(v as usize + 1) * per_view];
+            let target = Target {
+                size: (oh, ow),
+                flip,
+                full: (height, width),
+            };
+            render_view(ws, &decoded, geometry, target, job.spec, job.lut, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn render_view(
+    ws: &mut Workspace,
+    decoded: &Decoded,
+    geometry: ViewGeometry,
+    target: Target,
+    spec: &PipelineSpec,
+    lut: &Lut,
+    out: &mut [u8],
+) -> Result<(), String> {
+    let ((oh, ow), flip) = (target.size, target.flip);
+    let r = source_region(geometry, &target, decoded);
+    let src = TypedImageRef::<U8x3>::from_buffer(decoded.width, decoded.height, &ws.decoded)
+        .map_err(|e| format!("decoded image buffer: {e:?}"))?;
+    let [wx, wy, ww, wh] = r.window;
+    let window = TypedCroppedImage::from_ref(&src, wx, wy, ww, wh)
+        .map_err(|e| format!("window {:?}: {e:?}", r.window))?;
+    let [px, py, pw, ph] = r.paste;
+    ws.resized.resize(pw as usize * ph as usize * 3, 0);
+    let mut dst = TypedImage::<U8x3>::from_buffer(pw, ph, &mut ws.resized)
+        .map_err(|e| format!("output buffer: {e:?}"))?;
+    let [bx, by, bw, bh] = r.bbox;
+    let options = fr::ResizeOptions::new()
+        .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
+        .crop(bx, by, bw, bh);
+    ws.resizer
+        .resize_typed(&window, &mut dst, &options)
+        .map_err(|e| format!("resize: {e:?}"))?;
+    if (pw, ph) == (ow, oh) {
+        write_view(&ws.resized, oh, ow, flip, spec.memory_format, lut, out);
+    } else {
+        // Smaller than the view: zero padding around it, as torchvision pads.
+        ws.canvas.clear();
+        ws.canvas.resize(oh as usize * ow as usize * 3, 0);
+        let row_bytes = pw as usize * 3;
+        for y in 0..ph as usize {
+            let src_row = &ws.resized[y * row_bytes..(y + 1) * row_bytes];
+            let at = ((y + py as usize) * ow as usize + px as usize) * 3;
+            ws.canvas[at..at + row_bytes].copy_from_slice(src_row);
+        }
+        write_view(&ws.canvas, oh, ow, flip, spec.memory_format, lut, out);
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! The CPU route of `submit`: slots nvJPEG could not take are decoded by libjpeg-turbo on the
+//! loader's threads (replacing broken samples in the CPU pipeline's order, so both devices
+//! replace a broken sample by the same one), then uploaded beside nvJPEG's output.
+
+use std::sync::Arc;
+
+use cudarc::driver::result;
+use rayon::prelude::*;
+
+use super::decode::align;
+use super::prepare::{Prepared, Resolved};
+use crate::cache::CacheReader;
+use crate::cuda::{DeviceMemory, Gpu, cuda_error};
+use crate::decode::DecodePlan;
+use crate::decode::cpu::CpuDecoder;
+use crate::decode::nvjpeg::Route;
+use crate::error::Result;
+use crate::threads::in_pool;
+use crate::transform::output::{Failure, Retry};
+
+/// Pixels decoded on the host for a slot: per image field, RGB pixels, width and height.
+pub(super) struct HostDecoded {
+    images: Vec<(Vec<u8>, u32, u32)>,
+}
+
+/// Where the kernels read an image: device address, pitch (bytes), width, height.
+pub(super) type Source = (u64, u32, u32, u32);
+
+/// The sample of each slot of a batch and whether it replaces the requested one.
+pub(super) type Chosen = Vec<(u64, bool)>;
+
+/// Decode the CPU-route slots on `threads`. Returns each slot's sample and whether it
+/// replaces the requested one, and the pixels of the slots decoded here.
+pub(super) fn decode_on_host(
+    retry: &Retry,
+    reader: &CacheReader,
+    fields: &[usize],
+    samples: &[u64],
+    prepared: &Prepared,
+    routes: &[Route],
+    threads: Option<&rayon::ThreadPool>,
+) -> Result<(Chosen, Vec<Option<HostDecoded>>)> {
+    let resolved = &prepared.resolved;
+    let mut host: Vec<Option<HostDecoded>> = (0..resolved.len()).map(|_| None).collect();
+    let fallback: Vec<usize> = (0..resolved.len())
+        .filter(|&k| routes[k] == Route::Cpu)
+        .collect();
+    let decoded_on_host = in_pool(threads, || {
+        fallback
+            .par_iter()
+            .map(|&k| decode_slot(retry, reader, fields, samples[k], &resolved[k]))
+            .collect::<Vec<_>>()
+    });
+    let mut chosen: Vec<(u64, bool)> = resolved.iter().map(|r| (r.sample, r.attempt > 0)).collect();
+    for (&k, outcome) in fallback.iter().zip(decoded_on_host) {
+        let (sample, decoded) = outcome?;
+        chosen[k] = (sample, sample != samples[k]);
+        host[k] = Some(decoded);
+    }
+    Ok((chosen, host))
+}
+
+/// Decode a slot's images on the CPU (full resolution, as nvJPEG would), going on through the
+/// replacement candidates after the resolved one. Returns the sample used.
+fn decode_slot(
+    retry: &Retry,
+    reader: &CacheReader,
+    fields: &[usize],
+    requested: u64,
+    resolved: &Resolved,
+) -> Result<(u64, HostDecoded)> {
+    let mut decoder = CpuDecoder::new();
+    let (sample, _, images) = retry.fill(requested, resolved.attempt, |sample| {
+        let mut images = Vec::with_capacity(fields.len());
+        for &f in fields {
+            let bytes = reader.value_bytes(f, sample).map_err(Failure::Cache)?;
+            let mut pixels = Vec::new();
+            let d = decoder
+                .decode(bytes, DecodePlan::FULL, &mut pixels)
+                .map_err(|message| Failure::Image(reader.fields()[f].name.clone(), message))?;
+            images.push((pixels, d.width, d.height));
+        }
+        Ok(images)
+    })?;
+    Ok((sample, HostDecoded { images }))
+}
+
+/// Where the kernels read every image, slot-major: nvJPEG's output in the decoded-image
+/// buffer at `base` (`at[i]` bytes in), or the host-decoded pixels, uploaded into the
+/// returned allocation (freed in stream order once dropped after the kernels are queued).
+pub(super) fn image_sources(
+    gpu: &Arc<Gpu>,
+    prepared: &Prepared,
+    host: &[Option<HostDecoded>],
+    base: u64,
+    at: &[usize],
+) -> Result<(Vec<Source>, Option<DeviceMemory>)> {
+    let host_bytes: usize = host
+        .iter()
+        .flatten()
+        .flat_map(|h| h.images.iter())
+        .map(|(p, _, _)| align(p.len()))
+        .sum();
+    let uploaded = if host_bytes > 0 {
+        Some(gpu.alloc(host_bytes)?)
+    } else {
+        None
+    };
+    let mut sources: Vec<Source> = Vec::with_capacity(at.len());
+    let mut up_at = 0usize;
+    for (k, r) in prepared.resolved.iter().enumerate() {
+        match &host[k] {
+            None => {
+                for image in &r.images {
+                    // Slot-major, so image `sources.len()` is this one.
+                    sources.push((
+                        base + at[sources.len()] as u64,
+                        image.width * 3,
+                        image.width,
+                        image.height,
+                    ));
+                }
+            }
+            Some(h) => {
+                let dst = uploaded.as_ref().expect("allocated for host images");
+                for (pixels, width, height) in &h.images {
+                    let ptr = dst.ptr() + up_at as u64;
+                    // SAFETY: `ptr` has room for `pixels` (sized above); a copy from
+                    // pageable memory returns once the bytes are staged, so `pixels` may
+                    // be dropped afterwards.
+                    unsafe { result::memcpy_htod_async(ptr, pixels, gpu.stream().cu_stream()) }
+                        .map_err(cuda_error("uploading a CPU-decoded image"))?;
+                    up_at += align(pixels.len());
+                    sources.push((ptr, width * 3, *width, *height));
+                }
+            }
+        }
+    }
+    Ok((sources, uploaded))
+}
