@@ -211,9 +211,20 @@ impl Job {
                 Ok(())
             }));
         }
+        // Every part is waited for, even after one failed, so that nothing writes to the file
+        // or its log once the download has returned: what the log says is complete, is.
+        let mut first_error = None;
         for task in tasks {
-            task.await
-                .map_err(|e| Error::Internal(format!("download task failed: {e}")))??;
+            let outcome = task
+                .await
+                .map_err(|e| Error::Internal(format!("download task failed: {e}")))
+                .and_then(|part| part);
+            if let Err(e) = outcome {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         let written = fs::metadata(&partial).at(&partial)?.len();
         if written != job.object.size {
