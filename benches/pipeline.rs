@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::Criterion;
-use slipstream::decode::DecodePlan;
 use slipstream::decode::cpu::CpuDecoder;
+use slipstream::decode::{DecodePlan, ImagePolicy};
 use slipstream::demo::scene;
 use slipstream::dtype::DType;
 use slipstream::transform::cpu::{Job, Lut, Workspace, process_image, write_view};
@@ -77,6 +77,7 @@ fn main() {
                     &mut ws,
                     &images[sample as usize % images.len()],
                     draw,
+                    ImagePolicy::DEFAULT,
                     &mut jobs,
                 )
                 .unwrap()

@@ -14,6 +14,7 @@ use crate::buffer::BufferPool;
 use crate::cache::CacheReader;
 use crate::cache::FieldValue;
 use crate::cache::format::{FieldKind, Record};
+use crate::decode::ImagePolicy;
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
 use crate::gather::{gather_scalars, gather_values};
@@ -34,6 +35,9 @@ pub struct LoaderOptions {
     /// Image pipelines; the fields they read are not loaded raw (unless named in `fields`).
     pub pipelines: Vec<PipelineSpec>,
     pub on_error: OnError,
+    /// Which images pipelines decode (a pixel limit, truncated JPEGs); others are broken
+    /// images, as `on_error` says.
+    pub image_policy: ImagePolicy,
     /// Where the pipelines run; raw fields are always gathered on the host.
     pub device: Device,
 }
@@ -46,6 +50,7 @@ impl Default for LoaderOptions {
             num_threads: 0,
             pipelines: Vec::new(),
             on_error: OnError::Raise,
+            image_policy: ImagePolicy::DEFAULT,
             device: Device::Cpu,
         }
     }
@@ -145,6 +150,7 @@ impl Loader {
             &reader,
             options.pipelines,
             options.on_error,
+            options.image_policy,
             options.device,
             options.batches_ahead + 2,
         )?;

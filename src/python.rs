@@ -10,8 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 
 use crate::cache::{self, BuildOptions, CacheReader, FieldValue, OpenOptions, RemoteCacheOptions};
-use crate::decode::DecodePlan;
 use crate::decode::cpu::CpuDecoder;
+use crate::decode::{DecodePlan, ImagePolicy};
 use crate::error::Error;
 use crate::loader::{self, BatchIter, FieldBatch, LoaderOptions};
 use crate::sampler::{Order, Sampler, SamplerConfig};
@@ -172,7 +172,7 @@ struct Loader {
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (dataset, batch_size, *, seed, order, drop_last, indices, rank, world_size, batches_ahead, fields, num_threads, pipelines_json, on_error, device=None, decoder="auto", shuffle=true))]
+    #[pyo3(signature = (dataset, batch_size, *, seed, order, drop_last, indices, rank, world_size, batches_ahead, fields, num_threads, pipelines_json, on_error, device=None, decoder="auto", shuffle=true, max_image_pixels=Some(ImagePolicy::DEFAULT_MAX_PIXELS), load_truncated_images=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -192,6 +192,8 @@ impl Loader {
         device: Option<usize>,
         decoder: &str,
         shuffle: bool,
+        max_image_pixels: Option<u64>,
+        load_truncated_images: bool,
     ) -> PyResult<Loader> {
         let reader = dataset.reader.clone();
         py.detach(|| {
@@ -210,6 +212,7 @@ impl Loader {
                 num_threads,
                 pipelines: PipelineSpec::list_from_json(pipelines_json)?,
                 on_error: on_error.parse::<OnError>()?,
+                image_policy: image_policy(max_image_pixels, load_truncated_images),
                 device,
             };
             let sampler = Sampler::for_cache(
@@ -405,12 +408,27 @@ impl Ragged {
     }
 }
 
+/// Which images to decode: `max_image_pixels=None` means any size.
+fn image_policy(max_image_pixels: Option<u64>, load_truncated_images: bool) -> ImagePolicy {
+    ImagePolicy {
+        max_pixels: max_image_pixels.unwrap_or(0),
+        load_truncated: load_truncated_images,
+    }
+}
+
 /// Decode a JPEG or PNG to (height, width, packed RGB bytes), with the CPU pipeline's decoder.
 #[pyfunction]
-fn decode_image<'py>(py: Python<'py>, data: &[u8]) -> PyResult<(u32, u32, Bound<'py, PyBytes>)> {
+#[pyo3(signature = (data, max_image_pixels=Some(ImagePolicy::DEFAULT_MAX_PIXELS), load_truncated_images=false))]
+fn decode_image<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    max_image_pixels: Option<u64>,
+    load_truncated_images: bool,
+) -> PyResult<(u32, u32, Bound<'py, PyBytes>)> {
     let mut rgb = Vec::new();
+    let plan = DecodePlan::full(image_policy(max_image_pixels, load_truncated_images));
     let decoded = py
-        .detach(|| CpuDecoder::new().decode(data, DecodePlan::FULL, &mut rgb))
+        .detach(|| CpuDecoder::new().decode(data, plan, &mut rgb))
         .map_err(|message| error_of_class(py, "DecodeError", message))?;
     Ok((decoded.height, decoded.width, PyBytes::new(py, &rgb)))
 }
@@ -475,5 +493,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_image, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_IMAGE_PIXELS", ImagePolicy::DEFAULT_MAX_PIXELS)?;
     Ok(())
 }

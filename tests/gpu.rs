@@ -457,9 +457,13 @@ fn broken_dataset(dir: &Path) -> std::path::PathBuf {
     for i in 0..24u64 {
         let (mut jpeg, _) = slipstream::demo::scene::jpeg(i);
         if i % 5 == 2 {
-            // Keep the header, break the entropy-coded data.
+            // Keep the header, break the entropy-coded data; every other one still ends with
+            // an end-of-image marker, which nvJPEG's planner looks for.
             let n = jpeg.len();
             jpeg.truncate(n / 3);
+            if i % 2 == 1 {
+                jpeg.extend_from_slice(&[0xff, 0xd9]);
+            }
         }
         writer.add(&[&jpeg, &(i as i64).to_le_bytes()]).unwrap();
     }

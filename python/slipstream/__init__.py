@@ -27,6 +27,7 @@ from .loader import RaggedBatch, SlipstreamLoader
 from .transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    MAX_IMAGE_PIXELS,
     CenterCrop,
     Normalize,
     Pipeline,
@@ -45,6 +46,7 @@ if hasattr(_os, "register_at_fork"):
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MAX_IMAGE_PIXELS",
     "CacheError",
     "CenterCrop",
     "ChecksumError",

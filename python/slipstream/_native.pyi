@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from typing import Any, final
 
 __all__ = [
+    "MAX_IMAGE_PIXELS",
     "BatchIterator",
     "Dataset",
     "Loader",
@@ -17,6 +18,7 @@ __all__ = [
     "random_resized_crop_params",
 ]
 __version__: str
+MAX_IMAGE_PIXELS: int
 
 @final
 class Tensor:
@@ -99,6 +101,8 @@ class Loader:
         device: int | None = None,
         decoder: str = "auto",
         shuffle: bool = True,
+        max_image_pixels: int | None = ...,
+        load_truncated_images: bool = False,
     ) -> Loader: ...
     def __len__(self) -> int: ...
     def iter(self, epoch: int, start: int) -> BatchIterator: ...
@@ -119,5 +123,7 @@ def random_resized_crop_params(
     ratio: tuple[float, float],
 ) -> tuple[int, int, int, int]: ...
 def flip_param(seed: int, epoch: int, sample: int, view: int, p: float) -> bool: ...
-def decode_image(data: bytes) -> tuple[int, int, bytes]: ...
+def decode_image(
+    data: bytes, max_image_pixels: int | None = ..., load_truncated_images: bool = False
+) -> tuple[int, int, bytes]: ...
 def after_fork_in_child() -> None: ...

@@ -15,7 +15,7 @@ from ._cuda import parse_device, point_at_nvjpeg
 from ._tensors import Converter, converter, torch_available
 from .dataset import SlipstreamDataset
 from .errors import ConfigError
-from .transforms import pipeline_spec
+from .transforms import MAX_IMAGE_PIXELS, pipeline_spec
 
 
 class RaggedBatch(Sequence[bytes]):
@@ -171,6 +171,13 @@ class SlipstreamLoader:
         on_error: ``"raise"`` a :class:`DecodeError` for an image that does not decode, or
             ``"skip"`` it: the sample is replaced by another, chosen deterministically,
             and counted in :meth:`stats`.
+        max_image_pixels: images with more pixels (width x height, read from the header
+            before anything is allocated) are broken images, as ``on_error`` says: a guard
+            against decompression bombs, by default where Pillow's raises an error (twice
+            its ``Image.MAX_IMAGE_PIXELS``, 179 megapixels). ``None`` accepts any size.
+        load_truncated_images: decode JPEGs that end early, their missing rows grey, as
+            Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` does; by default they are broken
+            images like any other corrupt JPEG.
         device: where pipelines run: ``"cpu"`` (default), or ``"cuda"``/``"cuda:N"``/a
             ``torch.device``: JPEGs decoded by nvJPEG (the GPU's hardware engine where it has
             one) and transformed by slipstream's CUDA kernels, with the same crops and flips
@@ -216,6 +223,8 @@ class SlipstreamLoader:
         memory_format: str = "contiguous",
         reduced_decode: bool = True,
         on_error: str = "raise",
+        max_image_pixels: int | None = MAX_IMAGE_PIXELS,
+        load_truncated_images: bool = False,
         device: Any = None,
         decoder: str = "auto",
     ) -> None:
@@ -245,6 +254,8 @@ class SlipstreamLoader:
             for name, p in (pipelines or {}).items()
         ]
         self._on_error = on_error
+        self._max_image_pixels = None if max_image_pixels is None else int(max_image_pixels)
+        self._load_truncated_images = bool(load_truncated_images)
         self._device = parse_device(device)
         self._decoder = decoder
         if self._device is not None:
@@ -281,6 +292,8 @@ class SlipstreamLoader:
             num_threads=self._num_threads,
             pipelines_json=json.dumps(self._pipelines),
             on_error=self._on_error,
+            max_image_pixels=self._max_image_pixels,
+            load_truncated_images=self._load_truncated_images,
             device=self._device,
             decoder=self._decoder,
         )

@@ -177,15 +177,37 @@ def pipeline_spec(
     }
 
 
-def decode_image(data: bytes) -> Any:
+MAX_IMAGE_PIXELS: int = _native.MAX_IMAGE_PIXELS
+"""The default ``max_image_pixels``: twice Pillow's ``Image.MAX_IMAGE_PIXELS``, where Pillow
+raises its ``DecompressionBombError``."""
+
+
+def decode_image(
+    data: bytes,
+    max_image_pixels: int | None = MAX_IMAGE_PIXELS,
+    load_truncated_images: bool = False,
+) -> Any:
     """Decode a JPEG or PNG to a ``uint8`` numpy array ``[H, W, 3]`` (RGB), with the decoder
-    the CPU pipeline uses (libjpeg-turbo; grayscale and CMYK come out as RGB).
+    the CPU pipeline uses (libjpeg-turbo; grayscale and CMYK come out as RGB). Raises
+    :class:`DecodeError` for a damaged image, a JPEG cut short (unless
+    ``load_truncated_images``) or one larger than ``max_image_pixels`` (``None``: any size),
+    as :class:`SlipstreamLoader` treats them.
 
     Example:
         >>> decode_image(demo_dataset[0]["image"]).shape
         (500, 375, 3)
+        >>> from slipstream import DecodeError
+        >>> try:
+        ...     decode_image(demo_dataset[0]["image"], max_image_pixels=1000)
+        ... except DecodeError as e:
+        ...     print(str(e)[:48])
+        the image claims 375x500 = 187500 pixels, more t
     """
     import numpy
 
-    height, width, rgb = _native.decode_image(data)
+    height, width, rgb = _native.decode_image(
+        data,
+        max_image_pixels=None if max_image_pixels is None else int(max_image_pixels),
+        load_truncated_images=bool(load_truncated_images),
+    )
     return numpy.frombuffer(rgb, dtype=numpy.uint8).reshape(height, width, 3).copy()

@@ -8,6 +8,7 @@ use std::ptr::NonNull;
 
 use turbojpeg_sys as tj;
 
+use super::libjpeg_warnings::{Warning, classify};
 use super::plan::{DecodePlan, Decoded};
 use super::probe::{ImageFormat, not_an_image, probe};
 
@@ -70,7 +71,7 @@ impl CpuDecoder {
     ) -> Result<Decoded, String> {
         match probe(bytes) {
             Some((ImageFormat::Jpeg, _, _)) => self.decode_jpeg(bytes, plan, out),
-            Some((ImageFormat::Png, _, _)) => decode_png(bytes, out),
+            Some((ImageFormat::Png, _, _)) => decode_png(bytes, plan, out),
             None => Err(not_an_image(bytes)),
         }
     }
@@ -106,6 +107,7 @@ impl CpuDecoder {
         if width == 0 || height == 0 {
             return Err("JPEG with an empty frame".into());
         }
+        plan.policy.check_size(width, height)?;
         let eighths = plan.eighths.clamp(1, 8);
         if unsafe { tj::tj3SetScalingFactor(h, scaling_factor(eighths)) } != 0 {
             return Err(format!("JPEG scaling: {}", error(h)));
@@ -128,10 +130,10 @@ impl CpuDecoder {
         let cmyk = matches!(colorspace, tj::TJCS_TJCS_CMYK | tj::TJCS_TJCS_YCCK);
         let pixels = w as usize * hh as usize;
         let (format, target) = if cmyk {
-            self.cmyk.resize(pixels * 4, 0);
+            resize_fallibly(&mut self.cmyk, pixels * 4)?;
             (tj::TJPF_TJPF_CMYK, &mut self.cmyk)
         } else {
-            out.resize(pixels * 3, 0);
+            resize_fallibly(out, pixels * 3)?;
             (tj::TJPF_TJPF_RGB, &mut *out)
         };
         let pitch = (w * if cmyk { 4 } else { 3 }) as c_int;
@@ -149,14 +151,19 @@ impl CpuDecoder {
             let message = error(h);
             // SAFETY: as above.
             let fatal = unsafe { tj::tj3GetErrorCode(h) } != tj::TJERR_TJERR_WARNING as c_int;
-            // Warnings about stray bytes are common in real photographs and harmless; a
-            // premature end means missing pixels, which must not pass as an image.
-            if fatal || message.contains("Premature end") {
+            // libjpeg finishes the image after a warning; what it could not read is grey.
+            let accepted = match classify(&message) {
+                _ if fatal => false,
+                Warning::Harmless => true,
+                Warning::Truncated => plan.policy.load_truncated,
+                Warning::Corrupt => false,
+            };
+            if !accepted {
                 return Err(format!("JPEG data: {message}"));
             }
         }
         if cmyk {
-            cmyk_to_rgb(&self.cmyk[..pixels * 4], out);
+            cmyk_to_rgb(&self.cmyk[..pixels * 4], out)?;
         }
         Ok(Decoded {
             eighths,
@@ -213,31 +220,50 @@ fn scaled_region(
     (x0, y0, x1, y1)
 }
 
+/// `v` holding `len` bytes (their values unspecified), or an error when the memory cannot be
+/// had: a decoder's buffers are sized by untrusted headers.
+fn resize_fallibly(v: &mut Vec<u8>, len: usize) -> Result<(), String> {
+    v.clear();
+    v.try_reserve(len)
+        .map_err(|_| format!("not enough memory to decode the image ({len} bytes)"))?;
+    v.resize(len, 0);
+    Ok(())
+}
+
 /// Adobe (inverted) CMYK, as libjpeg delivers it, to RGB: `R = C · K / 255`, like Pillow.
-fn cmyk_to_rgb(cmyk: &[u8], out: &mut Vec<u8>) {
+fn cmyk_to_rgb(cmyk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     out.clear();
-    out.reserve(cmyk.len() / 4 * 3);
+    out.try_reserve(cmyk.len() / 4 * 3)
+        .map_err(|_| "not enough memory to decode the image".to_string())?;
     for p in cmyk.chunks_exact(4) {
         let k = p[3] as u32;
         for &c in &p[..3] {
             out.push(((c as u32 * k + 127) / 255) as u8);
         }
     }
+    Ok(())
 }
 
-fn decode_png(bytes: &[u8], out: &mut Vec<u8>) -> Result<Decoded, String> {
+fn decode_png(bytes: &[u8], plan: DecodePlan, out: &mut Vec<u8>) -> Result<Decoded, String> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     // Palette → RGB, low bit depths → 8, 16 bits → 8, tRNS → alpha.
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().map_err(|e| format!("PNG: {e}"))?;
-    let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
+    let header = reader.info();
+    plan.policy.check_size(header.width, header.height)?;
+    let mut buf = Vec::new();
+    resize_fallibly(
+        &mut buf,
+        reader.output_buffer_size().ok_or("PNG too large")?,
+    )?;
     let info = reader
         .next_frame(&mut buf)
         .map_err(|e| format!("PNG: {e}"))?;
     let (w, h) = (info.width, info.height);
     let pixels = w as usize * h as usize;
     out.clear();
-    out.reserve(pixels * 3);
+    out.try_reserve(pixels * 3)
+        .map_err(|_| "not enough memory to decode the image".to_string())?;
     let data = &buf[..info.buffer_size()];
     match info.color_type {
         png::ColorType::Rgb => out.extend_from_slice(&data[..pixels * 3]),
@@ -318,6 +344,7 @@ mod tests {
                 DecodePlan {
                     eighths: 8,
                     region: Some(region),
+                    ..DecodePlan::FULL
                 },
                 &mut part,
             )
@@ -342,7 +369,7 @@ mod tests {
                 &bytes,
                 DecodePlan {
                     eighths: 4,
-                    region: None,
+                    ..DecodePlan::FULL
                 },
                 &mut half,
             )

@@ -3,10 +3,11 @@
 //! the GPU with nvJPEG (`cuda` feature). Both decoders take the same [`DecodePlan`].
 
 pub mod cpu;
+mod libjpeg_warnings;
 #[cfg(feature = "cuda")]
 pub mod nvjpeg;
 mod plan;
 mod probe;
 
-pub use plan::{DecodePlan, Decoded, Rect};
+pub use plan::{DecodePlan, Decoded, ImagePolicy, Rect};
 pub use probe::{ImageFormat, image_size, probe};

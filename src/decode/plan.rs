@@ -1,5 +1,6 @@
 //! What a decoder is asked for and what it delivered, the same for the CPU and the GPU
-//! decoders: regions in pixels, a decode plan (scale and region), and the decoded window.
+//! decoders: regions in pixels, a decode plan (scale, region, and which images to accept),
+//! and the decoded window.
 
 /// A region of an image, in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +26,50 @@ impl Rect {
     }
 }
 
-/// How to decode: at `eighths`/8 of full resolution (1..=8; JPEG only), and only `region`
-/// (in full-resolution pixels; `None` for the whole image).
+/// Which images a decoder accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImagePolicy {
+    /// Larger images (width × height, from the header, before anything is allocated) are
+    /// refused; 0 accepts any size.
+    pub max_pixels: u64,
+    /// Accept JPEGs cut short (their missing rows grey), as Pillow's `LOAD_TRUNCATED_IMAGES`
+    /// does; otherwise they are errors like any other corrupt image.
+    pub load_truncated: bool,
+}
+
+impl ImagePolicy {
+    /// Twice Pillow's `Image.MAX_IMAGE_PIXELS`: where Pillow turns its decompression-bomb
+    /// warning into an error. 179 megapixels, 537 MB as RGB; ImageNet's largest photograph has
+    /// 6.3 megapixels.
+    pub const DEFAULT_MAX_PIXELS: u64 = 2 * (1024 * 1024 * 1024 / 4 / 3);
+
+    pub const DEFAULT: ImagePolicy = ImagePolicy {
+        max_pixels: ImagePolicy::DEFAULT_MAX_PIXELS,
+        load_truncated: false,
+    };
+
+    /// An error unless an image of `width` × `height` may be decoded.
+    pub fn check_size(&self, width: u32, height: u32) -> Result<(), String> {
+        let pixels = width as u64 * height as u64;
+        if self.max_pixels > 0 && pixels > self.max_pixels {
+            return Err(format!(
+                "the image claims {width}x{height} = {pixels} pixels, more than \
+                 max_image_pixels={} (a decompression bomb?); raise max_image_pixels to load it",
+                self.max_pixels
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for ImagePolicy {
+    fn default() -> Self {
+        ImagePolicy::DEFAULT
+    }
+}
+
+/// How to decode: at `eighths`/8 of full resolution (1..=8; JPEG only), only `region` (in
+/// full-resolution pixels; `None` for the whole image), and only images `policy` accepts.
 ///
 /// Always with libjpeg's accurate IDCT and smooth chroma upsampling, as Pillow and
 /// torchvision decode: the fast variants save ~5% of the instructions of a decode (Huffman
@@ -35,13 +78,23 @@ impl Rect {
 pub struct DecodePlan {
     pub eighths: u32,
     pub region: Option<Rect>,
+    pub policy: ImagePolicy,
 }
 
 impl DecodePlan {
     pub const FULL: DecodePlan = DecodePlan {
         eighths: 8,
         region: None,
+        policy: ImagePolicy::DEFAULT,
     };
+
+    /// The whole image at full resolution, if `policy` accepts it.
+    pub fn full(policy: ImagePolicy) -> DecodePlan {
+        DecodePlan {
+            policy,
+            ..DecodePlan::FULL
+        }
+    }
 }
 
 /// What a decode produced: RGB pixels covering `[x0, x0 + width) × [y0, y0 + height)` of the
@@ -60,5 +113,23 @@ impl Decoded {
     /// Scale from full-resolution to decoded pixel coordinates.
     pub fn scale(&self) -> f64 {
         self.eighths as f64 / 8.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pixel_limit_is_checked_from_the_size() {
+        let policy = ImagePolicy::DEFAULT;
+        assert!(policy.check_size(20_000, 8_000).is_ok());
+        let e = policy.check_size(65_500, 65_500).unwrap_err();
+        assert!(e.contains("65500x65500 = 4290250000 pixels") && e.contains("max_image_pixels"));
+        let any = ImagePolicy {
+            max_pixels: 0,
+            ..policy
+        };
+        assert!(any.check_size(65_535, 65_535).is_ok());
     }
 }

@@ -53,7 +53,7 @@ pub fn decode_slim(
             "Arrow footer holds {rows} rows but the chunk header says {n}"
         )));
     }
-    let mut out = recycler.take(ipc.len());
+    let mut out = recycler.take(ipc.len()).map_err(|e| (None, e))?;
     let mut items = Vec::with_capacity(n);
     let mut row_base = 0usize;
     for batch in &batches {

@@ -19,9 +19,10 @@ use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 
+use super::files::read_bounded;
 use super::items::{DecodedChunk, Recycler};
 use super::litdata::{Chunk, Schema};
-use crate::error::{Error, IoContext, Location, Result};
+use crate::error::{Error, Location, Result};
 
 pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 pub const FRAMED_MAGIC: &[u8; 8] = b"LDFZ01\0\0";
@@ -32,6 +33,8 @@ struct Ctx<'a> {
     path: &'a Path,
     first_sample: u64,
     expected_items: u64,
+    /// The most bytes the items may decompress to.
+    max_inflated: u64,
     schema: &'a Schema,
     recycler: &'a Recycler,
 }
@@ -51,14 +54,15 @@ impl Ctx<'_> {
 
 /// Read and decode one chunk file of a dataset.
 pub fn read_chunk(chunk: &Chunk, schema: &Schema, recycler: &Recycler) -> Result<DecodedChunk> {
-    let mut bytes = recycler.take(chunk.file_len as usize);
-    std::fs::File::open(&chunk.path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .at(&chunk.path)?;
+    let mut bytes = recycler
+        .take(chunk.file_len as usize)
+        .map_err(|e| Error::format(Location::file(&chunk.path), e))?;
+    read_bounded(&chunk.path, chunk.file_len, &mut bytes)?;
     let ctx = Ctx {
         path: &chunk.path,
         first_sample: chunk.first_sample,
         expected_items: chunk.entry.chunk_size,
+        max_inflated: chunk.max_inflated,
         schema,
         recycler,
     };
@@ -68,9 +72,10 @@ pub fn read_chunk(chunk: &Chunk, schema: &Schema, recycler: &Recycler) -> Result
 /// Decode `bytes`, which this takes over (and recycles if it decodes into another buffer).
 fn decode(bytes: Vec<u8>, ctx: &Ctx, allow_whole_file_zstd: bool) -> Result<DecodedChunk> {
     if bytes.starts_with(&ZSTD_MAGIC) && allow_whole_file_zstd {
-        let mut inflated = ctx.recycler.take(bytes.len() * 4);
-        zstd::stream::copy_decode(&bytes[..], &mut inflated)
-            .map_err(|e| ctx.err(format!("zstd-compressed chunk does not decompress: {e}")))?;
+        let guess = (bytes.len() as u64 * 4).min(ctx.max_inflated) as usize;
+        let mut inflated = ctx.recycler.take(guess).map_err(|e| ctx.err(e))?;
+        inflate(&bytes, ctx.max_inflated, &mut inflated)
+            .map_err(|e| ctx.err(format!("zstd-compressed chunk: {e}")))?;
         ctx.recycler.give(bytes);
         return decode(inflated, ctx, false);
     }
@@ -169,19 +174,44 @@ fn decode_classic(bytes: Vec<u8>, ctx: &Ctx) -> Result<DecodedChunk> {
     Ok(DecodedChunk { bytes, items })
 }
 
+/// Decompress the zstd frames of `src` onto the end of `out`, streamed, and fail as soon as
+/// more than `limit` bytes come out, or memory for them cannot be had.
+fn inflate(src: &[u8], limit: u64, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(src)
+        .map_err(|e| format!("does not decompress: {e}"))?;
+    let start = out.len();
+    let mut block = [0u8; 64 << 10];
+    loop {
+        let n = decoder
+            .read(&mut block)
+            .map_err(|e| format!("does not decompress: {e}"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if (out.len() - start + n) as u64 > limit {
+            return Err(format!(
+                "decompresses to more than {limit} bytes, the most its index.json allows"
+            ));
+        }
+        out.try_reserve(n)
+            .map_err(|_| format!("not enough memory to decompress ({} bytes)", out.len() + n))?;
+        out.extend_from_slice(&block[..n]);
+    }
+}
+
 fn has_arrow_footer(bytes: &[u8]) -> bool {
     bytes.len() >= 12 && bytes.ends_with(ARROW_FOOTER_MAGIC)
 }
 
 /// `compression_level="sample"`: every item is its own zstd frame.
 fn inflate_items(bytes: &[u8], items: &[Range<usize>], ctx: &Ctx) -> Result<DecodedChunk> {
-    let mut out = ctx.recycler.take(bytes.len() * 2);
+    let mut out = ctx.recycler.take(bytes.len()).map_err(|e| ctx.err(e))?;
     let mut ranges = Vec::with_capacity(items.len());
     for (i, r) in items.iter().enumerate() {
         let start = out.len();
-        zstd::stream::copy_decode(&bytes[r.clone()], &mut out).map_err(|e| {
-            ctx.item_err(i, format!("zstd-compressed item does not decompress: {e}"))
-        })?;
+        let budget = ctx.max_inflated.saturating_sub(start as u64);
+        inflate(&bytes[r.clone()], budget, &mut out)
+            .map_err(|e| ctx.item_err(i, format!("zstd-compressed item: {e}")))?;
         ranges.push(start..out.len());
     }
     Ok(DecodedChunk {
@@ -224,7 +254,13 @@ fn decode_framed(bytes: &[u8], ctx: &Ctx) -> Result<DecodedChunk> {
         return Err(ctx.err("framed zstd chunk has inconsistent item offsets"));
     }
     let total = offsets[n];
-    let mut out = ctx.recycler.take(total);
+    if total as u64 > ctx.max_inflated {
+        return Err(ctx.err(format!(
+            "framed zstd chunk claims {total} bytes of items, more than the {} its index allows",
+            ctx.max_inflated
+        )));
+    }
+    let mut out = ctx.recycler.take(total).map_err(|e| ctx.err(e))?;
     let mut next_item = 0usize;
     for f in 0..n_frames {
         let at = table + FRAME * f;
@@ -254,8 +290,8 @@ fn decode_framed(bytes: &[u8], ctx: &Ctx) -> Result<DecodedChunk> {
                 ))
             })?;
         let before = out.len();
-        zstd::stream::copy_decode(src, &mut out)
-            .map_err(|e| ctx.item_err(first, format!("zstd frame {f} does not decompress: {e}")))?;
+        inflate(src, ulen as u64, &mut out)
+            .map_err(|e| ctx.item_err(first, format!("zstd frame {f}: {e}")))?;
         if out.len() - before != ulen {
             return Err(ctx.err(format!(
                 "framed zstd frame {f} decompressed to the wrong size"
@@ -307,6 +343,25 @@ pub fn split_item(item: &[u8], leaves: usize) -> std::result::Result<Vec<&[u8]>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inflation_stops_at_its_bound() {
+        let frame = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
+        let bomb: Vec<u8> = frame
+            .iter()
+            .copied()
+            .cycle()
+            .take(frame.len() * 8)
+            .collect();
+        let mut out = Vec::new();
+        inflate(&bomb, 8 << 20, &mut out).unwrap();
+        assert_eq!(out.len(), 8 << 20, "every frame of a stream");
+        out.clear();
+        let e = inflate(&bomb, (3 << 20) + 5, &mut out).unwrap_err();
+        assert!(e.contains("more than 3145733 bytes"), "{e}");
+        assert!(out.len() <= (3 << 20) + 5, "nothing past the bound is kept");
+        assert!(inflate(b"\x28\xb5\x2f\xfdnot zstd", 100, &mut out).is_err());
+    }
 
     #[test]
     fn split_item_checks_sizes() {

@@ -25,16 +25,20 @@ pub struct Recycler {
 }
 
 impl Recycler {
-    /// An empty vector with room for at least `capacity` bytes.
-    pub fn take(&self, capacity: usize) -> Vec<u8> {
-        let mut free = self.free.lock().unwrap();
-        let mut v = match free.iter().position(|v| v.capacity() >= capacity) {
-            Some(i) => free.swap_remove(i),
-            None => free.pop().unwrap_or_default(),
+    /// An empty vector with room for at least `capacity` bytes, or an error when that much
+    /// memory cannot be had (sizes come from the files, which may lie).
+    pub fn take(&self, capacity: usize) -> Result<Vec<u8>, String> {
+        let mut v = {
+            let mut free = self.free.lock().unwrap();
+            match free.iter().position(|v| v.capacity() >= capacity) {
+                Some(i) => free.swap_remove(i),
+                None => free.pop().unwrap_or_default(),
+            }
         };
         v.clear();
-        v.reserve(capacity);
-        v
+        v.try_reserve(capacity)
+            .map_err(|_| format!("not enough memory for {capacity} bytes"))?;
+        Ok(v)
     }
 
     pub fn give(&self, v: Vec<u8>) {

@@ -13,10 +13,13 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::files::read_bounded;
 use super::serializer::Serializer;
 use crate::error::{Error, IoContext, Location, Result};
 
 pub const INDEX_FILENAME: &str = "index.json";
+/// The largest `index.json` read (LitData writes about 150 bytes per chunk).
+pub const MAX_INDEX_BYTES: u64 = 512 << 20;
 
 /// `index.json` as LitData writes it. Unknown keys are kept, so nothing a newer LitData adds
 /// is silently lost when we record the config in the cache.
@@ -107,6 +110,26 @@ pub struct Chunk {
     pub first_sample: u64,
     /// Size on disk.
     pub file_len: u64,
+    /// The most bytes its items may decompress to ([`max_inflated`]).
+    pub max_inflated: u64,
+}
+
+/// The most bytes a chunk's items may decompress to: four times the most `index.json` says of
+/// it (its entry's `chunk_bytes`, the config's `chunk_bytes`, its file size) plus 64 MiB, and
+/// never more than 4 GiB. For whole-chunk compression the entry's `chunk_bytes` is the exact
+/// uncompressed size; with per-item compression LitData fills a chunk until its items'
+/// uncompressed size reaches the config's `chunk_bytes`, so only a last item larger than
+/// three chunks could pass the bound. A zstd bomb is refused once it passes it.
+pub fn max_inflated(entry: &ChunkEntry, config: &Config, file_len: u64) -> u64 {
+    const HARD_CAP: u64 = 4 << 30;
+    let declared = entry
+        .chunk_bytes
+        .max(config.chunk_bytes.unwrap_or(0))
+        .max(file_len);
+    declared
+        .saturating_mul(4)
+        .saturating_add(64 << 20)
+        .min(HARD_CAP)
 }
 
 /// A chunk file's size and the bytes that identify its version (mtime, or an ETag).
@@ -137,16 +160,14 @@ impl LitDataset {
         }
         let root = root.canonicalize().at(root)?;
         let index_path = root.join(INDEX_FILENAME);
-        let index_bytes = match fs::read(&index_path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::format(
-                    Location::file(&index_path),
-                    "index.json is missing: this is not a LitData optimized dataset (make one with litdata.optimize)",
-                ));
-            }
-            Err(e) => return Err(Error::io(&index_path, e)),
-        };
+        if !index_path.exists() {
+            return Err(Error::format(
+                Location::file(&index_path),
+                "index.json is missing: this is not a LitData optimized dataset (make one with litdata.optimize)",
+            ));
+        }
+        let mut index_bytes = Vec::new();
+        read_bounded(&index_path, MAX_INDEX_BYTES, &mut index_bytes)?;
         LitDataset::assemble(root, index_bytes, &mut |path| {
             let meta = match fs::metadata(path) {
                 Ok(m) => m,
@@ -219,6 +240,7 @@ impl LitDataset {
                 entry: entry.clone(),
                 first_sample,
                 file_len: len,
+                max_inflated: max_inflated(entry, &index.config, len),
             });
             first_sample = first_sample.checked_add(entry.chunk_size).ok_or_else(|| {
                 Error::format(Location::file(&index_path), "chunk sizes overflow")

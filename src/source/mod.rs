@@ -3,6 +3,7 @@
 
 pub mod arrow;
 pub mod chunk;
+mod files;
 pub mod items;
 pub mod litdata;
 #[cfg(feature = "s3")]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::litdata::{INDEX_FILENAME, LitDataset};
+use super::litdata::{INDEX_FILENAME, LitDataset, MAX_INDEX_BYTES};
 use crate::error::{Error, IoContext, Location, Result};
 use crate::s3::{RemoteObject, S3Client, S3Location};
 
@@ -23,13 +23,22 @@ pub fn open(client: &S3Client, at: &S3Location, mirror: &Path) -> Result<RemoteL
     let listing = client.list(at)?;
     let objects: HashMap<&str, &RemoteObject> =
         listing.iter().map(|o| (o.name.as_str(), o)).collect();
-    if !objects.contains_key(INDEX_FILENAME) {
+    let Some(index) = objects.get(INDEX_FILENAME) else {
         return Err(Error::format(
             Location::file(at.url() + INDEX_FILENAME),
             format!(
                 "no {INDEX_FILENAME} under {}: not a LitData optimized dataset ({} objects there)",
                 at.url(),
                 listing.len()
+            ),
+        ));
+    };
+    if index.size > MAX_INDEX_BYTES {
+        return Err(Error::format(
+            Location::file(at.url() + INDEX_FILENAME),
+            format!(
+                "{} bytes, more than the {MAX_INDEX_BYTES} expected",
+                index.size
             ),
         ));
     }

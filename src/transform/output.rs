@@ -5,6 +5,7 @@
 use super::spec::{OnError, PipelineSpec};
 use crate::cache::CacheReader;
 use crate::cache::format::FieldKind;
+use crate::decode::ImagePolicy;
 use crate::error::{Error, Location, Result};
 use crate::tensor::Tensor;
 
@@ -23,11 +24,13 @@ pub struct Group {
     pub outputs: Vec<usize>,
 }
 
-/// A loader's pipelines, checked against the cache's fields, grouped by the field they read.
+/// A loader's pipelines, checked against the cache's fields, grouped by the field they read,
+/// with what they do with images that do not decode or that they refuse.
 pub struct Outputs {
     pub outputs: Vec<Output>,
     pub groups: Vec<Group>,
     pub on_error: OnError,
+    pub policy: ImagePolicy,
 }
 
 impl Outputs {
@@ -35,6 +38,7 @@ impl Outputs {
         reader: &CacheReader,
         specs: Vec<PipelineSpec>,
         on_error: OnError,
+        policy: ImagePolicy,
     ) -> Result<Outputs> {
         let mut outputs: Vec<Output> = Vec::new();
         let mut groups: Vec<Group> = Vec::new();
@@ -69,6 +73,7 @@ impl Outputs {
             outputs,
             groups,
             on_error,
+            policy,
         })
     }
 

@@ -7,6 +7,7 @@ use super::output::{Outputs, Produced, Replacement};
 use super::spec::{Device, OnError, PipelineSpec};
 use crate::buffer::BufferPool;
 use crate::cache::CacheReader;
+use crate::decode::ImagePolicy;
 use crate::error::Result;
 
 pub struct Pipelines {
@@ -25,10 +26,11 @@ impl Pipelines {
         reader: &CacheReader,
         specs: Vec<PipelineSpec>,
         on_error: OnError,
+        policy: ImagePolicy,
         device: Device,
         ring_slots: usize,
     ) -> Result<Pipelines> {
-        let outputs = Outputs::new(reader, specs, on_error)?;
+        let outputs = Outputs::new(reader, specs, on_error, policy)?;
         let runner = match device {
             Device::Cuda {
                 ordinal,

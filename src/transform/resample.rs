@@ -241,8 +241,8 @@ pub fn reference_view<T: OutputElement>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::DecodePlan;
     use crate::decode::cpu::CpuDecoder;
+    use crate::decode::{DecodePlan, ImagePolicy};
     use crate::demo::scene;
     use crate::dtype::DType;
     use crate::transform::cpu::{Job, Lut, Workspace, process_image};
@@ -288,7 +288,7 @@ mod tests {
             first_view: 0,
             out: &mut pipeline,
         }];
-        process_image(&mut ws, jpeg, draw, &mut jobs).unwrap();
+        process_image(&mut ws, jpeg, draw, ImagePolicy::DEFAULT, &mut jobs).unwrap();
         let mut rgb = Vec::new();
         let decoded = CpuDecoder::new()
             .decode(jpeg, DecodePlan::FULL, &mut rgb)

@@ -9,7 +9,7 @@ use fr::pixels::U8x3;
 
 use super::convert::{Lut, write_view};
 use crate::decode::cpu::CpuDecoder;
-use crate::decode::{DecodePlan, Decoded, image_size};
+use crate::decode::{DecodePlan, Decoded, ImagePolicy, image_size};
 use crate::transform::geometry::{Target, ViewGeometry, read_region, source_region, view_geometry};
 use crate::transform::params::{Draw, flip_for};
 use crate::transform::spec::PipelineSpec;
@@ -58,9 +58,11 @@ pub fn process_image(
     ws: &mut Workspace,
     bytes: &[u8],
     draw: Draw,
+    policy: ImagePolicy,
     jobs: &mut [Job],
 ) -> Result<(), String> {
     let (width, height) = image_size(bytes)?;
+    policy.check_size(width, height)?;
     let mut views = Vec::new();
     for job in jobs.iter() {
         for v in 0..job.spec.views as u64 {
@@ -76,9 +78,12 @@ pub fn process_image(
         8
     };
     let region = read_region(views.iter().map(|(g, _)| g));
-    let decoded = ws
-        .decoder
-        .decode(bytes, DecodePlan { eighths, region }, &mut ws.decoded)?;
+    let plan = DecodePlan {
+        eighths,
+        region,
+        policy,
+    };
+    let decoded = ws.decoder.decode(bytes, plan, &mut ws.decoded)?;
 
     let mut views = views.into_iter();
     for job in jobs.iter_mut() {

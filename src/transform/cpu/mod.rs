@@ -137,7 +137,9 @@ impl CpuPipeline {
                 })
                 .collect();
             WORKSPACE
-                .with(|ws| process_image(&mut ws.borrow_mut(), bytes, draw, &mut jobs))
+                .with(|ws| {
+                    process_image(&mut ws.borrow_mut(), bytes, draw, outputs.policy, &mut jobs)
+                })
                 .map_err(|message| Failure::Image(name.clone(), message))?;
         }
         Ok(())

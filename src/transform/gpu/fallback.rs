@@ -11,12 +11,12 @@ use super::decode::align;
 use super::prepare::{Prepared, Resolved};
 use crate::cache::CacheReader;
 use crate::cuda::{DeviceMemory, Gpu, cuda_error};
-use crate::decode::DecodePlan;
 use crate::decode::cpu::CpuDecoder;
 use crate::decode::nvjpeg::Route;
+use crate::decode::{DecodePlan, ImagePolicy};
 use crate::error::Result;
 use crate::threads::in_pool;
-use crate::transform::output::{Failure, Retry};
+use crate::transform::output::{Failure, Outputs, Retry};
 
 /// Pixels decoded on the host for a slot: per image field, RGB pixels, width and height.
 pub(super) struct HostDecoded {
@@ -34,13 +34,14 @@ pub(super) type Chosen = Vec<(u64, bool)>;
 pub(super) fn decode_on_host(
     retry: &Retry,
     reader: &CacheReader,
-    fields: &[usize],
+    outputs: &Outputs,
     samples: &[u64],
     prepared: &Prepared,
     routes: &[Route],
     threads: Option<&rayon::ThreadPool>,
 ) -> Result<(Chosen, Vec<Option<HostDecoded>>)> {
     let resolved = &prepared.resolved;
+    let fields = outputs.source_fields();
     let mut host: Vec<Option<HostDecoded>> = (0..resolved.len()).map(|_| None).collect();
     let fallback: Vec<usize> = (0..resolved.len())
         .filter(|&k| routes[k] == Route::Cpu)
@@ -48,7 +49,10 @@ pub(super) fn decode_on_host(
     let decoded_on_host = in_pool(threads, || {
         fallback
             .par_iter()
-            .map(|&k| decode_slot(retry, reader, fields, samples[k], &resolved[k]))
+            .map(|&k| {
+                let policy = outputs.policy;
+                decode_slot(retry, reader, &fields, policy, samples[k], &resolved[k])
+            })
             .collect::<Vec<_>>()
     });
     let mut chosen: Vec<(u64, bool)> = resolved.iter().map(|r| (r.sample, r.attempt > 0)).collect();
@@ -66,6 +70,7 @@ fn decode_slot(
     retry: &Retry,
     reader: &CacheReader,
     fields: &[usize],
+    policy: ImagePolicy,
     requested: u64,
     resolved: &Resolved,
 ) -> Result<(u64, HostDecoded)> {
@@ -76,7 +81,7 @@ fn decode_slot(
             let bytes = reader.value_bytes(f, sample).map_err(Failure::Cache)?;
             let mut pixels = Vec::new();
             let d = decoder
-                .decode(bytes, DecodePlan::FULL, &mut pixels)
+                .decode(bytes, DecodePlan::full(policy), &mut pixels)
                 .map_err(|message| Failure::Image(reader.fields()[f].name.clone(), message))?;
             images.push((pixels, d.width, d.height));
         }

@@ -208,11 +208,10 @@ impl GpuPipeline {
         let decoded = timing_event(&self.gpu)?;
 
         // The CPU's share, then every view's parameters and the kernels.
-        let fields = outputs.source_fields();
         let (chosen, host) = decode_on_host(
             batch.retry,
             batch.reader,
-            &fields,
+            outputs,
             batch.samples,
             prepared,
             &routes,

@@ -12,7 +12,7 @@ use super::ring::{Ring, SlotLease};
 use crate::cache::CacheReader;
 use crate::cuda::Gpu;
 use crate::decode::nvjpeg::{Planner, Route};
-use crate::decode::{Rect, image_size};
+use crate::decode::{ImagePolicy, Rect, image_size};
 use crate::error::Result;
 use crate::transform::geometry::{ViewGeometry, read_region, view_geometry};
 use crate::transform::output::{Failure, Group, Outputs, Replacement, Retry};
@@ -100,7 +100,7 @@ impl Preparer {
         };
         let resolve = |k: usize| -> Result<Resolved> {
             let (sample, attempt, images) = retry.fill(samples[k], 0, |sample| {
-                probe_sample(reader, &fields, sample)
+                probe_sample(reader, &fields, outputs.policy, sample)
             })?;
             Ok(Resolved {
                 sample,
@@ -194,10 +194,11 @@ fn group_views(outputs: &Outputs, group: &Group, draw: Draw, image: &Image) -> V
         .collect()
 }
 
-/// The images of `sample` with their sizes from the headers.
+/// The images of `sample` with their sizes from the headers, if `policy` accepts the sizes.
 fn probe_sample<'a>(
     reader: &'a CacheReader,
     fields: &[usize],
+    policy: ImagePolicy,
     sample: u64,
 ) -> std::result::Result<Vec<Image<'a>>, Failure> {
     fields
@@ -205,6 +206,7 @@ fn probe_sample<'a>(
         .map(|&f| {
             let bytes = reader.value_bytes(f, sample).map_err(Failure::Cache)?;
             let (width, height) = image_size(bytes)
+                .and_then(|(w, h)| policy.check_size(w, h).map(|()| (w, h)))
                 .map_err(|m| Failure::Image(reader.fields()[f].name.clone(), m))?;
             Ok(Image {
                 bytes,
