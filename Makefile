@@ -10,7 +10,7 @@ FEATURES := cuda,s3
 # make installs nvcc (.nvcc/) before building, so every build here compiles the kernels.
 export SLIPSTREAM_REQUIRE_KERNELS := 1
 
-.PHONY: demo test test-rust test-python lint build fixtures bench clean system-tools nvcc gpu-bundle
+.PHONY: demo test test-rust test-python lint build fixtures bench clean system-tools nvcc gpu-bundle fuzz
 
 # cmake and nasm build libjpeg-turbo (the turbojpeg-sys crate vendors its sources).
 SYSTEM_TOOLS := cmake nasm
@@ -74,6 +74,21 @@ bench: build
 	$(PY) benches/python/raw_io.py
 	$(PY) benches/python/cpu_pipeline.py
 	$(PY) benches/python/s3_cold_start.py
+
+# Coverage-guided fuzzing of the targets in tests/fuzz_targets/ (which `make test` runs on a
+# fixed set of mutated inputs) under libFuzzer, FUZZ_SECONDS each. Needs cargo-fuzz (installed
+# here if missing) and a nightly toolchain. Corpora go to fuzz/corpus/, failing inputs to
+# fuzz/artifacts/; each run ends with libFuzzer's execution count.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := chunk index cache_file image
+fuzz: system-tools
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cargo run --release --quiet --manifest-path fuzz/Cargo.toml --bin write_seeds -- fuzz/corpus
+	for t in $(FUZZ_TARGETS); do \
+		cargo +nightly fuzz run --sanitizer none $$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+			-print_final_stats=1 || exit 1; \
+	done
 
 # What scripts/gpu-check.sh needs on a GPU machine (wheel with kernels, the nvJPEG wheel, the
 # Rust GPU test and benchmark binaries), built here without a GPU, into gpu-bundle/.

@@ -29,12 +29,14 @@ fn whole(message: impl Into<String>) -> (Option<usize>, String) {
     (None, message.into())
 }
 
-/// Decode a slim chunk's `n` rows into classic items.
+/// Decode a slim chunk's `n` rows into classic items, refusing an IPC blob whose buffers
+/// claim to decompress to more than `max_inflated` bytes in all.
 pub fn decode_slim(
     bytes: &[u8],
     n: usize,
     schema: &Schema,
     recycler: &Recycler,
+    max_inflated: u64,
 ) -> ArrowResult<DecodedChunk> {
     let len = bytes.len();
     let ipc_len = u32::from_le_bytes(bytes[len - 12..len - 8].try_into().unwrap()) as usize;
@@ -43,9 +45,12 @@ pub fn decode_slim(
         .filter(|_| ipc_len > 0)
         .ok_or_else(|| whole("Arrow footer length points before the start of the chunk"))?;
     let ipc = &bytes[start..len - 12];
-    // arrow-ipc panics on some malformed input (out-of-range buffer slices) instead of
+    check_sizes(ipc, max_inflated)
+        .and_then(|()| check_footer(ipc))
+        .map_err(|e| whole(format!("Arrow footer: {e}")))?;
+    // arrow-ipc panics on some malformed input (buffers shorter than their arrays) instead of
     // returning an error; a damaged chunk must give an error.
-    let batches = std::panic::catch_unwind(|| read_batches(ipc))
+    let batches = catch_quietly(|| read_batches(ipc))
         .map_err(|_| whole("Arrow footer is corrupt: the Arrow IPC reader rejected it"))??;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows != n {
@@ -83,6 +88,145 @@ pub fn decode_slim(
         row_base += batch.num_rows();
     }
     Ok(DecodedChunk { bytes: out, items })
+}
+
+/// Check what the IPC messages declare before arrow-ipc trusts it: every buffer inside its
+/// message, every array length and the decompressed size of every compressed buffer within
+/// `max_bytes` (in all, for the buffers). Walks the encapsulated messages (after the file magic, for the file format) up to
+/// the end-of-stream marker; what does not parse is left for arrow-ipc to report.
+fn check_sizes(ipc: &[u8], max_bytes: u64) -> Result<(), String> {
+    let i32_at = |at: usize| {
+        ipc.get(at..at + 4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+    };
+    let mut at = if ipc.starts_with(b"ARROW1") { 8 } else { 0 };
+    let mut inflated = 0u64;
+    loop {
+        let Some(word) = i32_at(at) else {
+            return Ok(());
+        };
+        // Since Arrow 0.15 a message starts with 0xFFFFFFFF, then its metadata length.
+        let (meta_at, meta_len) = match word {
+            -1 => (at + 8, i32_at(at + 4).unwrap_or(0)),
+            len => (at + 4, len),
+        };
+        let Some(meta) = usize::try_from(meta_len)
+            .ok()
+            .filter(|&l| l > 0)
+            .and_then(|l| ipc.get(meta_at..meta_at.checked_add(l)?))
+        else {
+            return Ok(());
+        };
+        let Ok(message) = arrow_ipc::root_as_message(meta) else {
+            return Ok(());
+        };
+        let body_at = meta_at + meta.len();
+        let Some(body) = usize::try_from(message.bodyLength())
+            .ok()
+            .and_then(|l| ipc.get(body_at..body_at.checked_add(l)?))
+        else {
+            return Ok(());
+        };
+        let batch = message
+            .header_as_record_batch()
+            .or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()));
+        if let Some(batch) = batch {
+            let lengths = std::iter::once(batch.length())
+                .chain(batch.nodes().into_iter().flatten().map(|n| n.length()));
+            for length in lengths {
+                if u64::try_from(length).map_or(true, |l| l > max_bytes) {
+                    return Err(format!("an array claims {length} elements"));
+                }
+            }
+            for buffer in batch.buffers().into_iter().flatten() {
+                // arrow-ipc panics on a buffer past the body.
+                let inside = usize::try_from(buffer.offset())
+                    .ok()
+                    .zip(usize::try_from(buffer.length()).ok())
+                    .and_then(|(o, l)| o.checked_add(l))
+                    .is_some_and(|end| end <= body.len());
+                if !inside {
+                    return Err("a buffer lies outside its message".into());
+                }
+            }
+            if batch.compression().is_some() {
+                for buffer in batch.buffers().into_iter().flatten() {
+                    // A compressed buffer starts with its decompressed length (-1: stored).
+                    if buffer.length() < 8 {
+                        continue;
+                    }
+                    let declared = usize::try_from(buffer.offset())
+                        .ok()
+                        .and_then(|o| body.get(o..o + 8))
+                        .map_or(-1, |b| i64::from_le_bytes(b.try_into().unwrap()));
+                    inflated = inflated.saturating_add(declared.max(0) as u64);
+                    if inflated > max_bytes {
+                        return Err(format!(
+                            "its buffers claim more than {max_bytes} bytes decompressed, the \
+                             most the chunk's index.json allows"
+                        ));
+                    }
+                }
+            }
+        }
+        at = body_at + body.len();
+    }
+}
+
+/// The file format's footer: every block it lists (where the reader seeks, and how much it
+/// allocates and reads) inside the blob.
+fn check_footer(ipc: &[u8]) -> Result<(), String> {
+    let len = ipc.len();
+    if !ipc.starts_with(b"ARROW1") {
+        return Ok(());
+    }
+    let footer_len = ipc
+        .get(len.saturating_sub(10)..len.saturating_sub(6))
+        .map(|b| i32::from_le_bytes(b.try_into().unwrap()));
+    let Some(footer) = footer_len
+        .and_then(|l| usize::try_from(l).ok())
+        .and_then(|l| ipc.get((len - 10).checked_sub(l)?..len - 10))
+    else {
+        return Ok(());
+    };
+    let Ok(footer) = arrow_ipc::root_as_footer(footer) else {
+        return Ok(());
+    };
+    let blocks = footer.recordBatches().into_iter().flatten();
+    for block in blocks.chain(footer.dictionaries().into_iter().flatten()) {
+        let end = [
+            block.offset(),
+            block.metaDataLength() as i64,
+            block.bodyLength(),
+        ]
+        .into_iter()
+        .try_fold(0u64, |sum, part| sum.checked_add(u64::try_from(part).ok()?));
+        if end.is_none_or(|end| end > len as u64) {
+            return Err("its footer lists a block outside the blob".into());
+        }
+    }
+    Ok(())
+}
+
+/// `f`'s result, or `Err` if it panicked, without the panic message that the panic hook
+/// would print (a damaged file is reported as an error, not as a crash on stderr).
+fn catch_quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Result<T> {
+    thread_local! {
+        static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(f);
+    QUIET.with(|q| q.set(false));
+    result
 }
 
 fn read_batches(ipc: &[u8]) -> ArrowResult<Vec<RecordBatch>> {

@@ -19,6 +19,7 @@ use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 
+use super::arrow::decode_slim;
 use super::files::read_bounded;
 use super::items::{DecodedChunk, Recycler};
 use super::litdata::{Chunk, Schema};
@@ -58,6 +59,16 @@ pub fn read_chunk(chunk: &Chunk, schema: &Schema, recycler: &Recycler) -> Result
         .take(chunk.file_len as usize)
         .map_err(|e| Error::format(Location::file(&chunk.path), e))?;
     read_bounded(&chunk.path, chunk.file_len, &mut bytes)?;
+    decode_chunk(bytes, chunk, schema, recycler)
+}
+
+/// Decode the contents of `chunk`'s file, `bytes` (which this takes over).
+pub fn decode_chunk(
+    bytes: Vec<u8>,
+    chunk: &Chunk,
+    schema: &Schema,
+    recycler: &Recycler,
+) -> Result<DecodedChunk> {
     let ctx = Ctx {
         path: &chunk.path,
         first_sample: chunk.first_sample,
@@ -147,7 +158,7 @@ fn decode_classic(bytes: Vec<u8>, ctx: &Ctx) -> Result<DecodedChunk> {
     let end = offsets[n];
     let footer = has_arrow_footer(&bytes);
     if n > 0 && end == header && footer {
-        let decoded = super::arrow::decode_slim(&bytes, n, ctx.schema, ctx.recycler).map_err(
+        let decoded = decode_slim(&bytes, n, ctx.schema, ctx.recycler, ctx.max_inflated).map_err(
             |(item, message)| match item {
                 Some(item) => ctx.item_err(item, message),
                 None => ctx.err(message),
