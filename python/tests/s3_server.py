@@ -48,7 +48,8 @@ class MotoServer:
             stderr=subprocess.DEVNULL,
             env=env,
         )
-        deadline = time.monotonic() + 30
+        # Seconds, not load: the deadline only bounds a server that never comes up.
+        deadline = time.monotonic() + 120
         while True:
             try:  # a TCP connection, not a request: requests count against the free ones
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
