@@ -17,6 +17,7 @@ use crate::demo::{self, DemoOptions};
 use crate::error::{Error, Result};
 use crate::loader::{FieldBatch, Loader, LoaderOptions};
 use crate::sampler::{Sampler, SamplerConfig};
+use crate::source::litdata::Fingerprint;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +51,11 @@ enum Command {
         /// building, or upload it after building.
         #[arg(long, value_name = "s3://BUCKET/PREFIX/")]
         remote_cache: Option<String>,
+        /// How a local dataset's chunks are known unchanged since the cache was built: "mtime"
+        /// (size and modification time) or "content" (a hash of their bytes, for chunks
+        /// rewritten in place).
+        #[arg(long, default_value = "mtime")]
+        fingerprint: Fingerprint,
         /// No progress bar or summary.
         #[arg(long, short)]
         quiet: bool,
@@ -202,6 +208,7 @@ fn execute(command: Command) -> Result<i32> {
             rebuild,
             threads,
             remote_cache,
+            fingerprint,
             quiet,
         } => {
             let storage = remote.pairs()?;
@@ -221,6 +228,7 @@ fn execute(command: Command) -> Result<i32> {
                         storage: storage.clone(),
                     }),
                     remote_only: false,
+                    fingerprint,
                 },
             )?;
             println!("{}", reader.path().display());

@@ -15,6 +15,7 @@ use crate::decode::{DecodePlan, ImagePolicy};
 use crate::error::Error;
 use crate::loader::{self, BatchIter, FieldBatch, LoaderOptions};
 use crate::sampler::{Order, Sampler, SamplerConfig};
+use crate::source::litdata::Fingerprint;
 use crate::tensor::dlpack::PyTensor;
 use crate::tensor::{HostTensor, Tensor};
 use crate::transform::gpu_api::GpuStages;
@@ -80,7 +81,7 @@ struct Dataset {
 #[pymethods]
 impl Dataset {
     #[new]
-    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0, storage_options=Vec::new(), remote_cache=None))]
+    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0, storage_options=Vec::new(), remote_cache=None, fingerprint="mtime"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -91,7 +92,9 @@ impl Dataset {
         threads: usize,
         storage_options: Vec<(String, String)>,
         remote_cache: Option<String>,
+        fingerprint: &str,
     ) -> PyResult<Dataset> {
+        let fingerprint: Fingerprint = fingerprint.parse().py_err(py)?;
         let options = OpenOptions {
             cache_dir,
             rebuild,
@@ -105,6 +108,7 @@ impl Dataset {
                 storage: storage_options.clone(),
             }),
             remote_only: false,
+            fingerprint,
         };
         let reader = py
             .detach(|| cache::open_source(&path, &storage_options, &options))

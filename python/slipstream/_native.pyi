@@ -67,6 +67,7 @@ class Dataset:
         threads: int = 0,
         storage_options: list[tuple[str, str]] = ...,
         remote_cache: str | None = None,
+        fingerprint: str = "mtime",
     ) -> Dataset: ...
     def __len__(self) -> int: ...
     @property

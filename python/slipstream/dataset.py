@@ -87,6 +87,11 @@ class SlipstreamDataset:
             after a build, the cache is uploaded (its manifest last, so a half-finished upload
             is never used). Ranks on one machine download once. ``slipstream sync push|pull``
             does the same by hand.
+        fingerprint: how a local dataset is known unchanged since its cache was built:
+            ``"mtime"`` (default: each chunk's size and modification time, free) or
+            ``"content"`` (a hash of every chunk's bytes, read at disk speed on each open: for
+            chunks rewritten in place with their modification times kept). A dataset on S3 is
+            recognised by its objects' ETags either way.
 
     Example:
         >>> ds = SlipstreamDataset(demo_dir, cache_dir=cache_dir, progress=False)
@@ -109,6 +114,7 @@ class SlipstreamDataset:
         progress: bool = True,
         storage_options: dict[str, Any] | None = None,
         remote_cache: str | None = None,
+        fingerprint: str = "mtime",
     ) -> None:
         path = os.fspath(path)
         options = [(str(k), str(v)) for k, v in (storage_options or {}).items()]
@@ -119,6 +125,7 @@ class SlipstreamDataset:
             progress,
             storage_options=options,
             remote_cache=remote_cache,
+            fingerprint=fingerprint,
         )
         self._header: dict[str, Any] = json.loads(self._native.header_json())
         self._raw_fields: list[dict[str, Any]] = self._header["fields"]

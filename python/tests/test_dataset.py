@@ -149,3 +149,31 @@ def test_concurrent_processes_build_once(tmp_path: Path) -> None:
     assert all(p.returncode == 0 for p in procs), results
     assert len({out for out, _ in results}) == 1, "every process maps the same file"
     assert sum("building cache" in err for _, err in results) == 1, "built once"
+
+
+def test_content_fingerprint_notices_a_chunk_rewritten_in_place(tmp_path: Path) -> None:
+    """A chunk rewritten with the same size and its modification time put back: the default
+    fingerprint (size, mtime) cannot tell, `fingerprint="content"` can."""
+
+    src = m.make("flat", tmp_path / "ds", 40)
+    cache = tmp_path / "cache"
+    by_mtime = slipstream.SlipstreamDataset(src, cache_dir=cache, progress=False)
+    by_content = slipstream.SlipstreamDataset(
+        src, cache_dir=cache / "content", progress=False, fingerprint="content"
+    )
+    first_caption = by_mtime[0]["caption"]
+    chunk = next(p for p in sorted(src.glob("chunk-*.bin")))
+    stat = chunk.stat()
+    data = chunk.read_bytes()
+    at = data.index(first_caption.encode())
+    chunk.write_bytes(data[:at] + first_caption.upper().encode() + data[at + len(first_caption) :])
+    os.utime(chunk, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = slipstream.SlipstreamDataset(src, cache_dir=cache, progress=False)
+    assert again.cache_path == by_mtime.cache_path and again[0]["caption"] == first_caption
+    rebuilt = slipstream.SlipstreamDataset(
+        src, cache_dir=cache / "content", progress=False, fingerprint="content"
+    )
+    assert rebuilt[0]["caption"] == first_caption.upper(), "the rewrite is noticed"
+    assert by_content[0]["caption"] == first_caption, "an open cache stays as it was"
+    with pytest.raises(slipstream.ConfigError, match="fingerprint must be"):
+        slipstream.SlipstreamDataset(src, cache_dir=cache, fingerprint="size")

@@ -26,7 +26,7 @@ pub use writer::{BuildOptions, BuildReport, build_cache};
 
 use crate::error::{Error, IoContext, Result};
 use crate::source::LitDataset;
-use crate::source::litdata::INDEX_FILENAME;
+use crate::source::litdata::{Fingerprint, INDEX_FILENAME};
 
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
@@ -40,6 +40,8 @@ pub struct OpenOptions {
     /// With `remote_cache`: fail instead of building when the store has no cache for the
     /// dataset (`slipstream sync pull`).
     pub remote_only: bool,
+    /// How a local dataset's chunks are recognised as unchanged since the cache was built.
+    pub fingerprint: Fingerprint,
 }
 
 /// Where built caches are shared between machines: an `s3://` prefix, and the storage options
@@ -69,7 +71,7 @@ pub fn open(source: &Path, options: &OpenOptions) -> Result<CacheReader> {
         }
         return CacheReader::open(source);
     }
-    let dataset = LitDataset::open(source)?;
+    let dataset = LitDataset::open_with(source, options.fingerprint)?;
     let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
     open_or_build(
         &dataset,

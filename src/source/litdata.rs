@@ -13,7 +13,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::files::read_bounded;
+use super::files::{open_regular, read_bounded};
 use super::serializer::Serializer;
 use crate::error::{Error, IoContext, Location, Result};
 
@@ -132,8 +132,74 @@ pub fn max_inflated(entry: &ChunkEntry, config: &Config, file_len: u64) -> u64 {
         .min(HARD_CAP)
 }
 
-/// A chunk file's size and the bytes that identify its version (mtime, or an ETag).
+/// A chunk file's size and the bytes that identify its version (mtime, a content hash, or an
+/// ETag).
 type ChunkVersion = (u64, Vec<u8>);
+
+/// What identifies the version of a local chunk file in the dataset's fingerprint, which
+/// decides whether a cache still matches its dataset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fingerprint {
+    /// Size and modification time: free, and what any tool that writes a new file changes.
+    #[default]
+    Mtime,
+    /// A hash of the bytes (xxh3, read at disk speed): for datasets whose chunks are rewritten
+    /// in place with their modification times kept.
+    Content,
+}
+
+impl std::str::FromStr for Fingerprint {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Fingerprint> {
+        match s {
+            "mtime" => Ok(Fingerprint::Mtime),
+            "content" => Ok(Fingerprint::Content),
+            other => Err(Error::invalid(format!(
+                "fingerprint must be 'mtime' or 'content', not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// The version of the local chunk file at `path`: its size and, as `fingerprint` says, its
+/// modification time or a hash of its bytes.
+fn local_version(path: &Path, fingerprint: Fingerprint) -> Result<ChunkVersion> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::format(
+                Location::file(path),
+                format!(
+                    "chunk file listed in {} is missing",
+                    path.with_file_name(INDEX_FILENAME).display()
+                ),
+            ));
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let version = match fingerprint {
+        Fingerprint::Mtime => meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+        Fingerprint::Content => {
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            let mut file = open_regular(path)?;
+            let mut block = vec![0u8; 1 << 20];
+            loop {
+                let n = std::io::Read::read(&mut file, &mut block).at(path)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&block[..n]);
+            }
+            hasher.digest()
+        }
+    };
+    Ok((meta.len(), version.to_le_bytes().to_vec()))
+}
 
 /// A validated LitData dataset directory.
 #[derive(Debug, Clone)]
@@ -149,7 +215,13 @@ pub struct LitDataset {
 }
 
 impl LitDataset {
+    /// The dataset in directory `root`, fingerprinted by its chunks' sizes and modification
+    /// times.
     pub fn open(root: impl AsRef<Path>) -> Result<LitDataset> {
+        LitDataset::open_with(root, Fingerprint::Mtime)
+    }
+
+    pub fn open_with(root: impl AsRef<Path>, fingerprint: Fingerprint) -> Result<LitDataset> {
         let root = root.as_ref();
         let meta = fs::metadata(root).at(root)?;
         if !meta.is_dir() {
@@ -169,26 +241,7 @@ impl LitDataset {
         let mut index_bytes = Vec::new();
         read_bounded(&index_path, MAX_INDEX_BYTES, &mut index_bytes)?;
         LitDataset::assemble(root, index_bytes, &mut |path| {
-            let meta = match fs::metadata(path) {
-                Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::format(
-                        Location::file(path),
-                        format!(
-                            "chunk file listed in {} is missing",
-                            path.with_file_name(INDEX_FILENAME).display()
-                        ),
-                    ));
-                }
-                Err(e) => return Err(Error::io(path, e)),
-            };
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            Ok((meta.len(), mtime.to_le_bytes().to_vec()))
+            local_version(path, fingerprint)
         })
     }
 
