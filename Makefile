@@ -74,6 +74,7 @@ bench: build
 	$(PY) benches/python/raw_io.py
 	$(PY) benches/python/cpu_pipeline.py
 	$(PY) benches/python/s3_cold_start.py
+	$(PY) benches/python/soak.py
 
 # Coverage-guided fuzzing of the targets in tests/fuzz_targets/ (which `make test` runs on a
 # fixed set of mutated inputs) under libFuzzer, FUZZ_SECONDS each. Needs cargo-fuzz (installed
