@@ -1,7 +1,8 @@
-//! Build script: with the `cuda` feature, compile `kernels/*.cu` with nvcc into one fatbin per
-//! file (sm_80 and sm_90 code plus compute_90 PTX for newer GPUs), which
-//! `src/transform/gpu/launch.rs` embeds. nvcc is looked for in `$NVCC`, `$CUDA_HOME/bin`, `PATH`, then the pinned PyPI
-//! packages `make nvcc` installs in `.nvcc/`. Without nvcc the library still builds and says
+//! Build script: compile `csrc/jpeg_warnings.c` (see there) and, with the `cuda` feature,
+//! compile `kernels/*.cu` with nvcc into one fatbin per file (sm_80 and sm_90 code plus
+//! compute_90 PTX for newer GPUs), which `src/transform/gpu/launch.rs` embeds. nvcc is looked
+//! for in `$NVCC`, `$CUDA_HOME/bin`, `PATH`, then the pinned PyPI packages `make nvcc` installs
+//! in `.nvcc/`. Without nvcc the library still builds and says
 //! at run time that it has no kernels, unless `SLIPSTREAM_REQUIRE_KERNELS=1` (the build of a
 //! wheel meant for a GPU machine) turns that into a build failure.
 
@@ -17,6 +18,7 @@ const ARCHES: &[&str] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    compile_jpeg_warnings();
     println!("cargo:rerun-if-changed=kernels");
     for var in ["NVCC", "CUDA_HOME", "SLIPSTREAM_REQUIRE_KERNELS"] {
         println!("cargo:rerun-if-env-changed={var}");
@@ -59,6 +61,21 @@ fn main() {
     }
     println!("cargo:rerun-if-changed={}", nvcc.display());
     println!("cargo:rustc-cfg=slipstream_kernels");
+}
+
+/// `csrc/jpeg_warnings.c`, against the libjpeg headers of the libjpeg-turbo that turbojpeg-sys
+/// built (its `include` metadata); it links with that same static library.
+fn compile_jpeg_warnings() {
+    println!("cargo:rerun-if-changed=csrc");
+    let include = env::var("DEP_TURBOJPEG_INCLUDE").expect("turbojpeg-sys exports its headers");
+    let mut build = cc::Build::new();
+    for dir in include.split(',') {
+        build.include(dir);
+    }
+    build
+        .file("csrc/jpeg_warnings.c")
+        .warnings(true)
+        .compile("slipstream_jpeg_warnings");
 }
 
 fn find_nvcc() -> Option<PathBuf> {

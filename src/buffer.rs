@@ -10,6 +10,8 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::error::{Error, Result};
+
 /// DLPack asks for data pointers aligned like CUDA allocations.
 pub const ALIGN: usize = 256;
 
@@ -25,13 +27,23 @@ unsafe impl Send for Allocation {}
 unsafe impl Sync for Allocation {}
 
 impl Allocation {
-    fn new(capacity: usize) -> Allocation {
-        let capacity = capacity.max(ALIGN).next_multiple_of(ALIGN);
-        let layout = Layout::from_size_align(capacity, ALIGN).expect("buffer size overflows");
+    /// `capacity` zeroed bytes, or `None` when the memory cannot be had.
+    fn try_new(capacity: usize) -> Option<Allocation> {
+        let capacity = capacity.max(ALIGN).checked_next_multiple_of(ALIGN)?;
+        let layout = Layout::from_size_align(capacity, ALIGN).ok()?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
-        let ptr = NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        Allocation { ptr, capacity }
+        Some(Allocation {
+            ptr: NonNull::new(ptr)?,
+            capacity,
+        })
+    }
+
+    fn new(capacity: usize) -> Allocation {
+        Allocation::try_new(capacity).unwrap_or_else(|| {
+            let layout = Layout::from_size_align(capacity.max(1), ALIGN).expect("buffer size");
+            std::alloc::handle_alloc_error(layout)
+        })
     }
 }
 
@@ -143,9 +155,10 @@ impl BufferPool {
         }
     }
 
-    /// A buffer of `len` bytes. Its contents are unspecified (old data or zeros): callers
+    /// A buffer of `len` bytes, or an error when the memory cannot be had (batch sizes come
+    /// from the data and the user). Its contents are unspecified (old data or zeros): callers
     /// overwrite all of it.
-    pub fn take(&self, len: usize) -> Buffer {
+    pub fn take(&self, len: usize) -> Result<Buffer> {
         let reused = {
             let mut free = self.inner.free.lock().unwrap();
             let best = free
@@ -166,12 +179,21 @@ impl BufferPool {
             }
         };
         // Headroom so that batches whose size varies a little reuse the same allocations.
-        let allocation = reused.unwrap_or_else(|| Allocation::new(len + len / 8));
-        Buffer {
+        let allocation = match reused {
+            Some(allocation) => allocation,
+            None => Allocation::try_new(len.saturating_add(len / 8))
+                .or_else(|| Allocation::try_new(len))
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "not enough memory for a batch buffer of {len} bytes"
+                    ))
+                })?,
+        };
+        Ok(Buffer {
             allocation: Some(allocation),
             len,
             pool: Arc::downgrade(&self.inner),
-        }
+        })
     }
 
     /// Idle allocations waiting for reuse.
@@ -187,26 +209,33 @@ mod tests {
     #[test]
     fn buffers_are_aligned_and_recycled() {
         let pool = BufferPool::new(2);
-        let mut a = pool.take(1000);
+        let mut a = pool.take(1000).unwrap();
         assert_eq!(a.as_ptr() as usize % ALIGN, 0);
         a.as_mut_slice().fill(7);
         let ptr = a.as_ptr();
         drop(a);
         assert_eq!(pool.idle(), 1);
-        let b = pool.take(900);
+        let b = pool.take(900).unwrap();
         assert_eq!(b.as_ptr(), ptr, "a dropped buffer's allocation is reused");
         assert_eq!(pool.idle(), 0);
-        let c = pool.take(1000);
+        let c = pool.take(1000).unwrap();
         assert_ne!(c.as_ptr(), ptr, "a held buffer is never handed out twice");
     }
 
     #[test]
     fn pool_stays_bounded() {
         let pool = BufferPool::new(1);
-        let bufs: Vec<_> = (0..4).map(|_| pool.take(64)).collect();
+        let bufs: Vec<_> = (0..4).map(|_| pool.take(64).unwrap()).collect();
         drop(bufs);
         assert_eq!(pool.idle(), 1);
-        drop(pool.take(1 << 20));
+        drop(pool.take(1 << 20).unwrap());
         assert_eq!(pool.idle(), 1);
+    }
+
+    #[test]
+    fn a_buffer_that_cannot_be_had_is_an_error_not_an_abort() {
+        let pool = BufferPool::new(1);
+        let e = pool.take(usize::MAX / 2).unwrap_err();
+        assert!(e.to_string().contains("not enough memory"), "{e}");
     }
 }

@@ -40,7 +40,7 @@ pub fn gather_values(
         total += r.size as usize;
         offsets.push(total as i64);
     }
-    let mut buffer = pool.take(total);
+    let mut buffer = pool.take(total)?;
     // Carve the buffer into one disjoint destination per sample.
     let mut destinations = Vec::with_capacity(samples.len());
     let mut rest = buffer.as_mut_slice();

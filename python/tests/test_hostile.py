@@ -58,6 +58,17 @@ def test_truncated_jpeg_ending_with_eoi_is_a_decode_error(demo_dataset) -> None:
     assert (accepted[-4:] == 128).all(), "the rows after the cut are grey"
 
 
+def test_truncation_after_a_harmless_warning_is_still_a_decode_error(demo_dataset) -> None:
+    """libjpeg warns about an unknown JFIF revision first; the cut further on must not hide
+    behind it (TurboJPEG reports only a decode's first warning)."""
+    jpeg = bytearray(demo_dataset[1]["image"])
+    at = jpeg.index(b"JFIF\0")
+    jpeg[at + 5] = 3
+    assert ss.decode_image(bytes(jpeg)).shape[2] == 3, "the revision alone is harmless"
+    with pytest.raises(ss.DecodeError, match="premature end of data segment"):
+        ss.decode_image(cut_with_eoi(bytes(jpeg)))
+
+
 def test_truncated_jpeg_ending_with_eoi_is_skipped_in_pipelines(
     demo_dataset, tmp_path: Path
 ) -> None:

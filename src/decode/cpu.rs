@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 
 use turbojpeg_sys as tj;
 
-use super::libjpeg_warnings::{Warning, classify};
+use super::libjpeg_warnings::{Warning, all_warnings, classify};
 use super::plan::{DecodePlan, Decoded};
 use super::probe::{ImageFormat, not_an_image, probe};
 
@@ -92,7 +92,13 @@ impl CpuDecoder {
         // SAFETY (for every call below): `h` is a live decompressor owned by `self`, `bytes`
         // outlives the calls, and the output buffer is sized for the region and pitch given.
         if unsafe { tj::tj3DecompressHeader(h, bytes.as_ptr(), bytes.len() as tj::size_t) } != 0 {
-            return Err(format!("JPEG header: {}", error(h)));
+            let message = error(h);
+            let warning = unsafe { tj::tj3GetErrorCode(h) } == tj::TJERR_TJERR_WARNING as c_int;
+            // A harmless header warning (an unknown JFIF revision) is decoded past; it comes
+            // back, with any other, from the decode itself.
+            if !(warning && classify(&message) == Warning::Harmless) {
+                return Err(format!("JPEG header: {message}"));
+            }
         }
         let get = |p| unsafe { tj::tj3Get(h, p as c_int) };
         let (width, height) = (
@@ -152,14 +158,18 @@ impl CpuDecoder {
             // SAFETY: as above.
             let fatal = unsafe { tj::tj3GetErrorCode(h) } != tj::TJERR_TJERR_WARNING as c_int;
             // libjpeg finishes the image after a warning; what it could not read is grey.
-            let accepted = match classify(&message) {
-                _ if fatal => false,
+            let accepted = |message: &str| match classify(message) {
                 Warning::Harmless => true,
                 Warning::Truncated => plan.policy.load_truncated,
                 Warning::Corrupt => false,
             };
-            if !accepted {
+            if fatal || !accepted(&message) {
                 return Err(format!("JPEG data: {message}"));
+            }
+            // TurboJPEG reports the first warning only: a harmless one may hide others.
+            let later = all_warnings(bytes).ok_or("JPEG data: it does not decode to its end")?;
+            if let Some(bad) = later.iter().find(|m| !accepted(m)) {
+                return Err(format!("JPEG data: {bad}"));
             }
         }
         if cmyk {
@@ -375,6 +385,39 @@ mod tests {
             )
             .unwrap();
         assert_eq!((info.width, info.height, info.scale()), (100, 60, 0.5));
+    }
+
+    /// `jpeg` with its JFIF header claiming major revision 3, which libjpeg warns about.
+    fn unknown_jfif_revision(mut jpeg: Vec<u8>) -> Vec<u8> {
+        let at = jpeg
+            .windows(5)
+            .position(|w| w == b"JFIF\0")
+            .expect("a JFIF header");
+        jpeg[at + 5] = 3;
+        jpeg
+    }
+
+    #[test]
+    fn truncation_after_a_harmless_warning_is_still_an_error() {
+        let (bytes, _) = jpeg(64, 64);
+        let mut d = CpuDecoder::new();
+        let mut out = Vec::new();
+        let odd = unknown_jfif_revision(bytes.clone());
+        d.decode(&odd, DecodePlan::FULL, &mut out)
+            .expect("an unknown JFIF revision alone is harmless");
+        let mut cut = odd[..odd.len() / 2].to_vec();
+        cut.extend_from_slice(&[0xff, 0xd9]);
+        let e = d.decode(&cut, DecodePlan::FULL, &mut out).unwrap_err();
+        assert!(e.contains("premature end of data segment"), "{e}");
+        let lenient = DecodePlan::full(crate::decode::ImagePolicy {
+            load_truncated: true,
+            ..Default::default()
+        });
+        d.decode(&cut, lenient, &mut out)
+            .expect("accepted when asked");
+        let warnings = super::super::libjpeg_warnings::all_warnings(&cut).unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("Warning: unknown JFIF revision number 3."));
     }
 
     #[test]

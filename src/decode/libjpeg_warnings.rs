@@ -1,7 +1,57 @@
 //! What a libjpeg warning means for the pixels. libjpeg-turbo finishes decoding after a
 //! warning, filling what it could not read with grey, and TurboJPEG reports the first warning's
 //! text; this is the list of every warning libjpeg-turbo 3 can emit (`JWRN_*` in its
-//! `jerror.h`), each with what it means for the image.
+//! `jerror.h`), each with what it means for the image, and [`all_warnings`], which finds the
+//! warnings after the first (`csrc/jpeg_warnings.c`).
+
+use std::ffi::{CStr, c_char, c_int, c_uchar, c_ulong};
+
+unsafe extern "C" {
+    /// `csrc/jpeg_warnings.c`.
+    fn slipstream_jpeg_warnings(
+        data: *const c_uchar,
+        len: c_ulong,
+        texts: *mut c_char,
+        max: c_int,
+        slot: c_int,
+    ) -> c_int;
+}
+
+/// Warnings kept by [`all_warnings`], and the bytes of each one's text.
+const MAX_WARNINGS: usize = 16;
+const SLOT: usize = 200;
+
+/// The texts of the warnings decoding `jpeg` to its end raises (the first 16), or `None` when
+/// decoding it fails outright. Costs a full decode.
+pub fn all_warnings(jpeg: &[u8]) -> Option<Vec<String>> {
+    let mut texts = vec![0 as c_char; MAX_WARNINGS * SLOT];
+    // SAFETY: `jpeg` is a live slice of `len` bytes the C code only reads; `texts` holds
+    // `MAX_WARNINGS` slots of `SLOT` bytes, and the C code writes NUL-terminated texts of at
+    // most JMSG_LENGTH_MAX (200) bytes into the first `count` slots only.
+    let count = unsafe {
+        slipstream_jpeg_warnings(
+            jpeg.as_ptr(),
+            jpeg.len() as c_ulong,
+            texts.as_mut_ptr(),
+            MAX_WARNINGS as c_int,
+            SLOT as c_int,
+        )
+    };
+    let count = usize::try_from(count).ok()?.min(MAX_WARNINGS);
+    Some(
+        texts
+            .chunks_exact(SLOT)
+            .take(count)
+            .map(|slot| {
+                // SAFETY: each written slot is NUL-terminated within its SLOT bytes (the
+                // buffer was zeroed, so an unwritten tail is NULs too).
+                unsafe { CStr::from_ptr(slot.as_ptr()) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
+    )
+}
 
 /// What a warning says about the decoded pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,11 +49,11 @@ impl CpuPipeline {
         replacement: &Replacement,
     ) -> Result<Produced> {
         let b = samples.len();
-        let mut buffers: Vec<_> = outputs
+        let mut buffers = outputs
             .outputs
             .iter()
             .map(|o| pool.take(b * o.spec.views as usize * o.spec.view_bytes()))
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         // One slot per (sample, output), carved from the outputs' buffers.
         let mut slots: Vec<Vec<&mut [u8]>> = (0..b).map(|_| Vec::new()).collect();
         for (buffer, o) in buffers.iter_mut().zip(&outputs.outputs) {
