@@ -32,7 +32,7 @@ fn index_parser_survives_mutated_index_files() {
 
 #[test]
 fn cache_reader_survives_mutated_caches() {
-    smoke("cache_file", fuzz_targets::cache_file, 25_000);
+    smoke("cache_file", fuzz_targets::cache_file, 100_000);
 }
 
 #[test]
