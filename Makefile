@@ -77,17 +77,19 @@ bench: build
 	$(PY) benches/python/soak.py
 
 # Coverage-guided fuzzing of the targets in tests/fuzz_targets/ (which `make test` runs on a
-# fixed set of mutated inputs) under libFuzzer, FUZZ_SECONDS each. Needs cargo-fuzz (installed
-# here if missing) and a nightly toolchain. Corpora go to fuzz/corpus/, failing inputs to
-# fuzz/artifacts/; each run ends with libFuzzer's execution count.
+# fixed set of mutated inputs) under libFuzzer, FUZZ_SECONDS or FUZZ_RUNS inputs each, whichever
+# ends first (-1: no limit). Needs cargo-fuzz (installed here if missing) and a nightly
+# toolchain. Corpora go to fuzz/corpus/, failing inputs to fuzz/artifacts/; each run ends with
+# libFuzzer's execution count.
 FUZZ_SECONDS ?= 600
+FUZZ_RUNS ?= -1
 FUZZ_TARGETS := chunk index cache_file image
 fuzz: system-tools
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cargo run --release --quiet --manifest-path fuzz/Cargo.toml --bin write_seeds -- fuzz/corpus
 	for t in $(FUZZ_TARGETS); do \
 		cargo +nightly fuzz run --sanitizer none $$t fuzz/corpus/$$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+			-max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -timeout=10 -rss_limit_mb=2048 \
 			-print_final_stats=1 || exit 1; \
 	done
 
