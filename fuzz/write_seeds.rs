@@ -1,4 +1,5 @@
-//! Write every fuzz target's seeds into `<dir>/<target>/`, as libFuzzer corpora.
+//! Write every fuzz target's seeds, and the inputs that once made it fail, into
+//! `<dir>/<target>/`, as libFuzzer corpora.
 
 #[path = "../tests/fuzz_targets/mod.rs"]
 mod targets;
@@ -8,8 +9,9 @@ fn main() {
     for (target, _) in targets::TARGETS {
         let corpus = dir.join(target);
         std::fs::create_dir_all(&corpus).expect("corpus directory");
-        for (i, seed) in targets::seeds(target).iter().enumerate() {
-            std::fs::write(corpus.join(format!("seed-{i:03}")), seed).expect("seed");
+        let inputs = targets::seeds(target).into_iter().chain(targets::regressions(target));
+        for (i, input) in inputs.enumerate() {
+            std::fs::write(corpus.join(format!("seed-{i:03}")), input).expect("seed");
         }
     }
 }

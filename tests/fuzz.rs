@@ -7,6 +7,10 @@ mod fuzz_targets;
 use slipstream::rng::{Stream, key};
 
 fn smoke(target: &str, run: fn(&[u8]), inputs: u64) {
+    // Inputs that once failed (tests/fixtures/fuzz/<target>-<what it pinned>), then the seeds.
+    for input in fuzz_targets::regressions(target) {
+        run(&input);
+    }
     let seeds = fuzz_targets::seeds(target);
     for seed in &seeds {
         run(seed);

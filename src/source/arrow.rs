@@ -45,9 +45,7 @@ pub fn decode_slim(
         .filter(|_| ipc_len > 0)
         .ok_or_else(|| whole("Arrow footer length points before the start of the chunk"))?;
     let ipc = &bytes[start..len - 12];
-    check_sizes(ipc, max_inflated)
-        .and_then(|()| check_footer(ipc))
-        .map_err(|e| whole(format!("Arrow footer: {e}")))?;
+    check_sizes(ipc, max_inflated).map_err(|e| whole(format!("Arrow footer: {e}")))?;
     // arrow-ipc panics on some malformed input (buffers shorter than their arrays) instead of
     // returning an error; a damaged chunk must give an error.
     let batches = catch_quietly(|| read_batches(ipc))
@@ -90,122 +88,121 @@ pub fn decode_slim(
     Ok(DecodedChunk { bytes: out, items })
 }
 
-/// Check what the IPC messages declare before arrow-ipc trusts it: every buffer inside its
-/// message, every array length and the decompressed size of every compressed buffer within
-/// `max_bytes` (in all, for the buffers). Walks the encapsulated messages (after the file magic, for the file format) up to
-/// the end-of-stream marker; what does not parse is left for arrow-ipc to report.
+/// Check what the IPC messages arrow-ipc will read declare, before it trusts them: every block
+/// of a file's footer inside the blob, every buffer inside its message, every array length and
+/// the decompressed size of every compressed buffer within `max_bytes` (in all, for the
+/// buffers). What does not parse is left for arrow-ipc to report.
 fn check_sizes(ipc: &[u8], max_bytes: u64) -> Result<(), String> {
-    let i32_at = |at: usize| {
-        ipc.get(at..at + 4)
-            .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
-    };
-    let mut at = if ipc.starts_with(b"ARROW1") { 8 } else { 0 };
     let mut inflated = 0u64;
-    loop {
-        let Some(word) = i32_at(at) else {
-            return Ok(());
-        };
-        // Since Arrow 0.15 a message starts with 0xFFFFFFFF, then its metadata length.
-        let (meta_at, meta_len) = match word {
-            -1 => (at + 8, i32_at(at + 4).unwrap_or(0)),
-            len => (at + 4, len),
-        };
-        let Some(meta) = usize::try_from(meta_len)
-            .ok()
-            .filter(|&l| l > 0)
-            .and_then(|l| ipc.get(meta_at..meta_at.checked_add(l)?))
-        else {
-            return Ok(());
-        };
+    for (meta, body) in messages(ipc)? {
         let Ok(message) = arrow_ipc::root_as_message(meta) else {
-            return Ok(());
-        };
-        let body_at = meta_at + meta.len();
-        let Some(body) = usize::try_from(message.bodyLength())
-            .ok()
-            .and_then(|l| ipc.get(body_at..body_at.checked_add(l)?))
-        else {
-            return Ok(());
+            continue;
         };
         let batch = message
             .header_as_record_batch()
             .or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()));
-        if let Some(batch) = batch {
-            let lengths = std::iter::once(batch.length())
-                .chain(batch.nodes().into_iter().flatten().map(|n| n.length()));
-            for length in lengths {
-                if u64::try_from(length).map_or(true, |l| l > max_bytes) {
-                    return Err(format!("an array claims {length} elements"));
-                }
-            }
-            for buffer in batch.buffers().into_iter().flatten() {
-                // arrow-ipc panics on a buffer past the body.
-                let inside = usize::try_from(buffer.offset())
-                    .ok()
-                    .zip(usize::try_from(buffer.length()).ok())
-                    .and_then(|(o, l)| o.checked_add(l))
-                    .is_some_and(|end| end <= body.len());
-                if !inside {
-                    return Err("a buffer lies outside its message".into());
-                }
-            }
-            if batch.compression().is_some() {
-                for buffer in batch.buffers().into_iter().flatten() {
-                    // A compressed buffer starts with its decompressed length (-1: stored).
-                    if buffer.length() < 8 {
-                        continue;
-                    }
-                    let declared = usize::try_from(buffer.offset())
-                        .ok()
-                        .and_then(|o| body.get(o..o + 8))
-                        .map_or(-1, |b| i64::from_le_bytes(b.try_into().unwrap()));
-                    inflated = inflated.saturating_add(declared.max(0) as u64);
-                    if inflated > max_bytes {
-                        return Err(format!(
-                            "its buffers claim more than {max_bytes} bytes decompressed, the \
-                             most the chunk's index.json allows"
-                        ));
-                    }
-                }
+        let Some(batch) = batch else {
+            continue;
+        };
+        let lengths = std::iter::once(batch.length())
+            .chain(batch.nodes().into_iter().flatten().map(|n| n.length()));
+        for length in lengths {
+            if u64::try_from(length).map_or(true, |l| l > max_bytes) {
+                return Err(format!("an array claims {length} elements"));
             }
         }
-        at = body_at + body.len();
-    }
-}
-
-/// The file format's footer: every block it lists (where the reader seeks, and how much it
-/// allocates and reads) inside the blob.
-fn check_footer(ipc: &[u8]) -> Result<(), String> {
-    let len = ipc.len();
-    if !ipc.starts_with(b"ARROW1") {
-        return Ok(());
-    }
-    let footer_len = ipc
-        .get(len.saturating_sub(10)..len.saturating_sub(6))
-        .map(|b| i32::from_le_bytes(b.try_into().unwrap()));
-    let Some(footer) = footer_len
-        .and_then(|l| usize::try_from(l).ok())
-        .and_then(|l| ipc.get((len - 10).checked_sub(l)?..len - 10))
-    else {
-        return Ok(());
-    };
-    let Ok(footer) = arrow_ipc::root_as_footer(footer) else {
-        return Ok(());
-    };
-    let blocks = footer.recordBatches().into_iter().flatten();
-    for block in blocks.chain(footer.dictionaries().into_iter().flatten()) {
-        let end = [
-            block.offset(),
-            block.metaDataLength() as i64,
-            block.bodyLength(),
-        ]
-        .into_iter()
-        .try_fold(0u64, |sum, part| sum.checked_add(u64::try_from(part).ok()?));
-        if end.is_none_or(|end| end > len as u64) {
-            return Err("its footer lists a block outside the blob".into());
+        let compressed = batch.compression().is_some();
+        for buffer in batch.buffers().into_iter().flatten() {
+            // arrow-ipc panics on a buffer past the body.
+            let range = usize::try_from(buffer.offset())
+                .ok()
+                .zip(usize::try_from(buffer.length()).ok())
+                .and_then(|(o, l)| Some(o..o.checked_add(l)?))
+                .filter(|r| r.end <= body.len())
+                .ok_or("a buffer lies outside its message")?;
+            // A compressed buffer starts with its decompressed length (-1: stored).
+            if compressed && range.len() >= 8 {
+                let declared =
+                    i64::from_le_bytes(body[range.start..range.start + 8].try_into().unwrap());
+                inflated = inflated.saturating_add(declared.max(0) as u64);
+                if inflated > max_bytes {
+                    return Err(format!(
+                        "its buffers claim more than {max_bytes} bytes decompressed, the most \
+                         the chunk's index.json allows"
+                    ));
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// An encapsulated IPC message: its metadata (a flatbuffer) and its body.
+type Message<'a> = (&'a [u8], &'a [u8]);
+
+/// The (metadata, body) of each message arrow-ipc reads: a stream's in order, up to the
+/// end-of-stream marker; a file's at the blocks its footer lists (dictionaries and batches),
+/// which must lie inside the blob.
+fn messages(ipc: &[u8]) -> Result<Vec<Message<'_>>, String> {
+    let i32_at = |at: usize| {
+        ipc.get(at..at.checked_add(4)?)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+    };
+    // A message's metadata: since Arrow 0.15, 0xFFFFFFFF, its length, then the flatbuffer.
+    let metadata = |at: usize| -> Option<&[u8]> {
+        let (meta_at, meta_len) = match i32_at(at)? {
+            -1 => (at + 8, i32_at(at + 4)?),
+            len => (at + 4, len),
+        };
+        let len = usize::try_from(meta_len).ok().filter(|&l| l > 0)?;
+        ipc.get(meta_at..meta_at.checked_add(len)?)
+    };
+    let mut out = Vec::new();
+    if !ipc.starts_with(b"ARROW1") {
+        let mut at = 0;
+        while let Some(meta) = metadata(at) {
+            let Ok(message) = arrow_ipc::root_as_message(meta) else {
+                break;
+            };
+            let body_at = meta.as_ptr() as usize - ipc.as_ptr() as usize + meta.len();
+            let Some(body) = usize::try_from(message.bodyLength())
+                .ok()
+                .and_then(|l| ipc.get(body_at..body_at.checked_add(l)?))
+            else {
+                break;
+            };
+            out.push((meta, body));
+            at = body_at + body.len();
+        }
+        return Ok(out);
+    }
+    let len = ipc.len();
+    let footer_len = i32_at(len.saturating_sub(10)).and_then(|l| usize::try_from(l).ok());
+    let Some(footer) = footer_len.and_then(|l| ipc.get((len - 10).checked_sub(l)?..len - 10))
+    else {
+        return Ok(out);
+    };
+    let Ok(footer) = arrow_ipc::root_as_footer(footer) else {
+        return Ok(out);
+    };
+    let blocks = footer.dictionaries().into_iter().flatten();
+    for block in blocks.chain(footer.recordBatches().into_iter().flatten()) {
+        let outside = || "its footer lists a block outside the blob".to_string();
+        let offset = usize::try_from(block.offset()).map_err(|_| outside())?;
+        let meta_len = usize::try_from(block.metaDataLength()).map_err(|_| outside())?;
+        let body_len = usize::try_from(block.bodyLength()).map_err(|_| outside())?;
+        let body_at = offset.checked_add(meta_len).ok_or_else(outside)?;
+        let body = body_at
+            .checked_add(body_len)
+            .and_then(|end| ipc.get(body_at..end))
+            .ok_or_else(outside)?;
+        let ends_in_block =
+            |m: &&[u8]| m.as_ptr() as usize - ipc.as_ptr() as usize + m.len() <= body_at;
+        if let Some(meta) = metadata(offset).filter(ends_in_block) {
+            out.push((meta, body));
+        }
+    }
+    Ok(out)
 }
 
 /// `f`'s result, or `Err` if it panicked, without the panic message that the panic hook

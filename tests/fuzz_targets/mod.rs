@@ -156,6 +156,25 @@ pub fn image(data: &[u8]) {
     let _ = decoder.decode(data, plan, &mut out);
 }
 
+/// The inputs that made a target fail once, kept as `tests/fixtures/fuzz/<target>-<what>`.
+pub fn regressions(target: &str) -> Vec<Vec<u8>> {
+    let dir = fixture("").parent().expect("fixtures/").join("fuzz");
+    let mut found: Vec<_> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .map(|e| e.expect("fixtures/fuzz/").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{target}-")))
+        })
+        .collect();
+    found.sort();
+    found
+        .iter()
+        .map(|p| std::fs::read(p).expect("regression input"))
+        .collect()
+}
+
 /// The seeds of each target.
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     match target {
