@@ -185,17 +185,22 @@ fn decode_pil(bytes: &[u8]) -> Result<Leaf<'_>, String> {
     })
 }
 
-/// Bytes of raw pixels Pillow's `tobytes()` gives for a mode, where the mode is a common one.
+/// Bytes of raw pixels Pillow's `tobytes()` gives for a mode, where the mode is a common one
+/// (`u64::MAX` when the size overflows: no value is that long).
 pub fn pil_frame_size(mode: &str, width: u64, height: u64) -> Option<u64> {
-    let per_pixel = match mode {
-        "1" => return Some(width.div_ceil(8) * height),
-        "L" | "P" => 1,
-        "LA" | "La" | "PA" | "I;16" | "I;16B" | "I;16L" => 2,
-        "RGB" | "YCbCr" | "LAB" | "HSV" => 3,
-        "RGBA" | "RGBa" | "RGBX" | "CMYK" | "I" | "F" => 4,
+    let (row, per_row) = match mode {
+        "1" => (width.div_ceil(8), 1),
+        "L" | "P" => (width, 1),
+        "LA" | "La" | "PA" | "I;16" | "I;16B" | "I;16L" => (width, 2),
+        "RGB" | "YCbCr" | "LAB" | "HSV" => (width, 3),
+        "RGBA" | "RGBa" | "RGBX" | "CMYK" | "I" | "F" => (width, 4),
         _ => return None,
     };
-    Some(width * height * per_pixel)
+    Some(
+        row.checked_mul(per_row)
+            .and_then(|r| r.checked_mul(height))
+            .unwrap_or(u64::MAX),
+    )
 }
 
 fn decode_array(bytes: &[u8], big_endian_header: bool) -> Result<Leaf<'_>, String> {
@@ -233,6 +238,15 @@ fn decode_array(bytes: &[u8], big_endian_header: bool) -> Result<Leaf<'_>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pil_sizes_that_overflow_never_match_a_value() {
+        assert_eq!(pil_frame_size("RGB", 4, 2), Some(24));
+        assert_eq!(pil_frame_size("1", 9, 2), Some(4));
+        let huge = u32::MAX as u64;
+        assert_eq!(pil_frame_size("RGBA", huge, huge), Some(u64::MAX));
+        assert_eq!(pil_frame_size("weird", 1, 1), None);
+    }
 
     #[test]
     fn numpy_and_tensor_headers() {
