@@ -176,10 +176,12 @@ fn messages(ipc: &[u8]) -> Result<Vec<Message<'_>>, String> {
         }
         return Ok(out);
     }
-    let len = ipc.len();
-    let footer_len = i32_at(len.saturating_sub(10)).and_then(|l| usize::try_from(l).ok());
-    let Some(footer) = footer_len.and_then(|l| ipc.get((len - 10).checked_sub(l)?..len - 10))
-    else {
+    // A file ends with its footer, the footer's length (4 bytes) and "ARROW1".
+    let footer = ipc.len().checked_sub(10).and_then(|at| {
+        let footer_len = usize::try_from(i32_at(at)?).ok()?;
+        ipc.get(at.checked_sub(footer_len)?..at)
+    });
+    let Some(footer) = footer else {
         return Ok(out);
     };
     let Ok(footer) = arrow_ipc::root_as_footer(footer) else {
@@ -192,13 +194,13 @@ fn messages(ipc: &[u8]) -> Result<Vec<Message<'_>>, String> {
         let meta_len = usize::try_from(block.metaDataLength()).map_err(|_| outside())?;
         let body_len = usize::try_from(block.bodyLength()).map_err(|_| outside())?;
         let body_at = offset.checked_add(meta_len).ok_or_else(outside)?;
-        let body = body_at
-            .checked_add(body_len)
-            .and_then(|end| ipc.get(body_at..end))
-            .ok_or_else(outside)?;
-        let ends_in_block =
-            |m: &&[u8]| m.as_ptr() as usize - ipc.as_ptr() as usize + m.len() <= body_at;
-        if let Some(meta) = metadata(offset).filter(ends_in_block) {
+        let end = body_at.checked_add(body_len).ok_or_else(outside)?;
+        let block = ipc.get(offset..end).ok_or_else(outside)?;
+        let body = &block[meta_len..];
+        // arrow-ipc parses the flatbuffer from the whole block after its 4- or 8-byte prefix
+        // (body included, whatever length the prefix states): the check must see those bytes.
+        let prefix = if block.starts_with(&[0xff; 4]) { 8 } else { 4 };
+        if let Some(meta) = block.get(prefix..) {
             out.push((meta, body));
         }
     }
