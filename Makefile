@@ -63,6 +63,7 @@ lint: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	$(VENV)/bin/ruff check python benches scripts
 	$(VENV)/bin/ruff format --check python benches scripts
 	$(PY) scripts/check_layers.py  # layers, loops, function and file sizes (docs/ARCHITECTURE.md)
+	$(PY) scripts/check_one_build.py --features $(FEATURES)  # tests, binaries and wheel share dependencies
 
 # Regenerate the committed LitData fixtures with the pinned litdata.
 fixtures: $(VENV)/.installed
