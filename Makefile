@@ -10,7 +10,7 @@ FEATURES := cuda,s3
 # make installs nvcc (.nvcc/) before building, so every build here compiles the kernels.
 export SLIPSTREAM_REQUIRE_KERNELS := 1
 
-.PHONY: demo test test-rust test-python lint build fixtures bench clean system-tools nvcc gpu-bundle fuzz
+.PHONY: demo test test-rust test-python test-wheel lint build wheel fixtures bench clean system-tools nvcc gpu-bundle fuzz
 
 # cmake and nasm build libjpeg-turbo (the turbojpeg-sys crate vendors its sources).
 SYSTEM_TOOLS := cmake nasm
@@ -47,7 +47,7 @@ build: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 demo: build
 	$(VENV)/bin/slipstream demo
 
-test: lint test-rust test-python
+test: lint test-rust test-python test-wheel
 
 test-rust: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	cargo test --release --features $(FEATURES) --quiet
@@ -64,6 +64,18 @@ lint: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	$(VENV)/bin/ruff format --check python benches scripts
 	$(PY) scripts/check_layers.py  # layers, loops, function and file sizes (docs/ARCHITECTURE.md)
 	$(PY) scripts/check_one_build.py --features $(FEATURES)  # tests, binaries and wheel share dependencies
+
+# The wheel users install, into dist/: abi3 (Python >= 3.10), manylinux_2_28 (zig links it
+# against glibc 2.28, so it needs no newer system than that), libjpeg-turbo linked in; the CUDA
+# driver, nvJPEG and torch are found at run time. Its target differs from the host's, so it is
+# the one build here that compiles the dependencies a second time.
+wheel: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
+	rm -rf dist
+	$(VENV)/bin/maturin build --release --zig --compatibility manylinux_2_28 --quiet -o dist
+
+# The wheel installed into a fresh venv with no build tools on PATH (scripts/check_wheel.sh).
+test-wheel: wheel
+	scripts/check_wheel.sh
 
 # Regenerate the committed LitData fixtures with the pinned litdata.
 fixtures: $(VENV)/.installed
@@ -100,4 +112,4 @@ gpu-bundle: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	scripts/build-gpu-bundle.sh
 
 clean:
-	rm -rf target $(VENV) $(NVCC_DIR) gpu-bundle python/slipstream/_native*.so
+	rm -rf target $(VENV) $(NVCC_DIR) gpu-bundle dist python/slipstream/_native*.so
