@@ -61,6 +61,14 @@ fn main() {
     }
     println!("cargo:rerun-if-changed={}", nvcc.display());
     println!("cargo:rustc-cfg=slipstream_kernels");
+    let arches: Vec<&str> = ARCHES
+        .iter()
+        .filter_map(|a| a.rsplit(",code=").next())
+        .collect();
+    println!(
+        "cargo:rustc-env=SLIPSTREAM_KERNEL_ARCHES={}",
+        arches.join(",")
+    );
 }
 
 /// `csrc/jpeg_warnings.c`, against the libjpeg headers of the libjpeg-turbo that turbojpeg-sys
@@ -69,9 +77,20 @@ fn compile_jpeg_warnings() {
     println!("cargo:rerun-if-changed=csrc");
     let include = env::var("DEP_TURBOJPEG_INCLUDE").expect("turbojpeg-sys exports its headers");
     let mut build = cc::Build::new();
+    let mut version = None;
     for dir in include.split(',') {
         build.include(dir);
+        // For `slipstream info`: the version of the libjpeg-turbo linked in.
+        let jconfig = std::fs::read_to_string(Path::new(dir).join("jconfig.h")).unwrap_or_default();
+        version = version.or_else(|| {
+            jconfig.lines().find_map(|line| {
+                let rest = line.strip_prefix("#define LIBJPEG_TURBO_VERSION ")?;
+                Some(rest.trim().to_string())
+            })
+        });
     }
+    let version = version.expect("jconfig.h of turbojpeg-sys defines LIBJPEG_TURBO_VERSION");
+    println!("cargo:rustc-env=SLIPSTREAM_LIBJPEG_TURBO_VERSION={version}");
     build
         .file("csrc/jpeg_warnings.c")
         .warnings(true)

@@ -31,7 +31,7 @@ LAYERS: list[list[str]] = [
     ["sampler", "gather"],
     ["transform"],
     ["loader"],
-    ["demo"],
+    ["demo", "info"],
     ["cli"],
     ["python", "bin"],
 ]

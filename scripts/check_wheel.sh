@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The wheel in dist/ as a user gets it: `auditwheel show` must call it manylinux_2_28; then it
 # is installed into a fresh venv and run with a PATH that holds only that venv (no Rust, cargo,
-# C compiler, cmake or nasm): `slipstream demo`, and scripts/wheel_smoke.py on a dataset that
-# litdata writes here, first without torch, then with torch (the project venv's, put on the
-# fresh venv's path rather than installed a second time). Prints the install and demo times.
+# C compiler, cmake or nasm): `slipstream info`, `slipstream demo`, and scripts/wheel_smoke.py
+# on a dataset that litdata writes here, first without torch, then with torch (the project
+# venv's, put on the fresh venv's path rather than installed a second time). Prints the install
+# and demo times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV_PY=$PWD/.venv/bin/python
@@ -34,7 +35,8 @@ run() {
   env -i HOME="$work/home" PATH="$work/venv/bin" SLIPSTREAM_CACHE_DIR="$work/cache" \
     LANG=C.UTF-8 "$@"
 }
-run slipstream demo --help >/dev/null
+run slipstream info | tee "$work/info.log"
+grep -q "^libjpeg-turbo   [0-9]" "$work/info.log" || { echo "error: slipstream info"; exit 1; }
 (cd "$work" && run slipstream demo) | tee "$work/demo.log"
 demo_done=$(date +%s.%N)
 grep -q . "$work/demo.log" || { echo "error: slipstream demo printed nothing"; exit 1; }

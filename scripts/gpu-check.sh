@@ -37,6 +37,8 @@ test -f "$SLIPSTREAM_NVJPEG" || { step "install" "no $SLIPSTREAM_NVJPEG"; exit 1
 step "python" "$(python3 -c 'import sys, torch, torchvision, slipstream
 print(sys.version.split()[0], "torch", torch.__version__, "torchvision", torchvision.__version__,
       "slipstream", slipstream.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -1)"
+# What the wheel finds on this machine (driver, GPUs, JPEG engines, nvJPEG, kernels): into the summary.
+python3 -m slipstream info 2>&1 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
 # The tests import the package from python/ (conftest): give it the wheel's native module.
 cp "$SITE"/slipstream/_native*.so python/slipstream/
 

@@ -15,6 +15,7 @@ use crate::cache::format::FieldKind;
 use crate::cache::{self, BuildOptions, CacheReader, OpenOptions, RemoteCacheOptions};
 use crate::demo::{self, DemoOptions};
 use crate::error::{Error, Result};
+use crate::info::Info;
 use crate::loader::{FieldBatch, Loader, LoaderOptions};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::source::litdata::Fingerprint;
@@ -111,6 +112,13 @@ enum Command {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// What this build holds and what it finds here (CPU, libjpeg-turbo, CUDA driver, GPUs,
+    /// nvJPEG, kernels, cache directory): paste it into bug reports.
+    Info {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Generate a small dataset of photographs, build its cache and load it.
     Demo {
@@ -290,6 +298,15 @@ fn execute(command: Command) -> Result<i32> {
             threads,
             json,
         } => bench(&source, cache_dir, batch_size, epochs, threads, json),
+        Command::Info { json } => {
+            let info = Info::gather();
+            if json {
+                println!("{}", info.to_json());
+            } else {
+                println!("{info}");
+            }
+            Ok(0)
+        }
         Command::Demo {
             dir,
             samples,

@@ -39,20 +39,42 @@ unsafe impl Send for Gpu {}
 // SAFETY: as for `Send`; the driver API is thread-safe.
 unsafe impl Sync for Gpu {}
 
+/// Load libcuda and initialise the driver, or say clearly why there is none.
+fn init_driver() -> Result<()> {
+    // SAFETY: only tries to load libcuda; no driver call is made.
+    if !unsafe { sys::is_culib_present() } {
+        return Err(Error::Cuda(
+            "no CUDA driver found (libcuda.so does not load): this machine has no usable \
+             NVIDIA GPU; use device=\"cpu\""
+                .into(),
+        ));
+    }
+    result::init().map_err(cuda_error("cuInit"))
+}
+
+/// The CUDA version the driver supports, as (major, minor): (13, 0) for a 580 driver.
+pub fn driver_version() -> Result<(i32, i32)> {
+    init_driver()?;
+    let mut version = 0;
+    // SAFETY: libcuda is loaded and initialised (above); the out pointer is a live i32.
+    unsafe { sys::cuDriverGetVersion(&mut version) }
+        .result()
+        .map_err(cuda_error("cuDriverGetVersion"))?;
+    Ok((version / 1000, version % 1000 / 10))
+}
+
+/// How many GPUs the driver shows this process.
+pub fn device_count() -> Result<usize> {
+    init_driver()?;
+    let count = CudaContext::device_count().map_err(cuda_error("counting GPUs"))?;
+    Ok(count.max(0) as usize)
+}
+
 impl Gpu {
     /// Open GPU `ordinal`, or say clearly why there is none.
     pub fn open(ordinal: usize) -> Result<Arc<Gpu>> {
-        // SAFETY: only tries to load libcuda; no driver call is made.
-        if !unsafe { sys::is_culib_present() } {
-            return Err(Error::Cuda(
-                "no CUDA driver found (libcuda.so does not load): this machine has no usable \
-                 NVIDIA GPU; use device=\"cpu\""
-                    .into(),
-            ));
-        }
-        result::init().map_err(cuda_error("cuInit"))?;
-        let count = CudaContext::device_count().map_err(cuda_error("counting GPUs"))?;
-        if ordinal >= count.max(0) as usize {
+        let count = device_count()?;
+        if ordinal >= count {
             return Err(Error::Cuda(format!(
                 "device cuda:{ordinal} does not exist: this machine has {count} GPU(s)"
             )));

@@ -30,6 +30,7 @@ pub mod transform; // image pipelines: specs, geometry, the CPU and the GPU pipe
 pub mod loader; // batches prepared ahead of the consumer on background threads
 
 pub mod demo; // synthetic photographs, and `slipstream demo`
+pub mod info; // `slipstream info`: this build and what it finds on the machine
 
 pub mod cli; // the `slipstream` command line
 

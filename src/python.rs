@@ -478,6 +478,12 @@ fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
     py.detach(|| crate::cli::run(argv))
 }
 
+/// `slipstream info` as JSON.
+#[pyfunction]
+fn info_json(py: Python<'_>) -> String {
+    py.detach(|| crate::info::Info::gather().to_json())
+}
+
 /// Called in a forked child: rayon's threads did not survive the fork.
 #[pyfunction]
 fn after_fork_in_child() {
@@ -492,6 +498,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Ragged>()?;
     m.add_class::<PyTensor>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(info_json, m)?)?;
     m.add_function(wrap_pyfunction!(random_resized_crop_params, m)?)?;
     m.add_function(wrap_pyfunction!(flip_param, m)?)?;
     m.add_function(wrap_pyfunction!(decode_image, m)?)?;

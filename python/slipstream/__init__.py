@@ -7,9 +7,12 @@
 ...     images, labels = batch["image"], batch["label"]
 """
 
+import json as _json
 import os as _os
+from typing import Any as _Any
 
 from . import _native
+from ._cuda import point_at_nvjpeg as _point_at_nvjpeg
 from .dataset import Field, SlipstreamDataset
 from .errors import (
     CacheError,
@@ -37,6 +40,23 @@ from .transforms import (
 )
 
 __version__: str = _native.__version__
+
+
+def info() -> dict[str, _Any]:
+    """What this build holds and what it finds on this machine: version, features, CPU and
+    SIMD level, libjpeg-turbo version, embedded kernel architectures, CUDA driver version, each
+    GPU (compute capability, memory, hardware JPEG engines), where nvJPEG was loaded from, the
+    cache directory, and why anything is missing. ``slipstream info`` prints the same as text,
+    for bug reports.
+
+    Example:
+        >>> facts = info()
+        >>> facts["version"] == __version__, sorted(facts["cpu"])
+        (True, ['arch', 'cores', 'simd'])
+    """
+    _point_at_nvjpeg()
+    return _json.loads(_native.info_json())
+
 
 # rayon's threads do not survive fork(); a forked child (a DataLoader worker, say) copies
 # without them instead of waiting on threads that do not exist.
@@ -68,4 +88,5 @@ __all__ = [
     "UnsupportedError",
     "__version__",
     "decode_image",
+    "info",
 ]

@@ -4,6 +4,7 @@ import signal
 import sys
 
 from . import _native
+from ._cuda import point_at_nvjpeg
 
 
 def main() -> None:
@@ -11,6 +12,8 @@ def main() -> None:
     # The work runs in Rust with the GIL released, where Python's own SIGINT handler never
     # gets to run: let Ctrl-C stop the process the ordinary way.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # `demo` and `info` look for nvJPEG as the loader does: in the nvidia-nvjpeg wheel first.
+    point_at_nvjpeg()
     sys.exit(_native.cli_main(["slipstream", *sys.argv[1:]]))
 
 

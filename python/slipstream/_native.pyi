@@ -15,6 +15,7 @@ __all__ = [
     "cli_main",
     "decode_image",
     "flip_param",
+    "info_json",
     "random_resized_crop_params",
 ]
 __version__: str
@@ -113,6 +114,7 @@ class Loader:
     def load(self, epoch: int, samples: list[int]) -> dict[str, Any]: ...
 
 def cli_main(argv: list[str]) -> int: ...
+def info_json() -> str: ...
 def random_resized_crop_params(
     seed: int,
     epoch: int,

@@ -20,8 +20,29 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def test_help_lists_the_commands() -> None:
     out = run("--help").stdout
-    for command in ("build", "inspect", "verify", "bench", "demo"):
+    for command in ("build", "inspect", "verify", "bench", "info", "demo"):
         assert command in out
+
+
+def test_info_says_what_a_bug_report_needs(monkeypatch, tmp_path: Path) -> None:
+    import slipstream
+
+    monkeypatch.setenv("SLIPSTREAM_CACHE_DIR", str(tmp_path / "caches"))
+    text = run("info").stdout
+    facts = json.loads(run("info", "--json").stdout)
+    assert facts == slipstream.info()
+    assert facts["version"] == slipstream.__version__
+    assert facts["cache_dir"] == str(tmp_path / "caches")
+    assert facts["features"] == ["cuda", "s3", "python"]  # the wheel's (pyproject.toml)
+    # The text holds the same facts, one per line.
+    assert f"libjpeg-turbo   {facts['libjpeg_turbo']}" in text
+    assert f"cache dir       {tmp_path / 'caches'}" in text
+    if facts["cuda"]["driver"] is None:
+        # No GPU here: the reason is given, not hidden.
+        assert facts["cuda"]["problems"] and facts["cuda"]["problems"][0] in text
+    else:
+        for gpu in facts["cuda"]["gpus"]:
+            assert f"compute capability {gpu['compute_capability']}" in text
 
 
 def test_console_script() -> None:

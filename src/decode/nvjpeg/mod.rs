@@ -14,6 +14,7 @@
 mod sys;
 
 use std::ffi::c_int;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
@@ -60,6 +61,19 @@ pub fn library() -> Result<&'static Nvjpeg> {
         })
         .as_ref()
         .map_err(|e| Error::Cuda(e.clone()))
+}
+
+/// The file the loaded libnvjpeg was mapped from (for `slipstream info`), if it is loaded.
+pub fn library_path() -> Option<std::path::PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| {
+            Path::new(path)
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("libnvjpeg"))
+        })
+        .map(Into::into)
 }
 
 fn status_name(s: nvjpegStatus_t) -> &'static str {
