@@ -1,6 +1,6 @@
 //! Build script: compile `csrc/jpeg_warnings.c` (see there) and, with the `cuda` feature,
-//! compile `kernels/*.cu` with nvcc into one fatbin per file (sm_80 and sm_90 code plus
-//! compute_90 PTX for newer GPUs), which `src/transform/gpu/launch.rs` embeds. nvcc is looked
+//! compile `kernels/*.cu` with nvcc into one fatbin per file (code for each GPU generation
+//! from Turing, see ARCHES), which `src/transform/gpu/launch.rs` embeds. nvcc is looked
 //! for in `$NVCC`, `$CUDA_HOME/bin`, `PATH`, then the pinned PyPI packages `make nvcc` installs
 //! in `.nvcc/`. Without nvcc the library still builds and says
 //! at run time that it has no kernels, unless `SLIPSTREAM_REQUIRE_KERNELS=1` (the build of a
@@ -10,10 +10,20 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// SASS for every GPU generation nvcc 13.0 builds for (Turing to Blackwell; sm_80 code also runs
+/// on the other 8.x cards, but their own is tuned for them), and PTX for the oldest of them, so
+/// a newer GPU compiles it at load time, and CUDA_FORCE_PTX_JIT=1 can test that path on any.
+/// Volta (sm_70) needs an older nvcc than PyPI has (nvidia-cuda-nvcc-cu12 ships no nvcc).
+/// src/cuda.rs (MIN_COMPUTE_CAPABILITY) refuses GPUs older than the oldest here.
 const ARCHES: &[&str] = &[
+    "-gencode=arch=compute_75,code=sm_75",
     "-gencode=arch=compute_80,code=sm_80",
+    "-gencode=arch=compute_86,code=sm_86",
+    "-gencode=arch=compute_89,code=sm_89",
     "-gencode=arch=compute_90,code=sm_90",
-    "-gencode=arch=compute_90,code=compute_90",
+    "-gencode=arch=compute_100,code=sm_100",
+    "-gencode=arch=compute_120,code=sm_120",
+    "-gencode=arch=compute_75,code=compute_75",
 ];
 
 fn main() {

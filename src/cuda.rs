@@ -70,8 +70,33 @@ pub fn device_count() -> Result<usize> {
     Ok(count.max(0) as usize)
 }
 
+/// The oldest CUDA version a driver may support: nvJPEG 13 and kernels built by nvcc 13.0 need
+/// CUDA 13.0 (driver 580).
+pub const MIN_DRIVER: (i32, i32) = (13, 0);
+/// The oldest GPUs the kernels have code for (build.rs: SASS from sm_75, PTX for compute_75).
+pub const MIN_COMPUTE_CAPABILITY: (i32, i32) = (7, 5);
+
+/// Whether the GPU path can run on this driver and GPU; if not, what is there and what is needed.
+pub fn check_support(gpu: &str, driver: (i32, i32), capability: (i32, i32)) -> Result<()> {
+    if driver < MIN_DRIVER {
+        return Err(Error::Cuda(format!(
+            "the NVIDIA driver supports CUDA {}.{}; slipstream's GPU path needs CUDA {}.{} or newer \
+             (driver 580 or newer): update the driver, or use device=\"cpu\"",
+            driver.0, driver.1, MIN_DRIVER.0, MIN_DRIVER.1
+        )));
+    }
+    if capability < MIN_COMPUTE_CAPABILITY {
+        return Err(Error::Cuda(format!(
+            "{gpu} has compute capability {}.{}; slipstream's kernels need {}.{} or newer \
+             (Turing, Ampere, Ada, Hopper, Blackwell): use device=\"cpu\"",
+            capability.0, capability.1, MIN_COMPUTE_CAPABILITY.0, MIN_COMPUTE_CAPABILITY.1
+        )));
+    }
+    Ok(())
+}
+
 impl Gpu {
-    /// Open GPU `ordinal`, or say clearly why there is none.
+    /// Open GPU `ordinal`, or say clearly why there is none or why it cannot be used.
     pub fn open(ordinal: usize) -> Result<Arc<Gpu>> {
         let count = device_count()?;
         if ordinal >= count {
@@ -79,6 +104,24 @@ impl Gpu {
                 "device cuda:{ordinal} does not exist: this machine has {count} GPU(s)"
             )));
         }
+        // Before the first call that a driver older than cudarc's bindings might lack.
+        let device = result::device::get(ordinal as i32).map_err(cuda_error("cuDeviceGet"))?;
+        let attribute = |a| {
+            // SAFETY: `device` came from cuDeviceGet; the attribute is a plain integer query.
+            unsafe { result::device::get_attribute(device, a) }
+                .map_err(cuda_error("reading the compute capability"))
+        };
+        use sys::CUdevice_attribute::*;
+        let capability = (
+            attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        );
+        let gpu_name = result::device::get_name(device).unwrap_or_else(|_| "unknown GPU".into());
+        check_support(
+            &format!("cuda:{ordinal} ({gpu_name})"),
+            driver_version()?,
+            capability,
+        )?;
         let ctx = CudaContext::new(ordinal).map_err(cuda_error("creating the CUDA context"))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let stream = ctx
@@ -341,5 +384,38 @@ impl Drop for PinnedMemory {
         // SAFETY: allocated by `malloc_host` and freed once; whoever queued copies from it
         // waited for them (the ring's events) before letting it go.
         ctx.record_err(unsafe { result::free_host(self.ptr as *mut c_void) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MIN_COMPUTE_CAPABILITY, MIN_DRIVER, check_support};
+
+    #[test]
+    fn unsupported_drivers_and_gpus_are_named_with_what_is_needed() {
+        assert!(check_support("cuda:0 (NVIDIA H100)", (13, 0), (9, 0)).is_ok());
+        assert!(check_support("cuda:0 (Tesla T4)", (13, 1), (7, 5)).is_ok());
+        assert!(check_support("cuda:0 (NVIDIA B200)", (13, 0), (10, 0)).is_ok());
+
+        let old_driver = check_support("cuda:0 (NVIDIA A100)", (12, 2), (8, 0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            old_driver.contains("supports CUDA 12.2")
+                && old_driver.contains("needs CUDA 13.0")
+                && old_driver.contains("580"),
+            "{old_driver}"
+        );
+        let volta = check_support("cuda:1 (Tesla V100)", MIN_DRIVER, (7, 0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            volta.contains("cuda:1 (Tesla V100) has compute capability 7.0")
+                && volta.contains(&format!(
+                    "need {}.{} or newer",
+                    MIN_COMPUTE_CAPABILITY.0, MIN_COMPUTE_CAPABILITY.1
+                )),
+            "{volta}"
+        );
     }
 }
