@@ -71,7 +71,8 @@ lint: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 # the one build here that compiles the dependencies a second time.
 wheel: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 	rm -rf dist
-	$(VENV)/bin/maturin build --release --zig --compatibility manylinux_2_28 --quiet -o dist
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release --zig \
+		--compatibility manylinux_2_28 --quiet -o dist  # maturin finds zig through the venv's python
 
 # The wheel installed into a fresh venv with no build tools on PATH (scripts/check_wheel.sh).
 test-wheel: wheel
@@ -108,7 +109,7 @@ fuzz: system-tools
 
 # What scripts/gpu-check.sh needs on a GPU machine (wheel with kernels, the nvJPEG wheel, the
 # Rust GPU test and benchmark binaries), built here without a GPU, into gpu-bundle/.
-gpu-bundle: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
+gpu-bundle: wheel
 	scripts/build-gpu-bundle.sh
 
 clean:

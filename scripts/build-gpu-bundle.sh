@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build, on a machine without a GPU, everything scripts/gpu-check.sh needs on a GPU machine that
-# has no Rust and no network: the wheel (with kernels: SLIPSTREAM_REQUIRE_KERNELS=1 makes a
-# missing nvcc an error), the nvJPEG wheel and the Rust GPU test and bench binaries (the GPU machines already
-# have torch, torchvision, numpy, Pillow and pytest). Output in gpu-bundle/ (about 13 MB), which
-# the device tool carries. Run through `make gpu-bundle`.
+# has no Rust and no network: the wheel of `make wheel` (with kernels: make sets
+# SLIPSTREAM_REQUIRE_KERNELS=1, so a missing nvcc is an error), the nvJPEG wheel and the Rust
+# GPU test and bench binaries (the GPU machines already have torch, torchvision, numpy, Pillow
+# and pytest). Output in gpu-bundle/ (about 33 MB), which the device tool carries. Run through
+# `make gpu-bundle`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -11,8 +12,9 @@ BUNDLE=gpu-bundle
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/wheels" "$BUNDLE/bin"
 
-# The GPU machines run Python 3.12; the wheel is abi3 (3.10+).
-SLIPSTREAM_REQUIRE_KERNELS=1 .venv/bin/maturin build --release --strip --quiet --out "$BUNDLE/wheels"
+# The wheel users install (`make wheel`: abi3, manylinux_2_28, kernels required); the GPU
+# machines run Python 3.12.
+cp dist/slipstream-*-manylinux_2_28_x86_64.whl "$BUNDLE/wheels/"
 
 "$PY" -m pip download --quiet --dest "$BUNDLE/wheels" --only-binary=:all: \
     --python-version 3.12 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Everything the GPU path needs checked, in one command on a GPU machine without Rust or
-# network (a few minutes on an H100/H200): install the bundle `make gpu-bundle` built, run the
-# Rust GPU tests (kernel vs its CPU twin, nvJPEG vs the CPU pipeline, held batches, memory,
-# broken images), the Python GPU tests (DLPack and the stream protocol, torchvision parity, no
-# leaks), the GPU benchmarks (benches/gpu.rs: nvJPEG's bare decode against the loader;
-# benches/python/gpu_pipeline.py: against torchvision); then print a short table. Logs and
-# results go to $OUT (eight files: summary.txt, install.log, rust-gpu-tests.log,
+# network (a few minutes on an H100/H200): install the bundle `make gpu-bundle` built, record
+# `slipstream info`, run the Rust GPU tests (kernel vs its CPU twin, nvJPEG vs the CPU
+# pipeline, held batches, memory, broken images; the kernel test again with
+# CUDA_FORCE_PTX_JIT=1), the Python GPU tests (DLPack and the stream protocol, torchvision
+# parity, no leaks), the GPU benchmarks (benches/gpu.rs: nvJPEG's bare decode against the
+# loader; benches/python/gpu_pipeline.py: against torchvision); then print a short table. Logs
+# and results go to $OUT (eight files: summary.txt, install.log, rust-gpu-tests.log,
 # pytest-gpu.log, cargo-bench-gpu.log, bench.log and the two benchmarks' JSON).
 #
 #   make gpu-bundle                      # here, no GPU needed
@@ -57,6 +58,16 @@ run_step "Rust GPU tests" 150 rust-gpu-tests.log "$BUNDLE/bin/gpu-tests" --test-
 step "Rust GPU tests" "$RESULT: $(grep -E '^test result' "$OUT/rust-gpu-tests.log" | tail -1)"
 grep -E 'kernel vs twin|worst per-image|region vs whole|device memory after|FAILED|panicked' \
     "$OUT/rust-gpu-tests.log" | head -20 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
+
+# The same kernels through the driver's PTX compiler (the compute_75 PTX every newer GPU falls
+# back to); its log joins the Rust tests' (eight files come back).
+run_step "kernels through PTX JIT" 90 rust-ptx.log env CUDA_FORCE_PTX_JIT=1 \
+    "$BUNDLE/bin/gpu-tests" --test-threads 1 --nocapture kernel_matches_its_cpu_twin
+step "kernels through PTX JIT" "$RESULT: $(grep -E '^test result' "$OUT/rust-ptx.log" | tail -1)"
+grep -E 'kernel vs twin|FAILED|panicked' "$OUT/rust-ptx.log" | head -8 | sed 's/^/    /' |
+    tee -a "$OUT/summary.txt"
+{ echo "=== CUDA_FORCE_PTX_JIT=1"; cat "$OUT/rust-ptx.log"; } >> "$OUT/rust-gpu-tests.log"
+rm -f "$OUT/rust-ptx.log"
 
 run_step "Python GPU tests" 150 pytest-gpu.log python3 -m pytest -q -s -p no:cacheprovider \
     -o addopts= python/tests/test_gpu.py
