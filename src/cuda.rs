@@ -31,6 +31,7 @@ pub struct Gpu {
     pool: sys::CUmemoryPool,
     ordinal: usize,
     name: String,
+    capability: (i32, i32),
 }
 
 // SAFETY: `pool` is a driver handle usable from any thread once the context is bound (every
@@ -116,14 +117,13 @@ impl Gpu {
             attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
             attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
         );
-        let gpu_name = result::device::get_name(device).unwrap_or_else(|_| "unknown GPU".into());
+        let name = result::device::get_name(device).unwrap_or_else(|_| "unknown GPU".into());
         check_support(
-            &format!("cuda:{ordinal} ({gpu_name})"),
+            &format!("cuda:{ordinal} ({name})"),
             driver_version()?,
             capability,
         )?;
         let ctx = CudaContext::new(ordinal).map_err(cuda_error("creating the CUDA context"))?;
-        let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let stream = ctx
             .new_stream()
             .map_err(cuda_error("creating a CUDA stream"))?;
@@ -154,6 +154,7 @@ impl Gpu {
             pool,
             ordinal,
             name,
+            capability,
         }))
     }
 
@@ -163,6 +164,11 @@ impl Gpu {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// (major, minor): (9, 0) for an H100.
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.capability
     }
 
     pub fn stream(&self) -> &Arc<CudaStream> {

@@ -175,10 +175,10 @@ fn cuda() -> Cuda {
     use crate::decode::nvjpeg;
 
     let mut cuda = Cuda::default();
-    let count = match crate::cuda::driver_version().and_then(|(major, minor)| {
-        cuda.driver = Some(format!("{major}.{minor}"));
-        crate::cuda::device_count()
-    }) {
+    let found = crate::cuda::driver_version()
+        .map(|(major, minor)| cuda.driver = Some(format!("{major}.{minor}")))
+        .and_then(|()| crate::cuda::device_count());
+    let count = match found {
         Ok(count) => count,
         Err(e) => {
             cuda.problems.push(e.to_string());
@@ -204,11 +204,9 @@ fn gpu(ordinal: usize) -> crate::Result<Gpu> {
     use crate::decode::nvjpeg;
 
     let device = Device::open(ordinal)?;
-    let ctx = device.context();
-    let (major, minor) = ctx
-        .compute_capability()
-        .map_err(cuda_error("reading the compute capability"))?;
-    let memory = ctx
+    let (major, minor) = device.compute_capability();
+    let memory = device
+        .context()
         .total_mem()
         .map_err(cuda_error("reading the memory size"))?;
     device.bind()?;

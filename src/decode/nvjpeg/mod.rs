@@ -14,7 +14,7 @@
 mod sys;
 
 use std::ffi::c_int;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
@@ -64,7 +64,7 @@ pub fn library() -> Result<&'static Nvjpeg> {
 }
 
 /// The file the loaded libnvjpeg was mapped from (for `slipstream info`), if it is loaded.
-pub fn library_path() -> Option<std::path::PathBuf> {
+pub fn library_path() -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|line| line.split_whitespace().nth(5))
