@@ -7,10 +7,10 @@ PY := $(VENV)/bin/python
 export PYO3_PYTHON := $(abspath $(PY))
 # The features of the wheel (pyproject.toml), so tests and the CLI are the build users get.
 FEATURES := cuda,s3
-# make installs nvcc (.nvcc/) before building, so every build here compiles the kernels.
+# make installs NVRTC (.nvrtc/) before building, so every build here compiles the kernels.
 export SLIPSTREAM_REQUIRE_KERNELS := 1
 
-.PHONY: demo test test-rust test-python test-wheel lint build wheel fixtures bench clean system-tools nvcc gpu-bundle fuzz
+.PHONY: demo test test-rust test-python test-wheel lint build wheel fixtures bench clean system-tools nvrtc gpu-bundle fuzz
 
 # cmake and nasm build libjpeg-turbo (the turbojpeg-sys crate vendors its sources).
 SYSTEM_TOOLS := cmake nasm
@@ -30,17 +30,19 @@ $(VENV)/.installed: requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# nvcc from PyPI, where build.rs finds it, for the `cuda` feature's kernels (no GPU needed).
-NVCC_DIR := .nvcc
-$(NVCC_DIR)/.installed: requirements-nvcc.txt $(VENV)/.installed
-	rm -rf $(NVCC_DIR)
-	$(PY) -m pip install --quiet --target $(NVCC_DIR) -r requirements-nvcc.txt
+# NVRTC from PyPI, where build.rs finds it, for the `cuda` feature's kernels (no GPU needed):
+# one release for the machine code, one for the PTX (see the two requirements files).
+NVRTC_DIR := .nvrtc
+$(NVRTC_DIR)/.installed: requirements-nvrtc-sass.txt requirements-nvrtc-ptx.txt $(VENV)/.installed
+	rm -rf $(NVRTC_DIR)
+	$(PY) -m pip install --quiet --no-deps --target $(NVRTC_DIR)/sass -r requirements-nvrtc-sass.txt
+	$(PY) -m pip install --quiet --no-deps --target $(NVRTC_DIR)/ptx -r requirements-nvrtc-ptx.txt
 	touch $@
-nvcc: $(NVCC_DIR)/.installed
+nvrtc: $(NVRTC_DIR)/.installed
 
 # The extension module (into python/slipstream, installed editable in .venv) and the
 # `slipstream` binary.
-build: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
+build: $(VENV)/.installed $(NVRTC_DIR)/.installed system-tools
 	$(VENV)/bin/maturin develop --release --quiet
 	cargo build --release --features $(FEATURES) --bins --quiet
 
@@ -49,14 +51,14 @@ demo: build
 
 test: lint test-rust test-python test-wheel
 
-test-rust: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
+test-rust: $(VENV)/.installed $(NVRTC_DIR)/.installed system-tools
 	cargo test --release --features $(FEATURES) --quiet
 
 test-python: build
 	$(PY) -m mypy.stubtest slipstream._native  # _native.pyi against the built module
 	$(PY) -m pytest -q
 
-lint: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
+lint: $(VENV)/.installed $(NVRTC_DIR)/.installed system-tools
 	cargo fmt --all -- --check
 	cargo clippy --release --all-targets --all-features --quiet -- -D warnings
 	cargo clippy --release --lib --quiet -- -D warnings  # the build without optional features
@@ -69,7 +71,7 @@ lint: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
 # against glibc 2.28, so it needs no newer system than that), libjpeg-turbo linked in; the CUDA
 # driver, nvJPEG and torch are found at run time. Its target differs from the host's, so it is
 # the one build here that compiles the dependencies a second time.
-wheel: $(VENV)/.installed $(NVCC_DIR)/.installed system-tools
+wheel: $(VENV)/.installed $(NVRTC_DIR)/.installed system-tools
 	rm -rf dist
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release --zig \
 		--compatibility manylinux_2_28 --quiet -o dist  # maturin finds zig through the venv's python
@@ -113,4 +115,4 @@ gpu-bundle: wheel
 	scripts/build-gpu-bundle.sh
 
 clean:
-	rm -rf target $(VENV) $(NVCC_DIR) gpu-bundle dist python/slipstream/_native*.so
+	rm -rf target $(VENV) $(NVRTC_DIR) gpu-bundle dist python/slipstream/_native*.so

@@ -4,11 +4,14 @@
 //
 // The per-pixel math has a CPU twin, `src/transform/resample.rs`, which the CPU tests pin
 // against torchvision; a GPU run only has to agree with it. Keep the two in step: same
-// operations in the same order (the build passes --fmad=false so nvcc does not fuse them).
+// operations in the same order (the build passes --fmad=false so NVRTC does not fuse them).
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <stdint.h>
+
+// NVRTC has no <stdint.h>; these are the only fixed-width types used.
+typedef unsigned char uint8_t;
+typedef unsigned int uint32_t;
 
 // Mirrors `ViewParams` in src/transform/resample.rs (repr(C), 64 bytes).
 struct ViewParams {

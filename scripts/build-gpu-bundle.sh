@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build, on a machine without a GPU, everything scripts/gpu-check.sh needs on a GPU machine that
 # has no Rust and no network: the wheel of `make wheel` (with kernels: make sets
-# SLIPSTREAM_REQUIRE_KERNELS=1, so a missing nvcc is an error), the nvJPEG wheel and the Rust
+# SLIPSTREAM_REQUIRE_KERNELS=1, so a missing NVRTC is an error), both nvJPEG wheels (CUDA 13
+# and 12) and the Rust
 # GPU test and bench binaries (the GPU machines already have torch, torchvision, numpy, Pillow
-# and pytest). Output in gpu-bundle/ (about 33 MB), which the device tool carries. Run through
+# and pytest). Output in gpu-bundle/ (about 40 MB), which the device tool carries. Run through
 # `make gpu-bundle`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ cp dist/slipstream-*-manylinux_2_28_x86_64.whl "$BUNDLE/wheels/"
 
 "$PY" -m pip download --quiet --dest "$BUNDLE/wheels" --only-binary=:all: \
     --python-version 3.12 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    --no-deps nvidia-nvjpeg==13.0.4.44
+    --no-deps nvidia-nvjpeg==13.0.4.44 nvidia-nvjpeg-cu12==12.4.0.76
 
 # The binaries of tests/gpu.rs and benches/gpu.rs, found through cargo's JSON messages.
 executable() {  # cargo subcommand and its target options; prints the executable's path

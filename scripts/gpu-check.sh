@@ -2,9 +2,10 @@
 # Everything the GPU path needs checked, in one command on a GPU machine without Rust or
 # network (a few minutes on an H100/H200): install the bundle `make gpu-bundle` built, record
 # `slipstream info`, run the Rust GPU tests (kernel vs its CPU twin, nvJPEG vs the CPU
-# pipeline, held batches, memory, broken images; the kernel test again with
-# CUDA_FORCE_PTX_JIT=1), the Python GPU tests (DLPack and the stream protocol, torchvision
-# parity, no leaks), the GPU benchmarks (benches/gpu.rs: nvJPEG's bare decode against the
+# pipeline, held batches, memory, broken images) with nvJPEG 13, again with nvJPEG 12 (the
+# nvidia-nvjpeg-cu12 wheel CUDA 12 drivers get) and again with the kernels' PTX compiled by the
+# driver (CUDA_FORCE_PTX_JIT=1), the Python GPU tests (DLPack and the stream protocol,
+# torchvision parity, no leaks) with each nvJPEG, the GPU benchmarks (benches/gpu.rs: nvJPEG's bare decode against the
 # loader; benches/python/gpu_pipeline.py: against torchvision); then print a short table. Logs
 # and results go to $OUT (eight files: summary.txt, install.log, rust-gpu-tests.log,
 # pytest-gpu.log, cargo-bench-gpu.log, bench.log and the two benchmarks' JSON).
@@ -33,13 +34,18 @@ rm -rf "$SITE"
 python3 -m pip install --no-index --no-deps --no-compile --target "$SITE" "$BUNDLE"/wheels/*.whl \
     > "$OUT/install.log" 2>&1 || { step "install" "FAILED (install.log)"; exit 1; }
 export PYTHONPATH=$SITE PYTHONUNBUFFERED=1
-export SLIPSTREAM_NVJPEG=$SITE/nvidia/cu13/lib/libnvjpeg.so.13
-test -f "$SLIPSTREAM_NVJPEG" || { step "install" "no $SLIPSTREAM_NVJPEG"; exit 1; }
+# Both wheels' nvJPEG, as the Python package finds them (the Rust binaries below are not Python):
+# the loader takes 13 on a CUDA 13 driver; SLIPSTREAM_NVJPEG=$NVJPEG12 makes it take 12.
+NVJPEG13=$SITE/nvidia/cu13/lib/libnvjpeg.so.13 NVJPEG12=$SITE/nvidia/nvjpeg/lib/libnvjpeg.so.12
+export SLIPSTREAM_NVJPEG_WHEELS=$NVJPEG13:$NVJPEG12
+for f in $NVJPEG13 $NVJPEG12; do test -f "$f" || { step "install" "no $f"; exit 1; }; done
 step "python" "$(python3 -c 'import sys, torch, torchvision, slipstream
 print(sys.version.split()[0], "torch", torch.__version__, "torchvision", torchvision.__version__,
       "slipstream", slipstream.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -1)"
 # What the wheel finds on this machine (driver, GPUs, JPEG engines, nvJPEG, kernels): into the summary.
 python3 -m slipstream info 2>&1 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
+SLIPSTREAM_NVJPEG=$NVJPEG12 python3 -m slipstream info 2>&1 | grep -i nvjpeg |
+    sed 's/^/    with SLIPSTREAM_NVJPEG=nvJPEG 12: /' | tee -a "$OUT/summary.txt"
 # The tests import the package from python/ (conftest): give it the wheel's native module.
 cp "$SITE"/slipstream/_native*.so python/slipstream/
 
@@ -59,21 +65,31 @@ step "Rust GPU tests" "$RESULT: $(grep -E '^test result' "$OUT/rust-gpu-tests.lo
 grep -E 'kernel vs twin|worst per-image|region vs whole|device memory after|FAILED|panicked' \
     "$OUT/rust-gpu-tests.log" | head -20 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
 
-# The same kernels through the driver's PTX compiler (the compute_75 PTX every newer GPU falls
-# back to); its log joins the Rust tests' (eight files come back).
-run_step "kernels through PTX JIT" 90 rust-ptx.log env CUDA_FORCE_PTX_JIT=1 \
-    "$BUNDLE/bin/gpu-tests" --test-threads 1 --nocapture kernel_matches_its_cpu_twin
-step "kernels through PTX JIT" "$RESULT: $(grep -E '^test result' "$OUT/rust-ptx.log" | tail -1)"
-grep -E 'kernel vs twin|FAILED|panicked' "$OUT/rust-ptx.log" | head -8 | sed 's/^/    /' |
-    tee -a "$OUT/summary.txt"
-{ echo "=== CUDA_FORCE_PTX_JIT=1"; cat "$OUT/rust-ptx.log"; } >> "$OUT/rust-gpu-tests.log"
-rm -f "$OUT/rust-ptx.log"
+# The same tests with nvJPEG 12 and with the kernels' PTX through the driver's compiler (what
+# GPUs newer than the machine code get); their logs join the first one's (eight files come back).
+again() {  # title, env assignment
+    run_step "$1" 150 rust-again.log env "$2" "$BUNDLE/bin/gpu-tests" --test-threads 1 --nocapture
+    step "$1" "$RESULT: $(grep -E '^test result' "$OUT/rust-again.log" | tail -1)"
+    grep -E 'kernel vs twin|worst per-image|FAILED|panicked' "$OUT/rust-again.log" | head -8 |
+        sed 's/^/    /' | tee -a "$OUT/summary.txt"
+    { echo "=== $2"; cat "$OUT/rust-again.log"; } >> "$OUT/rust-gpu-tests.log"
+    rm -f "$OUT/rust-again.log"
+}
+again "Rust GPU tests, nvJPEG 12" "SLIPSTREAM_NVJPEG=$NVJPEG12"
+again "Rust GPU tests, PTX JIT" "CUDA_FORCE_PTX_JIT=1"
 
 run_step "Python GPU tests" 150 pytest-gpu.log python3 -m pytest -q -s -p no:cacheprovider \
     -o addopts= python/tests/test_gpu.py
 step "Python GPU tests" "$RESULT: $(tail -1 "$OUT/pytest-gpu.log")"
 grep -E 'GPU vs torchvision|^FAILED|^E ' "$OUT/pytest-gpu.log" | head -20 | sed 's/^/    /' |
     tee -a "$OUT/summary.txt"
+run_step "Python GPU tests, nvJPEG 12" 150 pytest-again.log env SLIPSTREAM_NVJPEG="$NVJPEG12" \
+    python3 -m pytest -q -s -p no:cacheprovider -o addopts= python/tests/test_gpu.py
+step "Python GPU tests, nvJPEG 12" "$RESULT: $(tail -1 "$OUT/pytest-again.log")"
+grep -E 'GPU vs torchvision|^FAILED|^E ' "$OUT/pytest-again.log" | head -8 | sed 's/^/    /' |
+    tee -a "$OUT/summary.txt"
+{ echo "=== SLIPSTREAM_NVJPEG=$NVJPEG12"; cat "$OUT/pytest-again.log"; } >> "$OUT/pytest-gpu.log"
+rm -f "$OUT/pytest-again.log"
 
 run_step "cargo bench (gpu)" 120 cargo-bench-gpu.log env SLIPSTREAM_BENCH_OUT="$OUT" \
     SLIPSTREAM_BENCH_DATA=/tmp/slipstream-bench-rs "$BUNDLE/bin/gpu-bench"

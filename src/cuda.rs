@@ -71,25 +71,25 @@ pub fn device_count() -> Result<usize> {
     Ok(count.max(0) as usize)
 }
 
-/// The oldest CUDA version a driver may support: nvJPEG 13 and kernels built by nvcc 13.0 need
-/// CUDA 13.0 (driver 580).
-pub const MIN_DRIVER: (i32, i32) = (13, 0);
-/// The oldest GPUs the kernels have code for (build.rs: SASS from sm_75, PTX for compute_75).
-pub const MIN_COMPUTE_CAPABILITY: (i32, i32) = (7, 5);
+/// The oldest CUDA version a driver may support: the kernels and nvJPEG 12 are CUDA 12 code,
+/// which every CUDA 12.x driver (525 or newer) runs by CUDA's minor-version compatibility.
+pub const MIN_DRIVER: (i32, i32) = (12, 0);
+/// The oldest GPUs the kernels run on (build.rs: the target of their PTX).
+pub use crate::kernel_images::MIN_COMPUTE_CAPABILITY;
 
 /// Whether the GPU path can run on this driver and GPU; if not, what is there and what is needed.
 pub fn check_support(gpu: &str, driver: (i32, i32), capability: (i32, i32)) -> Result<()> {
     if driver < MIN_DRIVER {
         return Err(Error::Cuda(format!(
             "the NVIDIA driver supports CUDA {}.{}; slipstream's GPU path needs CUDA {}.{} or newer \
-             (driver 580 or newer): update the driver, or use device=\"cpu\"",
+             (driver 525 or newer): update the driver, or use device=\"cpu\"",
             driver.0, driver.1, MIN_DRIVER.0, MIN_DRIVER.1
         )));
     }
     if capability < MIN_COMPUTE_CAPABILITY {
         return Err(Error::Cuda(format!(
             "{gpu} has compute capability {}.{}; slipstream's kernels need {}.{} or newer \
-             (Turing, Ampere, Ada, Hopper, Blackwell): use device=\"cpu\"",
+             (Volta, Turing, Ampere, Ada, Hopper, Blackwell): use device=\"cpu\"",
             capability.0, capability.1, MIN_COMPUTE_CAPABILITY.0, MIN_COMPUTE_CAPABILITY.1
         )));
     }
@@ -400,28 +400,29 @@ mod tests {
     #[test]
     fn unsupported_drivers_and_gpus_are_named_with_what_is_needed() {
         assert!(check_support("cuda:0 (NVIDIA H100)", (13, 0), (9, 0)).is_ok());
-        assert!(check_support("cuda:0 (Tesla T4)", (13, 1), (7, 5)).is_ok());
+        assert!(check_support("cuda:0 (NVIDIA A100)", (12, 2), (8, 0)).is_ok());
+        assert!(check_support("cuda:0 (Tesla V100)", (12, 0), (7, 0)).is_ok());
         assert!(check_support("cuda:0 (NVIDIA B200)", (13, 0), (10, 0)).is_ok());
 
-        let old_driver = check_support("cuda:0 (NVIDIA A100)", (12, 2), (8, 0))
+        let old_driver = check_support("cuda:0 (Tesla T4)", (11, 8), (7, 5))
             .unwrap_err()
             .to_string();
         assert!(
-            old_driver.contains("supports CUDA 12.2")
-                && old_driver.contains("needs CUDA 13.0")
-                && old_driver.contains("580"),
+            old_driver.contains("supports CUDA 11.8")
+                && old_driver.contains("needs CUDA 12.0")
+                && old_driver.contains("525"),
             "{old_driver}"
         );
-        let volta = check_support("cuda:1 (Tesla V100)", MIN_DRIVER, (7, 0))
+        let pascal = check_support("cuda:1 (Tesla P100)", MIN_DRIVER, (6, 0))
             .unwrap_err()
             .to_string();
         assert!(
-            volta.contains("cuda:1 (Tesla V100) has compute capability 7.0")
-                && volta.contains(&format!(
+            pascal.contains("cuda:1 (Tesla P100) has compute capability 6.0")
+                && pascal.contains(&format!(
                     "need {}.{} or newer",
                     MIN_COMPUTE_CAPABILITY.0, MIN_COMPUTE_CAPABILITY.1
                 )),
-            "{volta}"
+            "{pascal}"
         );
     }
 }

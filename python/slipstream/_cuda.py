@@ -56,13 +56,17 @@ def _default_ordinal() -> int:
     return int(local_rank) if local_rank.isdigit() else 0
 
 
+# Where the nvJPEG wheels put the library: `nvidia-nvjpeg` (CUDA 13), `nvidia-nvjpeg-cu12`.
+_NVJPEG_WHEEL_FILES = ("nvidia/cu13/lib/libnvjpeg.so.13", "nvidia/nvjpeg/lib/libnvjpeg.so.12")
+
+
 def point_at_nvjpeg() -> None:
-    """Tell the native loader where the ``nvidia-nvjpeg`` wheel's library is, unless
-    ``SLIPSTREAM_NVJPEG`` already says."""
-    if os.environ.get("SLIPSTREAM_NVJPEG"):
-        return
-    for entry in sys.path:
-        candidate = Path(entry or ".") / "nvidia" / "cu13" / "lib" / "libnvjpeg.so.13"
-        if candidate.is_file():
-            os.environ["SLIPSTREAM_NVJPEG"] = str(candidate)
-            return
+    """Tell the native loader where the nvJPEG wheels installed here keep their libraries; it
+    picks the one that suits the driver (``SLIPSTREAM_NVJPEG``, when set, is tried first)."""
+    found = [
+        str(Path(entry or ".") / file)
+        for file in _NVJPEG_WHEEL_FILES
+        for entry in sys.path
+        if (Path(entry or ".") / file).is_file()
+    ]
+    os.environ["SLIPSTREAM_NVJPEG_WHEELS"] = os.pathsep.join(dict.fromkeys(found))

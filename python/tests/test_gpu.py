@@ -16,7 +16,7 @@ import threading
 
 import pytest
 import slipstream as ss
-from slipstream._cuda import parse_device
+from slipstream._cuda import parse_device, point_at_nvjpeg
 
 torch = pytest.importorskip("torch")
 
@@ -50,6 +50,24 @@ def test_default_device_follows_local_rank(monkeypatch: pytest.MonkeyPatch) -> N
     else:
         monkeypatch.setenv("LOCAL_RANK", "3")
         assert parse_device("cuda") == 3
+
+
+def test_both_nvjpeg_wheels_are_found_for_the_native_loader(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    # As pip lays out nvidia-nvjpeg (CUDA 13) and nvidia-nvjpeg-cu12, in two site directories.
+    cu13 = tmp_path / "a" / "nvidia" / "cu13" / "lib" / "libnvjpeg.so.13"
+    cu12 = tmp_path / "b" / "nvidia" / "nvjpeg" / "lib" / "libnvjpeg.so.12"
+    for lib in (cu13, cu12):
+        lib.parent.mkdir(parents=True)
+        lib.write_bytes(b"")
+    monkeypatch.setattr("sys.path", [str(tmp_path / "b"), str(tmp_path / "a"), str(tmp_path)])
+    monkeypatch.delenv("SLIPSTREAM_NVJPEG_WHEELS", raising=False)
+    point_at_nvjpeg()
+    assert os.environ["SLIPSTREAM_NVJPEG_WHEELS"] == f"{cu13}{os.pathsep}{cu12}"
+    monkeypatch.setattr("sys.path", [str(tmp_path)])
+    point_at_nvjpeg()
+    assert os.environ["SLIPSTREAM_NVJPEG_WHEELS"] == ""
 
 
 def test_cuda_needs_pipelines_and_torch_output(demo_dataset) -> None:

@@ -10,12 +10,14 @@
 //! CUDA backend, and reports the images neither can take (not a JPEG, a header nvJPEG rejects,
 //! a failed batch) so the caller decodes them on the CPU.
 
+mod library;
 #[allow(unsafe_op_in_unsafe_fn)]
 mod sys;
 
+pub use library::{library, library_path};
+
 use std::ffi::c_int;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -28,53 +30,6 @@ use cudarc::driver::CudaStream;
 
 use crate::decode::plan::Rect;
 use crate::error::{Error, Result};
-
-/// Where libnvjpeg is looked for: `$SLIPSTREAM_NVJPEG` (the Python package sets it to the
-/// `nvidia-nvjpeg` wheel's copy), then the loader's search path.
-const LIBRARY_NAMES: &[&str] = &["libnvjpeg.so.13", "libnvjpeg.so"];
-
-/// The library, loaded once per process.
-pub fn library() -> Result<&'static Nvjpeg> {
-    static LIBRARY: OnceLock<std::result::Result<Nvjpeg, String>> = OnceLock::new();
-    LIBRARY
-        .get_or_init(|| {
-            let mut tried = Vec::new();
-            let explicit = std::env::var("SLIPSTREAM_NVJPEG").ok();
-            for name in explicit
-                .iter()
-                .map(String::as_str)
-                .chain(LIBRARY_NAMES.iter().copied())
-            {
-                // SAFETY: loading libnvjpeg runs its initialisers, which only set up the
-                // library; every symbol the bindings declare is resolved and type-checked
-                // against the 13.0 header they were generated from.
-                match unsafe { Nvjpeg::new(name) } {
-                    Ok(lib) => return Ok(lib),
-                    Err(e) => tried.push(format!("{name}: {e}")),
-                }
-            }
-            Err(format!(
-                "nvJPEG 13 could not be loaded ({}); install it with `pip install \
-                 nvidia-nvjpeg==13.0.4.44` or set SLIPSTREAM_NVJPEG to libnvjpeg.so.13",
-                tried.join("; ")
-            ))
-        })
-        .as_ref()
-        .map_err(|e| Error::Cuda(e.clone()))
-}
-
-/// The file the loaded libnvjpeg was mapped from (for `slipstream info`), if it is loaded.
-pub fn library_path() -> Option<PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| {
-            Path::new(path)
-                .file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with("libnvjpeg"))
-        })
-        .map(Into::into)
-}
 
 fn status_name(s: nvjpegStatus_t) -> &'static str {
     match s {

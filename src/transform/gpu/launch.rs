@@ -15,6 +15,7 @@ use crate::cuda::{DeviceMemory, Gpu, cuda_error};
 use crate::decode::Decoded;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::kernel_images::{self, force_ptx};
 use crate::tensor::{DeviceTensor, Tensor};
 use crate::transform::geometry::{Target, source_region, view_geometry};
 use crate::transform::output::NamedTensors;
@@ -23,16 +24,13 @@ use crate::transform::params::{Draw, flip_for};
 use crate::transform::resample::{Convert, ViewParams};
 use crate::transform::spec::MemoryFormat;
 
-#[cfg(slipstream_kernels)]
-const RESAMPLE_FATBIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/resample.fatbin"));
-#[cfg(not(slipstream_kernels))]
-const RESAMPLE_FATBIN: &[u8] = &[];
-
 // SAFETY: `Convert` is `repr(C)` plain f32 data matching `struct Convert` in the kernel.
 unsafe impl DeviceRepr for Convert {}
 
 /// The resample kernel for each output dtype.
 pub(super) struct Kernels {
+    /// Which build of them the GPU runs ("sm_90 machine code", or PTX the driver compiled).
+    pub(super) image: String,
     uint8: CudaFunction,
     float16: CudaFunction,
     bfloat16: CudaFunction,
@@ -42,20 +40,19 @@ pub(super) struct Kernels {
 impl Kernels {
     /// Load the kernels built into this library onto `gpu`.
     pub(super) fn load(gpu: &Gpu) -> Result<Kernels> {
-        if RESAMPLE_FATBIN.is_empty() {
+        let Some(image) = kernel_images::RESAMPLE.pick(gpu.compute_capability(), force_ptx())
+        else {
             return Err(Error::Cuda(
-                "this build of slipstream has no GPU kernels (nvcc was not found when it was \
-                 built); rebuild with nvcc available, or use device=\"cpu\""
+                "this build of slipstream has no GPU kernels (NVRTC was not found when it was \
+                 built); rebuild with `make nvrtc` done, or use device=\"cpu\""
                     .into(),
             ));
-        }
+        };
         gpu.bind()?;
         let module = gpu
             .context()
-            .load_module(Ptx::from_binary(RESAMPLE_FATBIN.to_vec()))
-            .map_err(cuda_error(
-                "loading the kernels (is the driver older than CUDA 13.0?)",
-            ))?;
+            .load_module(Ptx::from_binary(image.code.to_vec()))
+            .map_err(cuda_error(&format!("loading the kernels ({})", image.name)))?;
         let function = |name: &str| {
             module
                 .load_function(name)
@@ -66,6 +63,7 @@ impl Kernels {
             float16: function("resample_float16")?,
             bfloat16: function("resample_bfloat16")?,
             float32: function("resample_float32")?,
+            image: image.name,
         })
     }
 

@@ -145,7 +145,12 @@ impl GpuStages for GpuPipeline {
                 format!("nvJPEG hardware engine ({engines} x {cores} cores{roi}) + CUDA backend")
             }
         };
-        format!("cuda:{} {} ({decode})", self.gpu.ordinal(), self.gpu.name())
+        format!(
+            "cuda:{} {} ({decode}; kernels: {})",
+            self.gpu.ordinal(),
+            self.gpu.name(),
+            state.kernels.image
+        )
     }
 
     /// The ring of decoded images plus the batch-tensor pool.
