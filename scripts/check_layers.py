@@ -23,7 +23,7 @@ from pathlib import Path
 # Bottom to top. A module may import modules of lower layers only (and its own files).
 LAYERS: list[list[str]] = [
     ["error"],
-    ["dtype", "kernel_images", "rng", "threads"],
+    ["dtype", "kernel_images", "progress", "rng", "threads"],
     ["buffer", "cuda", "s3"],
     ["tensor", "decode"],
     ["source"],

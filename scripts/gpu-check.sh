@@ -5,7 +5,7 @@
 # pipeline, held batches, memory, broken images) with nvJPEG 13, again with nvJPEG 12 (the
 # nvidia-nvjpeg-cu12 wheel CUDA 12 drivers get) and again with the kernels' PTX compiled by the
 # driver (CUDA_FORCE_PTX_JIT=1), the Python GPU tests (DLPack and the stream protocol,
-# torchvision parity, no leaks) with each nvJPEG, the GPU benchmarks (benches/gpu.rs: nvJPEG's bare decode against the
+# torchvision parity, no leaks; upstream's Quick Start on device='cuda') with each nvJPEG, the GPU benchmarks (benches/gpu.rs: nvJPEG's bare decode against the
 # loader; benches/python/gpu_pipeline.py: against torchvision); then print a short table. Logs
 # and results go to $OUT (eight files: summary.txt, install.log, rust-gpu-tests.log,
 # pytest-gpu.log, cargo-bench-gpu.log, bench.log and the two benchmarks' JSON).
@@ -79,7 +79,7 @@ again "Rust GPU tests, nvJPEG 12" "SLIPSTREAM_NVJPEG=$NVJPEG12"
 again "Rust GPU tests, PTX JIT" "CUDA_FORCE_PTX_JIT=1"
 
 run_step "Python GPU tests" 150 pytest-gpu.log python3 -m pytest -q -s -p no:cacheprovider \
-    -o addopts= python/tests/test_gpu.py
+    -o addopts= python/tests/test_gpu.py python/tests/test_upstream.py
 step "Python GPU tests" "$RESULT: $(tail -1 "$OUT/pytest-gpu.log")"
 grep -E 'GPU vs torchvision|^FAILED|^E ' "$OUT/pytest-gpu.log" | head -20 | sed 's/^/    /' |
     tee -a "$OUT/summary.txt"

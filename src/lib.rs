@@ -8,6 +8,7 @@ pub mod error; // the one error type; each failure names its file and sample
 pub mod dtype; // element types of stored and handed-out arrays
 #[cfg(feature = "cuda")]
 pub mod kernel_images; // the compiled kernels, and which one a GPU loads
+pub mod progress; // progress of builds and transfers: a bar, log lines, or a reporter
 pub mod rng; // counter-based random streams keyed by (seed, epoch, sample, view)
 pub mod threads; // where parallel work runs (rayon pools; none after fork)
 

@@ -331,11 +331,14 @@ impl BatchIterator {
     }
 }
 
-/// A batch as a dict of native values: `__position__`, `index`, then the fields.
+/// A batch as a dict of native values: `__position__`, `index` (also as `_indices`, upstream
+/// slipstream's name, which a field called `index` does not replace), then the fields.
 fn batch_dict(py: Python<'_>, batch: loader::Batch) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
     out.set_item("__position__", batch.position)?;
-    out.set_item("index", tensor(py, batch.indices)?)?;
+    let indices = tensor(py, batch.indices)?;
+    out.set_item("_indices", &indices)?;
+    out.set_item("index", indices)?;
     for (name, field) in batch.fields {
         match field {
             FieldBatch::Tensor(t) => out.set_item(name, tensor(py, t)?)?,
@@ -490,6 +493,29 @@ fn after_fork_in_child() {
     crate::threads::disable_parallelism();
 }
 
+/// Send the progress of builds and transfers to `reporter(kind, id, text, done, total)`
+/// (kind: "start", "advance", "finish" or "line"), or back to stderr with `None`.
+#[pyfunction]
+fn set_progress_reporter(reporter: Option<Py<PyAny>>) {
+    use crate::progress::Event;
+    let reporter = reporter.map(|f| {
+        Arc::new(move |event: &Event<'_>| {
+            let args = match event {
+                Event::Start { id, what, total } => ("start", *id, what.to_string(), 0, *total),
+                Event::Advance { id, done } => ("advance", *id, String::new(), *done, 0),
+                Event::Finish { id } => ("finish", *id, String::new(), 0, 0),
+                Event::Line(line) => ("line", 0, line.to_string(), 0, 0),
+            };
+            Python::attach(|py| {
+                if let Err(e) = f.call1(py, args) {
+                    e.print(py); // a broken reporter must not stop the build
+                }
+            });
+        }) as Arc<crate::progress::Reporter>
+    });
+    crate::progress::set_reporter(reporter);
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Dataset>()?;
@@ -503,6 +529,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(flip_param, m)?)?;
     m.add_function(wrap_pyfunction!(decode_image, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(set_progress_reporter, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_IMAGE_PIXELS", ImagePolicy::DEFAULT_MAX_PIXELS)?;
     Ok(())

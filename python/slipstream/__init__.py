@@ -11,7 +11,7 @@ import json as _json
 import os as _os
 from typing import Any as _Any
 
-from . import _native
+from . import _native, _upstream
 from ._cuda import point_at_nvjpeg as _point_at_nvjpeg
 from .dataset import Field, SlipstreamDataset
 from .errors import (
@@ -21,6 +21,7 @@ from .errors import (
     CudaError,
     DecodeError,
     FormatError,
+    MigrationError,
     SampleIndexError,
     SlipstreamError,
     SlipstreamIOError,
@@ -32,12 +33,18 @@ from .transforms import (
     IMAGENET_STD,
     MAX_IMAGE_PIXELS,
     CenterCrop,
+    DecodeCenterCrop,
+    DecodeRandomResizedCrop,
+    DecodeResizeCrop,
     Normalize,
     Pipeline,
     RandomHorizontalFlip,
     RandomResizedCrop,
+    ResizeCrop,
+    ToTorchImage,
     decode_image,
 )
+from .vis import show_batch
 
 __version__: str = _native.__version__
 
@@ -63,6 +70,9 @@ def info() -> dict[str, _Any]:
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_native.after_fork_in_child)
 
+# Upstream slipstream's names that slipstream lacks: an error that says what to use instead.
+__getattr__ = _upstream.module_getattr(__name__)
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -72,21 +82,28 @@ __all__ = [
     "ChecksumError",
     "ConfigError",
     "CudaError",
+    "DecodeCenterCrop",
     "DecodeError",
+    "DecodeRandomResizedCrop",
+    "DecodeResizeCrop",
     "Field",
     "FormatError",
+    "MigrationError",
     "Normalize",
     "Pipeline",
     "RaggedBatch",
     "RandomHorizontalFlip",
     "RandomResizedCrop",
+    "ResizeCrop",
     "SampleIndexError",
     "SlipstreamDataset",
     "SlipstreamError",
     "SlipstreamIOError",
     "SlipstreamLoader",
+    "ToTorchImage",
     "UnsupportedError",
     "__version__",
     "decode_image",
     "info",
+    "show_batch",
 ]

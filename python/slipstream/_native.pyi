@@ -1,6 +1,6 @@
 # Type stubs of the extension module built from src/python.rs and src/tensor/dlpack.rs.
 # `make test` checks them against the built module (mypy's stubtest): they cannot go stale.
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, final
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "flip_param",
     "info_json",
     "random_resized_crop_params",
+    "set_progress_reporter",
 ]
 __version__: str
 MAX_IMAGE_PIXELS: int
@@ -130,3 +131,4 @@ def decode_image(
     data: bytes, max_image_pixels: int | None = ..., load_truncated_images: bool = False
 ) -> tuple[int, int, bytes]: ...
 def after_fork_in_child() -> None: ...
+def set_progress_reporter(reporter: Callable[[str, int, str, int, int], None] | None) -> None: ...

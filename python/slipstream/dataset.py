@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _native
+from . import _native, _progress, _upstream
 from ._tensors import torch_available
 
 
@@ -55,6 +55,21 @@ def _array_value(field: dict[str, Any], shape: list[int], data: bytearray) -> An
     return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
 
 
+def _decoded(data: bytes, to_pil: bool) -> Any:
+    from .transforms import decode_image
+
+    pixels = decode_image(data)
+    if to_pil:
+        from PIL import Image
+
+        return Image.fromarray(pixels)
+    if torch_available():
+        import torch
+
+        return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+    return pixels
+
+
 class SlipstreamDataset:
     """A LitData dataset (the output of ``litdata.optimize``) read through slipstream's cache.
 
@@ -73,10 +88,16 @@ class SlipstreamDataset:
         cache_dir: where caches live; default ``$SLIPSTREAM_CACHE_DIR``, else
             ``~/.cache/slipstream``.
         rebuild: build the cache again even if an up-to-date one exists.
-        progress: show a progress bar while building.
+        progress: show the progress of building and downloading: a bar on a terminal, a line
+            every few seconds in a log file (a SLURM job's), a tqdm bar in Jupyter (lines
+            without tqdm); ``False`` shows nothing.
         storage_options: for ``s3://``: the keys LitData users pass (``endpoint_url``,
             ``region_name``, ``aws_access_key_id``, ``aws_secret_access_key``,
-            ``aws_session_token``, ``profile``, ``anon``) and ``concurrency``,
+            ``aws_session_token``, ``profile``, ``anon``; also in LitData's and s5cmd's
+            spellings: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+            ``AWS_SESSION_TOKEN``, ``S3_ENDPOINT_URL``, ``AWS_NO_SIGN_REQUEST``,
+            ``AWS_REGION``, ``AWS_PROFILE``, and a botocore ``config`` with
+            ``signature_version=UNSIGNED`` or ``retries``) and ``concurrency``,
             ``part_bytes``, ``max_attempts``, ``read_timeout``. Without keys, credentials come
             from the usual AWS chain (environment, profile, SSO, instance role);
             ``AWS_ENDPOINT_URL`` selects an S3-compatible store. With ``remote_cache`` they
@@ -87,6 +108,16 @@ class SlipstreamDataset:
             after a build, the cache is uploaded (its manifest last, so a half-finished upload
             is never used). Ranks on one machine download once. ``slipstream sync push|pull``
             does the same by hand.
+        remote_dir, local_dir, input_dir: upstream slipstream's names for ``path`` (give one).
+        decode_images: ``ds[i]`` decodes image fields (as :func:`slipstream.decode_image`
+            does): to PIL images (``to_pil=True``, the default) or to uint8 tensors
+            ``[3, H, W]`` (``to_pil=False``; numpy ``[H, W, 3]`` without torch).
+        to_pil: see ``decode_images``.
+        upstream_options: upstream slipstream's and LitData's other options where they mean
+            something here: ``force_rebuild`` (= ``rebuild``), ``verbose`` (= ``progress``),
+            ``session_options`` (LitData's, joined to ``storage_options``),
+            ``profile="wasabi"``, ``max_cache_size`` (nothing to limit: one cache file); the
+            rest raise an error that says what to use instead (docs/MIGRATING.md).
         fingerprint: how a local dataset is known unchanged since its cache was built:
             ``"mtime"`` (default: each chunk's size and modification time, free) or
             ``"content"`` (a hash of every chunk's bytes, read at disk speed on each open: for
@@ -107,7 +138,7 @@ class SlipstreamDataset:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         *,
         rebuild: bool = False,
@@ -115,17 +146,43 @@ class SlipstreamDataset:
         storage_options: dict[str, Any] | None = None,
         remote_cache: str | None = None,
         fingerprint: str = "mtime",
+        remote_dir: str | os.PathLike[str] | None = None,
+        local_dir: str | os.PathLike[str] | None = None,
+        input_dir: str | os.PathLike[str] | None = None,
+        decode_images: bool = False,
+        to_pil: bool = True,
+        **upstream_options: Any,
     ) -> None:
-        path = os.fspath(path)
-        options = [(str(k), str(v)) for k, v in (storage_options or {}).items()]
+        source = _upstream.dataset_source(path, remote_dir, local_dir, input_dir)
+        upstream = _upstream.dataset_options(upstream_options)
+        options = _upstream.storage_options(
+            {**(storage_options or {}), **upstream.pop("extra_storage_options")}
+        )
+        self._open_args: dict[str, Any] = {
+            "path": os.fspath(source),
+            "cache_dir": None if cache_dir is None else os.fspath(cache_dir),
+            "progress": upstream.get("progress", progress),
+            "storage_options": options,
+            "remote_cache": remote_cache,
+            "fingerprint": fingerprint,
+        }
+        self._decode_images = bool(decode_images)
+        self._to_pil = bool(to_pil)
+        if self._open_args["progress"]:
+            _progress.install()
+        self._reopen(rebuild=upstream.get("rebuild", rebuild))
+
+    def _reopen(self, *, rebuild: bool) -> None:
+        """Open (or, with ``rebuild``, build again) the cache."""
+        a = self._open_args
         self._native = _native.Dataset(
-            path,
-            None if cache_dir is None else os.fspath(cache_dir),
+            a["path"],
+            a["cache_dir"],
             rebuild,
-            progress,
-            storage_options=options,
-            remote_cache=remote_cache,
-            fingerprint=fingerprint,
+            a["progress"],
+            storage_options=a["storage_options"],
+            remote_cache=a["remote_cache"],
+            fingerprint=a["fingerprint"],
         )
         self._header: dict[str, Any] = json.loads(self._native.header_json())
         self._raw_fields: list[dict[str, Any]] = self._header["fields"]
@@ -162,6 +219,8 @@ class SlipstreamDataset:
                 raw = _pil_value(*raw)
             elif field["kind"] == "array":
                 raw = _array_value(field, *raw)
+            elif self._decode_images and field.get("images") and isinstance(raw, bytes):
+                raw = _decoded(raw, self._to_pil)
             values.append(raw)
         if self._layout == "dict":
             return {f.name: v for f, v in zip(self._fields, values, strict=True)}

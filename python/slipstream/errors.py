@@ -46,6 +46,11 @@ class SampleIndexError(SlipstreamError, IndexError):
     """A sample index outside the dataset."""
 
 
+class MigrationError(SlipstreamError, ImportError):
+    """A name of upstream slipstream (harvard-visionlab/slipstream) that this one does not
+    have; the message says what to use instead (docs/MIGRATING.md)."""
+
+
 __all__ = [
     "CacheError",
     "ChecksumError",
@@ -53,6 +58,7 @@ __all__ = [
     "CudaError",
     "DecodeError",
     "FormatError",
+    "MigrationError",
     "SampleIndexError",
     "SlipstreamError",
     "SlipstreamIOError",

@@ -7,15 +7,18 @@ import json
 import os
 import secrets
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
-from . import _native
+import numpy as np
+
+from . import _native, _upstream
 from ._cuda import parse_device, point_at_nvjpeg
 from ._tensors import Converter, converter, torch_available
 from .dataset import SlipstreamDataset
 from .errors import ConfigError
-from .transforms import MAX_IMAGE_PIXELS, pipeline_spec
+from .transforms import MAX_IMAGE_PIXELS, PipelineSpec, pipeline_spec
 
 
 class RaggedBatch(Sequence[bytes]):
@@ -122,10 +125,62 @@ def _resolve_seed(seed: int | None, world_size: int) -> int:
     )
 
 
+def _field_selection(
+    dataset: SlipstreamDataset, fields: Sequence[str] | None, exclude: Sequence[str] | None
+) -> list[str] | None:
+    """The fields to load: ``fields``, or every field but ``exclude``, or all (``None``)."""
+    if exclude is None:
+        return None if fields is None else list(fields)
+    if fields is not None:
+        raise ConfigError("pass fields= or exclude_fields=, not both")
+    names = [f.name for f in dataset.fields]
+    unknown = [n for n in exclude if n not in names]
+    if unknown:
+        raise ConfigError(
+            f"exclude_fields names {unknown}, which the dataset lacks (it has {names})"
+        )
+    return [n for n in names if n not in exclude]
+
+
+def _pipeline_device(device: Any, specs: dict[str, PipelineSpec]) -> int | None:
+    """Where the pipelines run: the loader's ``device=`` and the stages' must agree."""
+    named = {s.device for s in specs.values() if s.device is not None}
+    loader = parse_device(device)
+    if not named:
+        return loader
+    if len(named) > 1:
+        raise ConfigError(
+            f"the pipelines' stages name different devices ({sorted(map(str, named))}): "
+            "slipstream runs every pipeline of a loader on one device"
+        )
+    stage = named.pop()
+    ordinal = None if stage == "cpu" else int(stage)
+    if device is not None and loader != ordinal:
+        raise ConfigError(
+            f"the loader's device={device!r} and its stages' device "
+            f"({'cpu' if ordinal is None else f'cuda:{ordinal}'}) differ: in slipstream one "
+            "device holds the pipelines' outputs and the batch, so give one of them"
+        )
+    return ordinal
+
+
+def _upstream_layout(images: Any, layout: PipelineSpec) -> Any:
+    """Upstream slipstream's decode stages alone: ``[B, H, W, 3]`` (a view of the
+    channels-last output, no copy), as numpy unless they asked for a tensor."""
+    if layout.channels_last:
+        images = (
+            images.movedim(-3, -1) if hasattr(images, "movedim") else np.moveaxis(images, -3, -1)
+        )
+    if layout.numpy and hasattr(images, "numpy") and getattr(images, "is_cuda", False) is False:
+        images = images.numpy()
+    return images
+
+
 class SlipstreamLoader:
     """Batches of a :class:`SlipstreamDataset`, prepared ahead on background threads.
 
-    Each batch is a dict: ``"index"`` (int64 [B], the dataset index of each sample), then one
+    Each batch is a dict: ``"index"`` (int64 [B], the dataset index of each sample; also as
+    ``"_indices"``, upstream slipstream's name, which a field called ``index`` leaves), then one
     entry per field: scalars as tensors [B] (``int`` → int64, ``float`` → float64, ``bool``),
     arrays of one shape as tensors [B, ...], ``str`` fields as lists, and byte/image fields as
     a :class:`RaggedBatch`. Tensors are torch tensors when torch is importable, numpy arrays
@@ -158,6 +213,8 @@ class SlipstreamLoader:
             pages of the cache, samples shuffled within a window of pages, so each rank reads
             a bounded set of pages at a time.
         fields: names of the fields to load (default: all).
+        exclude_fields: names of fields not to load (upstream slipstream's option; the
+            opposite of ``fields``).
         num_threads: threads copying batches (default: one per core).
         output: ``"auto"``, ``"torch"`` or ``"numpy"``.
         dtype: pipeline output type: ``"uint8"``, ``"float16"``, ``"bfloat16"`` or
@@ -178,7 +235,8 @@ class SlipstreamLoader:
         load_truncated_images: decode JPEGs that end early, their missing rows grey, as
             Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` does; by default they are broken
             images like any other corrupt JPEG.
-        device: where pipelines run: ``"cpu"`` (default), or ``"cuda"``/``"cuda:N"``/a
+        device: where pipelines run (a stage's ``device=`` says the same; the two must
+            agree): ``"cpu"`` (default), or ``"cuda"``/``"cuda:N"``/a
             ``torch.device``: JPEGs decoded by nvJPEG (the GPU's hardware engine where it has
             one) and transformed by slipstream's CUDA kernels, with the same crops and flips
             as on the CPU; pipeline outputs are then CUDA tensors (other fields stay on the
@@ -189,6 +247,15 @@ class SlipstreamLoader:
             backend for the rest, the CPU for what nvJPEG cannot decode), ``"cuda"`` (no
             hardware engine) or ``"cpu"`` (libjpeg-turbo on the host threads; the GPU only
             transforms).
+        after_batch_transforms: functions ``batch -> batch`` run in order on every finished
+            batch dict, for what slipstream has no stage for (upstream slipstream's Mixup,
+            a torchvision v2 transform); they run in the consuming thread, after the batch
+            left the prefetch queue.
+        upstream_options: upstream slipstream's other loader options, accepted where they
+            mean the same here (``force_rebuild``, ``verbose``, ``image_field``,
+            ``image_format="jpeg"``, ``use_threading``, ``presync_s3``,
+            ``presync_s3_workers``); the rest raise an error that says what to use instead
+            (docs/MIGRATING.md).
 
     Example:
         >>> loader = SlipstreamLoader(demo_dataset, batch_size=32, seed=0, output="numpy")
@@ -196,7 +263,7 @@ class SlipstreamLoader:
         3
         >>> batch = next(iter(loader))
         >>> sorted(batch)
-        ['image', 'index', 'label']
+        ['_indices', 'image', 'index', 'label']
         >>> batch["label"].dtype, batch["index"].shape
         (dtype('int64'), (32,))
     """
@@ -227,6 +294,9 @@ class SlipstreamLoader:
         load_truncated_images: bool = False,
         device: Any = None,
         decoder: str = "auto",
+        exclude_fields: Sequence[str] | None = None,
+        after_batch_transforms: Sequence[Any] | None = None,
+        **upstream_options: Any,
     ) -> None:
         if not isinstance(dataset, SlipstreamDataset):
             raise ConfigError(f"dataset must be a SlipstreamDataset, not {type(dataset).__name__}")
@@ -241,10 +311,14 @@ class SlipstreamLoader:
         self.seed = _resolve_seed(seed, self.world_size)
         self._indices = None if indices is None else [int(i) for i in indices]
         self._batches_ahead = int(batches_ahead)
-        self._fields = None if fields is None else list(fields)
+        upstream = _upstream.loader_options(dataset, upstream_options)
+        if upstream["force_rebuild"]:
+            dataset._reopen(rebuild=True)
+        self._verbose = upstream["verbose"]
+        self._fields = _field_selection(dataset, fields, exclude_fields)
         self._num_threads = 0 if num_threads is None else int(num_threads)
-        self._pipelines = [
-            pipeline_spec(
+        specs = {
+            name: pipeline_spec(
                 name,
                 p,
                 dtype=dtype,
@@ -252,11 +326,17 @@ class SlipstreamLoader:
                 reduced_decode=reduced_decode,
             )
             for name, p in (pipelines or {}).items()
-        ]
+        }
+        self._pipelines = [spec.native for spec in specs.values()]
+        self._layouts = {name: s for name, s in specs.items() if s.channels_last or s.numpy}
+        self._after_batch = list(after_batch_transforms or [])
+        for f in self._after_batch:
+            if not callable(f):
+                raise ConfigError(f"after_batch_transforms must be callables, not {f!r}")
         self._on_error = on_error
         self._max_image_pixels = None if max_image_pixels is None else int(max_image_pixels)
         self._load_truncated_images = bool(load_truncated_images)
-        self._device = parse_device(device)
+        self._device = _pipeline_device(device, specs)
         self._decoder = decoder
         if self._device is not None:
             if not self._pipelines:
@@ -275,6 +355,7 @@ class SlipstreamLoader:
         self._next_epoch = 0
         self._resume: tuple[int, int] | None = None
         self._active: list[int] | None = None
+        self._running: list[Any] = []  # the epochs' native iterators, for shutdown()
 
     def _make_native(self) -> Any:
         return _native.Loader(
@@ -337,16 +418,18 @@ class SlipstreamLoader:
 
     def _run(self, epoch: int, start: int) -> Iterator[dict[str, Any]]:
         native = self._native.iter(epoch, start)
+        self._running.append(native)
         active = [epoch, start]
         self._active = active
         try:
             for raw in native:
                 active[1] = raw.pop("__position__") + 1
-                yield {name: self._value(v) for name, v in raw.items()}
+                yield self._batch(raw)
             if self._active is active:
                 self._active = None
         finally:
             native.close()
+            self._running.remove(native)
 
     def _value(self, v: Any) -> Any:
         if isinstance(v, _native.Tensor):
@@ -368,7 +451,15 @@ class SlipstreamLoader:
         """
         raw = self._native.load(int(epoch), [int(i) for i in indices])
         raw.pop("__position__")
-        return {name: self._value(v) for name, v in raw.items()}
+        return self._batch(raw)
+
+    def _batch(self, raw: dict[str, Any]) -> dict[str, Any]:
+        batch = {name: self._value(v) for name, v in raw.items()}
+        for name, layout in self._layouts.items():
+            batch[name] = _upstream_layout(batch[name], layout)
+        for transform in self._after_batch:
+            batch = transform(batch)
+        return batch
 
     def stats(self) -> dict[str, int | float]:
         """Counters since the loader was made: images decoded by pipelines, and samples
@@ -443,6 +534,48 @@ class SlipstreamLoader:
         self._active = None
         self._next_epoch = int(state["epoch"])
         self._resume = (int(state["epoch"]), int(state["batches_done"]))
+
+    def warmup_cache(self, verbose: bool | None = None) -> dict[str, Any]:
+        """Read the cache file once from end to end, so that the first epoch finds it in the
+        page cache (upstream slipstream's method; nothing is decoded). Returns
+        ``elapsed_sec``, ``total_bytes``, ``throughput_mb_s``, ``cache_dir`` and
+        ``num_files``; ``verbose`` (default: the loader's) prints that.
+
+        Example:
+            >>> stats = SlipstreamLoader(demo_dataset, batch_size=8).warmup_cache(verbose=False)
+            >>> stats["num_files"], stats["total_bytes"] == os.path.getsize(demo_dataset.cache_path)
+            (1, True)
+        """
+        path = self.dataset.cache_path
+        start = time.perf_counter()
+        total = 0
+        chunk = bytearray(16 << 20)
+        with open(path, "rb", buffering=0) as f:
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            while n := f.readinto(chunk):
+                total += n
+        elapsed = time.perf_counter() - start
+        stats = {
+            "elapsed_sec": elapsed,
+            "total_bytes": total,
+            "throughput_mb_s": total / 1e6 / elapsed if elapsed > 0 else float("inf"),
+            "cache_dir": os.path.dirname(path),
+            "num_files": 1,
+        }
+        if self._verbose if verbose is None else verbose:
+            print(
+                f"slipstream: read {total / 1e6:.0f} MB of {path} in {elapsed:.1f} s "
+                f"({stats['throughput_mb_s']:.0f} MB/s)",
+                file=sys.stderr,
+            )
+        return stats
+
+    def shutdown(self) -> None:
+        """Stop preparing batches now (an epoch in progress ends; a new ``iter()`` starts
+        again). Upstream slipstream's method; dropping the loader does the same."""
+        for native in list(self._running):
+            native.close()
 
     def __repr__(self) -> str:
         return (

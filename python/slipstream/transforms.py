@@ -4,23 +4,31 @@ A pipeline is a list of stages applied to one image field:
 
 - one geometry stage first: :class:`RandomResizedCrop` (training) or :class:`CenterCrop`
   (evaluation, optionally after resizing the shorter side);
-- optionally :class:`RandomHorizontalFlip` and :class:`Normalize`.
+- optionally :class:`RandomHorizontalFlip`, :class:`ToTorchImage` and :class:`Normalize`.
 
 ``SlipstreamLoader(..., pipelines={"image": [RandomResizedCrop(224),
 RandomHorizontalFlip(), Normalize()]})`` then yields ``batch["image"]`` as a ``[B, 3, 224, 224]``
 tensor. :class:`Pipeline` names the source field and asks for several views of each image.
 Every random choice depends only on (seed, epoch, sample index, view): ``get_params`` shows it.
+A stage's ``device=`` ("cpu", "cuda", "cuda:N") says where its pipeline runs, like the
+loader's ``device=``. Upstream slipstream's stage names (``DecodeRandomResizedCrop``,
+``DecodeCenterCrop``, ``DecodeResizeCrop``/``ResizeCrop``, ``ToTorchImage``) map onto these
+(docs/MIGRATING.md).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from . import _native
+from . import _native, _upstream
+from ._cuda import parse_device
 from .errors import ConfigError
+
+# Upstream slipstream's other transforms: an error that says what to use instead.
+__getattr__ = _upstream.module_getattr(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,6 +58,8 @@ class RandomResizedCrop:
     size: int | Sequence[int]
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    device: Any = field(default=None, kw_only=True)
+    """Where the pipeline runs (``"cpu"``, ``"cuda"``, ``"cuda:N"``); ``None``: the loader's."""
 
     def get_params(
         self, height: int, width: int, *, seed: int, epoch: int, index: int, view: int = 0
@@ -79,6 +89,8 @@ class CenterCrop:
 
     size: int | Sequence[int]
     resize: int | None = None
+    device: Any = field(default=None, kw_only=True)
+    """Where the pipeline runs (``"cpu"``, ``"cuda"``, ``"cuda:N"``); ``None``: the loader's."""
 
     def _geometry(self) -> dict[str, Any]:
         h, w = _size(self.size)
@@ -95,6 +107,14 @@ class RandomHorizontalFlip:
     """
 
     p: float = 0.5
+    seed: None = None
+    """Upstream slipstream's per-stage seed: only ``None`` (``SlipstreamLoader(seed=)`` seeds
+    every stage)."""
+    device: Any = field(default=None, kw_only=True)
+    """Where the pipeline runs (``"cpu"``, ``"cuda"``, ``"cuda:N"``); ``None``: the loader's."""
+
+    def __post_init__(self) -> None:
+        _upstream_options(self, seed=self.seed)
 
     def get_params(self, *, seed: int, epoch: int, index: int, view: int = 0) -> bool:
         """Whether slipstream flips this view."""
@@ -104,10 +124,175 @@ class RandomHorizontalFlip:
 @dataclass(frozen=True)
 class Normalize:
     """Scale to [0, 1], then ``(x - mean) / std`` per channel (torchvision's ``ToDtype(...,
-    scale=True)`` then ``Normalize(mean, std)``)."""
+    scale=True)`` then ``Normalize(mean, std)``), so ``mean`` and ``std`` are on the [0, 1]
+    scale, as torchvision's: values on the 0-255 scale are a :class:`ConfigError`. ``dtype``
+    (a torch dtype or its name) is the output's; ``inplace`` is accepted for upstream
+    slipstream's signature (slipstream writes each batch once, in place).
+
+    Example:
+        >>> try:
+        ...     Normalize(mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4))
+        ... except ConfigError as e:
+        ...     print(str(e).split("values: ")[1])
+        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225) here
+    """
 
     mean: Sequence[float] = IMAGENET_MEAN
     std: Sequence[float] = IMAGENET_STD
+    inplace: bool = True
+    dtype: Any = None
+    device: Any = field(default=None, kw_only=True)
+    """Where the pipeline runs (``"cpu"``, ``"cuda"``, ``"cuda:N"``); ``None``: the loader's."""
+
+    def __post_init__(self) -> None:
+        mean, std = [float(m) for m in self.mean], [float(s) for s in self.std]
+        if len(mean) != 3 or len(std) != 3:
+            raise ConfigError("Normalize needs 3 means and 3 stds")
+        if not all(math.isfinite(v) for v in mean + std):
+            raise ConfigError("Normalize values must be finite")
+        # Images scaled to [0, 1] have means in [0, 1] and standard deviations of at most 0.5.
+        if max(mean) > 1 or max(std) > 1:
+            scaled = ", ".join(f"{m / 255:.3g}" for m in mean)
+            spread = ", ".join(f"{s / 255:.3g}" for s in std)
+            raise ConfigError(
+                "Normalize takes the mean and std of images scaled to [0, 1] (as torchvision's "
+                f"does), not 0-255 values: mean=({scaled}), std=({spread}) here"
+            )
+        if min(std) <= 0:
+            raise ConfigError(f"Normalize: every std must be positive, not {tuple(std)}")
+
+
+@dataclass(frozen=True)
+class ToTorchImage:
+    """Upstream slipstream's conversion stage: the pipeline's output becomes a float tensor in
+    [0, 1] of ``dtype`` (a torch dtype or its name; default float32, or the loader's
+    ``dtype``) on ``device``. In slipstream the output is
+    always a tensor; this stage only sets where the pipeline runs and the output dtype.
+
+    Example:
+        >>> ToTorchImage("cpu", "torch.float16").dtype
+        'float16'
+    """
+
+    device: Any = None
+    dtype: Any = None
+    from_numpy: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", _dtype_name(self.dtype))
+
+
+def _dtype_name(dtype: Any) -> str | None:
+    """``torch.float16``, ``"float16"`` or ``"torch.float16"`` → ``"float16"``."""
+    if dtype is None:
+        return None
+    name = str(dtype).removeprefix("torch.")
+    if name not in ("uint8", "float16", "bfloat16", "float32"):
+        raise ConfigError(f"output dtype must be uint8, float16, bfloat16 or float32, not {dtype}")
+    return name
+
+
+def _upstream_options(stage: Any, *, seed: Any = None, num_threads: int = 0) -> None:
+    """Upstream slipstream's per-stage ``seed`` and ``num_threads`` have a loader-wide
+    equivalent here; only their defaults are accepted on a stage."""
+    name = type(stage).__name__
+    if seed is not None:
+        raise ConfigError(
+            f"{name}(seed={seed!r}): slipstream draws every random choice from the loader's "
+            "seed and (epoch, sample, view), the same on any batch size, thread count or "
+            "device: pass SlipstreamLoader(seed=...) instead"
+        )
+    if num_threads:
+        raise ConfigError(
+            f"{name}(num_threads={num_threads!r}): decoding threads are the loader's: pass "
+            "SlipstreamLoader(num_threads=...) instead"
+        )
+
+
+@dataclass(frozen=True)
+class DecodeRandomResizedCrop:
+    """Upstream slipstream's ``DecodeRandomResizedCrop``: :class:`RandomResizedCrop` with
+    upstream's signature. Alone in a pipeline its output is upstream's: uint8 ``[B, H, W, 3]``
+    as a numpy array (``to_tensor=True``: a tensor; ``permute=True``: ``[B, 3, H, W]``);
+    followed by :class:`ToTorchImage` or :class:`Normalize`, a ``[B, 3, H, W]`` tensor.
+
+    Example:
+        >>> DecodeRandomResizedCrop(224).get_params(375, 500, seed=0, epoch=0, index=7)
+        (2, 75, 370, 425)
+    """
+
+    size: int | Sequence[int] = 224
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    num_threads: int = 0
+    seed: None = None
+    to_tensor: bool = False
+    permute: bool = False
+    device: Any = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        _upstream_options(self, seed=self.seed, num_threads=self.num_threads)
+
+    def _crop(self) -> RandomResizedCrop:
+        return RandomResizedCrop(self.size, self.scale, self.ratio)
+
+    def get_params(
+        self, height: int, width: int, *, seed: int, epoch: int, index: int, view: int = 0
+    ) -> tuple[int, int, int, int]:
+        """``(top, left, height, width)`` of the crop slipstream takes for this view."""
+        return self._crop().get_params(
+            height, width, seed=seed, epoch=epoch, index=index, view=view
+        )
+
+    def _geometry(self) -> dict[str, Any]:
+        return self._crop()._geometry()
+
+
+@dataclass(frozen=True)
+class DecodeCenterCrop:
+    """Upstream slipstream's ``DecodeCenterCrop(size)``: the central ``size`` x ``size`` pixels
+    (:class:`CenterCrop`; upstream's output options as :class:`DecodeRandomResizedCrop`'s).
+    An image smaller than ``size`` is padded with zeros, as torchvision pads; upstream
+    scaled it up instead."""
+
+    size: int | Sequence[int] = 224
+    num_threads: int = 0
+    to_tensor: bool = False
+    permute: bool = False
+    device: Any = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        _upstream_options(self, num_threads=self.num_threads)
+
+    def _geometry(self) -> dict[str, Any]:
+        return CenterCrop(self.size)._geometry()
+
+
+@dataclass(frozen=True)
+class DecodeResizeCrop:
+    """Upstream slipstream's ``DecodeResizeCrop(resize_size, crop_size)`` (also ``ResizeCrop``):
+    the shorter side resized to ``resize_size``, then the central ``crop_size`` square, which
+    is ``CenterCrop(crop_size, resize=resize_size)`` (upstream's output options as
+    :class:`DecodeRandomResizedCrop`'s)."""
+
+    resize_size: int = 256
+    crop_size: int | Sequence[int] = 224
+    num_threads: int = 0
+    to_tensor: bool = False
+    permute: bool = False
+    device: Any = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        _upstream_options(self, num_threads=self.num_threads)
+
+    def _geometry(self) -> dict[str, Any]:
+        return CenterCrop(self.crop_size, resize=int(self.resize_size))._geometry()
+
+
+ResizeCrop = DecodeResizeCrop
+"""Upstream slipstream's older name of :class:`DecodeResizeCrop`."""
+
+_UPSTREAM_DECODE_STAGES = (DecodeRandomResizedCrop, DecodeCenterCrop, DecodeResizeCrop)
 
 
 @dataclass(frozen=True)
@@ -128,6 +313,18 @@ class Pipeline:
     views: int = 1
 
 
+@dataclass(frozen=True)
+class PipelineSpec:
+    """One pipeline as the loader needs it: the JSON object for the native loader, the device
+    its stages ask for (``None``: none does; ``"cpu"`` or a GPU ordinal), and, for upstream's
+    decode stages used alone, the layout upstream gave their output."""
+
+    native: dict[str, Any]
+    device: int | str | None
+    channels_last: bool = False
+    numpy: bool = False
+
+
 def pipeline_spec(
     name: str,
     pipeline: Pipeline | Sequence[Any],
@@ -135,46 +332,86 @@ def pipeline_spec(
     dtype: str | None,
     memory_format: str,
     reduced_decode: bool,
-) -> dict[str, Any]:
-    """The JSON object the native loader takes for one pipeline."""
+) -> PipelineSpec:
+    """Check one pipeline's stages and say what the loader makes of them."""
     if not isinstance(pipeline, Pipeline):
         pipeline = Pipeline(list(pipeline))
     stages = list(pipeline.stages)
-    if not stages or not isinstance(stages[0], RandomResizedCrop | CenterCrop):
+    if not stages or not hasattr(stages[0], "_geometry"):
         raise ConfigError(
             f"pipeline '{name}' must start with RandomResizedCrop or CenterCrop (every image "
             "of a batch needs the same size)"
         )
     flip = 0.0
     normalize = None
+    to_tensor = None
     for stage in stages[1:]:
         if isinstance(stage, RandomHorizontalFlip) and flip == 0.0:
             flip = float(stage.p)
         elif isinstance(stage, Normalize) and normalize is None:
-            mean, std = [float(m) for m in stage.mean], [float(s) for s in stage.std]
-            if len(mean) != 3 or len(std) != 3:
-                raise ConfigError(f"pipeline '{name}': Normalize needs 3 means and 3 stds")
-            if not all(math.isfinite(v) for v in mean + std):
-                raise ConfigError(f"pipeline '{name}': Normalize values must be finite")
-            normalize = [mean, std]
+            normalize = stage
+        elif isinstance(stage, ToTorchImage) and to_tensor is None:
+            to_tensor = stage
         else:
             raise ConfigError(
                 f"pipeline '{name}': {stage!r} is not supported here (after the geometry "
-                "stage: at most one RandomHorizontalFlip and one Normalize)"
+                "stage: at most one RandomHorizontalFlip, ToTorchImage and Normalize)"
             )
-    if dtype is None:
-        dtype = "float32" if normalize is not None else "uint8"
-    return {
+    device = _stage_device(name, stages)
+    stage_dtypes = {
+        d for d in (_dtype_name(getattr(s, "dtype", None)) for s in stages[1:]) if d is not None
+    }
+    if dtype is not None:
+        stage_dtypes.add(_dtype_name(dtype))
+    if len(stage_dtypes) > 1:
+        raise ConfigError(
+            f"pipeline '{name}': its stages and the loader ask for dtypes {sorted(stage_dtypes)}"
+        )
+    out_dtype = stage_dtypes.pop() if stage_dtypes else None
+    if out_dtype is None:
+        out_dtype = "float32" if normalize is not None or to_tensor is not None else "uint8"
+    # Upstream's decode stages alone give uint8 [B, H, W, 3], numpy unless to_tensor.
+    first = stages[0]
+    upstream_layout = (
+        isinstance(first, _UPSTREAM_DECODE_STAGES) and normalize is None and to_tensor is None
+    )
+    channels_last = upstream_layout and not first.permute
+    native = {
         "name": name,
         "field": pipeline.field or name,
         "views": int(pipeline.views),
-        "geometry": stages[0]._geometry(),
+        "geometry": first._geometry(),
         "flip": flip,
-        "normalize": normalize,
-        "dtype": dtype,
-        "memory_format": memory_format,
+        "normalize": None
+        if normalize is None
+        else [[float(m) for m in normalize.mean], [float(s) for s in normalize.std]],
+        "dtype": out_dtype,
+        "memory_format": "channels_last" if channels_last else memory_format,
         "reduced_decode": bool(reduced_decode),
     }
+    return PipelineSpec(
+        native,
+        device,
+        channels_last=channels_last,
+        numpy=upstream_layout and not first.to_tensor,
+    )
+
+
+def _stage_device(name: str, stages: Sequence[Any]) -> int | str | None:
+    """The one device the stages of a pipeline name (``"cpu"`` or a GPU ordinal), if any."""
+    named = {}
+    for stage in stages:
+        device = getattr(stage, "device", None)
+        if device is not None:
+            ordinal = parse_device(device)
+            named[ordinal if ordinal is not None else "cpu"] = (
+                f"{type(stage).__name__}(device={device!r})"
+            )
+    if len(named) > 1:
+        raise ConfigError(
+            f"pipeline '{name}': its stages name different devices: {', '.join(named.values())}"
+        )
+    return next(iter(named), None)
 
 
 MAX_IMAGE_PIXELS: int = _native.MAX_IMAGE_PIXELS
@@ -186,8 +423,10 @@ def decode_image(
     data: bytes,
     max_image_pixels: int | None = MAX_IMAGE_PIXELS,
     load_truncated_images: bool = False,
+    to_pil: bool = False,
 ) -> Any:
-    """Decode a JPEG or PNG to a ``uint8`` numpy array ``[H, W, 3]`` (RGB), with the decoder
+    """Decode a JPEG or PNG to a ``uint8`` numpy array ``[H, W, 3]`` (RGB; a PIL image with
+    ``to_pil=True``; upstream slipstream's gave a torch ``[3, H, W]``), with the decoder
     the CPU pipeline uses (libjpeg-turbo; grayscale and CMYK come out as RGB). Raises
     :class:`DecodeError` for a damaged image, a JPEG cut short (unless
     ``load_truncated_images``) or one larger than ``max_image_pixels`` (``None``: any size),
@@ -210,4 +449,9 @@ def decode_image(
         max_image_pixels=None if max_image_pixels is None else int(max_image_pixels),
         load_truncated_images=bool(load_truncated_images),
     )
-    return numpy.frombuffer(rgb, dtype=numpy.uint8).reshape(height, width, 3).copy()
+    pixels = numpy.frombuffer(rgb, dtype=numpy.uint8).reshape(height, width, 3).copy()
+    if to_pil:
+        from PIL import Image
+
+        return Image.fromarray(pixels)
+    return pixels

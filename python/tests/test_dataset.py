@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import litdata_datasets as m
@@ -177,3 +179,44 @@ def test_content_fingerprint_notices_a_chunk_rewritten_in_place(tmp_path: Path) 
     assert by_content[0]["caption"] == first_caption, "an open cache stays as it was"
     with pytest.raises(slipstream.ConfigError, match="fingerprint must be"):
         slipstream.SlipstreamDataset(src, cache_dir=cache, fingerprint="size")
+
+
+def build_in_subprocess(demo_dir: Path, cache: Path, *, progress: bool, jupyter: bool) -> str:
+    """stderr of a process that builds a cache: a pipe, as a SLURM job's log file is; with
+    ``jupyter``, an ipykernel-like process whose fd 2 the user does not see."""
+    code = (
+        "import sys, types\n"
+        + ("sys.modules['ipykernel'] = types.ModuleType('ipykernel')\n" if jupyter else "")
+        + "import slipstream\n"
+        + f"slipstream.SlipstreamDataset({str(demo_dir)!r}, cache_dir={str(cache)!r}, "
+        + f"progress={progress})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return result.stderr
+
+
+def test_progress_reaches_logs_and_notebooks(demo_dir: Path, tmp_path: Path) -> None:
+    log = build_in_subprocess(demo_dir, tmp_path / "a", progress=True, jupyter=False)
+    assert "slipstream: building cache: 0 of" in log and "slipstream: building cache: 100% (" in log
+    assert "slipstream: built " in log
+    notebook = build_in_subprocess(demo_dir, tmp_path / "b", progress=True, jupyter=True)
+    assert "slipstream: building cache:" in notebook and "100%" in notebook  # tqdm's bar
+    assert "slipstream: built " in notebook
+    quiet = build_in_subprocess(demo_dir, tmp_path / "c", progress=False, jupyter=True)
+    assert "slipstream" not in quiet
+
+
+def test_progress_lines_without_tqdm(capsys) -> None:
+    from slipstream._progress import Reporter
+
+    report = Reporter(use_tqdm=False)
+    report("start", 7, "downloading s3://b/x/", 0, 2_000_000)
+    report("advance", 7, "", 1_000_000, 0)  # within the line interval: no line
+    report("finish", 7, "", 0, 0)
+    report("line", 0, "slipstream: built it", 0, 0)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("slipstream: downloading s3://b/x/: 0% (0.0 of 2.0 MB")
+    assert lines[1].startswith("slipstream: downloading s3://b/x/: 50% (1.0 of 2.0 MB")
+    assert lines[2] == "slipstream: built it" and len(lines) == 3

@@ -49,7 +49,7 @@ def order(loader: SlipstreamLoader) -> list[int]:
 def test_batch_holds_the_samples_it_names(flat: SlipstreamDataset) -> None:
     loader = SlipstreamLoader(flat, batch_size=10, seed=3)
     batch = next(iter(loader))
-    assert sorted(batch) == ["caption", "image", "index", "keep", "label", "weight"]
+    assert sorted(batch) == ["_indices", "caption", "image", "index", "keep", "label", "weight"]
     index = batch["index"]
     assert isinstance(index, torch.Tensor) and index.dtype == torch.int64 and index.shape == (10,)
     assert batch["label"].dtype == torch.int64
@@ -102,7 +102,7 @@ def test_arrays_pil_and_strings(full: SlipstreamDataset) -> None:
 
 def test_fields_selection(flat: SlipstreamDataset) -> None:
     batch = next(iter(SlipstreamLoader(flat, batch_size=4, fields=["label"])))
-    assert sorted(batch) == ["index", "label"]
+    assert sorted(batch) == ["_indices", "index", "label"]
     with pytest.raises(slipstream.ConfigError, match="no field named 'nope'"):
         SlipstreamLoader(flat, batch_size=4, fields=["nope"])
 

@@ -287,7 +287,7 @@ def test_several_views_decoded_once(variants_dataset) -> None:
         },
     )
     batch = next(iter(lo))
-    assert sorted(batch) == ["global", "index", "label", "local"]
+    assert sorted(batch) == ["_indices", "global", "index", "label", "local"]
     assert batch["global"].shape == (8, 2, 3, 64, 64)
     assert batch["local"].shape == (8, 3, 3, 32, 32)
     flip = ss.RandomHorizontalFlip()

@@ -119,7 +119,7 @@ pub(super) fn download_and_build(
     let report = built?;
     if options.progress {
         let seconds = started.elapsed().as_secs_f64();
-        eprintln!(
+        crate::progress::say(&format!(
             "slipstream: {} ({} samples, {:.1} MB) downloaded and cached in {seconds:.1} s \
              ({:.0} MB/s) -> {}",
             at.url(),
@@ -127,7 +127,7 @@ pub(super) fn download_and_build(
             report.source_bytes as f64 / 1e6,
             report.source_bytes as f64 / 1e6 / seconds,
             path.display()
-        );
+        ));
     }
     Ok(())
 }

@@ -104,10 +104,10 @@ fn open_or_build(
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             if options.build.progress {
-                eprintln!(
+                crate::progress::say(&format!(
                     "slipstream: waiting for another process building {}",
                     path.display()
-                );
+                ));
             }
             lock.lock().at(&lock_path)?;
         }
@@ -134,7 +134,9 @@ fn open_or_build(
             }
             Ok(false) => {}
             Err(e) if options.remote_only => return Err(e),
-            Err(e) => eprintln!("slipstream: not using the shared cache ({e}); building here"),
+            Err(e) => crate::progress::say(&format!(
+                "slipstream: not using the shared cache ({e}); building here"
+            )),
         }
     }
     remove_abandoned_builds(&path);
@@ -143,7 +145,9 @@ fn open_or_build(
     if let Some(shared) = &shared
         && let Err(e) = shared.publish(&path, options.build.progress)
     {
-        eprintln!("slipstream: the cache was built but could not be shared: {e}");
+        crate::progress::say(&format!(
+            "slipstream: the cache was built but could not be shared: {e}"
+        ));
     }
     drop(lock);
     CacheReader::open(&path)
@@ -273,16 +277,16 @@ fn reusable(path: &Path, dataset: &LitDataset, say_why: bool) -> Option<CacheRea
         Ok(reader) if reader.header().source.fingerprint == dataset.fingerprint => Some(reader),
         Ok(_) => {
             if say_why {
-                eprintln!(
+                crate::progress::say(&format!(
                     "slipstream: {} changed since its cache was built; rebuilding",
                     dataset.root.display()
-                );
+                ));
             }
             None
         }
         Err(e) => {
             if say_why {
-                eprintln!("slipstream: rebuilding unusable cache: {e}");
+                crate::progress::say(&format!("slipstream: rebuilding unusable cache: {e}"));
             }
             None
         }

@@ -114,7 +114,7 @@ impl SharedCache {
         std::fs::rename(&downloaded, path).at(path)?;
         let _ = std::fs::remove_dir_all(&staging);
         if progress {
-            eprintln!(
+            crate::progress::say(&format!(
                 "slipstream: shared cache {} ({} samples, {:.1} MB) downloaded and verified in \
                  {:.1} s -> {}",
                 entry.url(),
@@ -122,7 +122,7 @@ impl SharedCache {
                 manifest.size as f64 / 1e6,
                 started.elapsed().as_secs_f64(),
                 path.display()
-            );
+            ));
         }
         Ok(true)
     }
@@ -148,11 +148,11 @@ impl SharedCache {
             .map_err(|e| Error::Internal(format!("manifest: {e}")))?;
         client.put(&entry, SHARED_MANIFEST, bytes)?;
         if progress {
-            eprintln!(
+            crate::progress::say(&format!(
                 "slipstream: cache shared as {} ({:.1} MB)",
                 entry.url(),
                 size as f64 / 1e6
-            );
+            ));
         }
         Ok(entry.url())
     }

@@ -502,61 +502,44 @@ impl Semaphore {
     }
 }
 
+/// The build's progress (bytes of source read) and its first and last lines.
 struct Progress {
-    bar: Option<indicatif::ProgressBar>,
+    bytes: crate::progress::Progress,
     announce: bool,
 }
 
 impl Progress {
     fn new(enabled: bool, total: u64, dataset: &LitDataset) -> Progress {
-        if !enabled {
-            return Progress {
-                bar: None,
-                announce: false,
-            };
+        if enabled {
+            crate::progress::say(&format!(
+                "slipstream: building cache for {} ({} samples, {} chunks, {:.1} MB)",
+                dataset.root.display(),
+                dataset.num_samples,
+                dataset.chunks.len(),
+                total as f64 / 1e6
+            ));
         }
-        eprintln!(
-            "slipstream: building cache for {} ({} samples, {} chunks, {:.1} MB)",
-            dataset.root.display(),
-            dataset.num_samples,
-            dataset.chunks.len(),
-            total as f64 / 1e6
-        );
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(total),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
-            )
-            .expect("valid template"),
-        );
         Progress {
-            bar: Some(bar),
-            announce: true,
+            bytes: crate::progress::Progress::start(enabled, "building cache", total),
+            announce: enabled,
         }
     }
 
     fn advance(&self, chunk: &Chunk) {
-        if let Some(bar) = &self.bar {
-            bar.inc(chunk.file_len);
-        }
+        self.bytes.inc(chunk.file_len);
     }
 
     fn finish(&self, report: &BuildReport) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        self.bytes.finish();
         if self.announce {
-            eprintln!(
+            crate::progress::say(&format!(
                 "slipstream: built {} ({} samples, {:.1} MB) in {:.2} s, {:.0} MB/s",
                 report.path.display(),
                 report.samples,
                 report.cache_bytes as f64 / 1e6,
                 report.seconds,
                 report.source_bytes as f64 / 1e6 / report.seconds.max(1e-9)
-            );
+            ));
         }
     }
 }

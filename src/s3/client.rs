@@ -9,7 +9,6 @@ use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::location::{RemoteObject, S3Location};
 use super::options::S3Options;
@@ -251,19 +250,4 @@ pub(super) fn remote_error(url: &str, message: &str, attempts: u32) -> Error {
         path: PathBuf::from(url),
         source: std::io::Error::other(format!("{message}{tries}")),
     }
-}
-
-pub(super) fn progress_bar(enabled: bool, total: u64, url: &str) -> ProgressBar {
-    if !enabled || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(format!("slipstream: downloading {url}"));
-    bar
 }

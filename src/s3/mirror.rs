@@ -11,13 +11,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use indicatif::ProgressBar;
 use tokio::sync::Semaphore;
 
 use super::client::S3Client;
-use super::client::{Failure, backoff, failure, progress_bar, remote_error};
+use super::client::{Failure, backoff, failure, remote_error};
 use super::location::{RemoteObject, S3Location};
 use crate::error::{Error, IoContext, Location, Result};
+use crate::progress::Progress;
 
 /// The local state of a mirrored prefix: which object versions are complete.
 const MANIFEST: &str = ".slipstream-s3.jsonl";
@@ -38,7 +38,7 @@ impl S3Client {
         fs::create_dir_all(dir).at(dir)?;
         let manifest = Arc::new(Mutex::new(Manifest::load(dir)));
         let total: u64 = objects.iter().map(|o| o.size).sum();
-        let bar = progress_bar(progress, total, &at.url());
+        let bar = Progress::start(progress, format!("downloading {}", at.url()), total);
         let semaphore = Arc::new(Semaphore::new(self.options.concurrency));
         let outcome = self.runtime.block_on(async {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -94,7 +94,7 @@ impl S3Client {
                 None => Ok(()),
             }
         });
-        bar.finish_and_clear();
+        bar.finish();
         outcome
     }
 }
@@ -151,7 +151,7 @@ struct Job {
     part_bytes: u64,
     max_attempts: u32,
     semaphore: Arc<Semaphore>,
-    bar: ProgressBar,
+    bar: Progress,
 }
 
 impl Job {

@@ -7,12 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use indicatif::ProgressBar;
 
 use super::client::S3Client;
-use super::client::{failure, progress_bar, remote_error};
+use super::client::{failure, remote_error};
 use super::location::S3Location;
 use crate::error::{Error, IoContext, Result};
+use crate::progress::Progress;
 
 /// Parts of an upload in flight at once: each holds `part_bytes` of memory.
 const UPLOAD_PARTS_IN_FLIGHT: usize = 8;
@@ -29,7 +29,7 @@ impl S3Client {
         let file = Arc::new(File::open(path).at(path)?);
         let size = file.metadata().at(path)?.len();
         let part_bytes = self.options.part_bytes.max(MIN_PART_BYTES);
-        let bar = progress_bar(progress, size, &url);
+        let bar = Progress::start(progress, format!("uploading {url}"), size);
         let read = |start: u64, len: u64| -> Result<Vec<u8>> {
             let mut buffer = vec![0u8; len as usize];
             file.read_exact_at(&mut buffer, start).at(path)?;
@@ -86,7 +86,7 @@ impl S3Client {
             }
             completed
         });
-        bar.finish_and_clear();
+        bar.finish();
         outcome
     }
 
@@ -100,7 +100,7 @@ impl S3Client {
         size: u64,
         part_bytes: u64,
         read: &(dyn Fn(u64, u64) -> Result<Vec<u8>> + Sync),
-        bar: &ProgressBar,
+        bar: &Progress,
     ) -> Result<Vec<CompletedPart>> {
         let url = format!("s3://{}/{key}", at.bucket);
         let count = size.div_ceil(part_bytes);
