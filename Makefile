@@ -62,8 +62,8 @@ lint: $(VENV)/.installed $(NVRTC_DIR)/.installed system-tools
 	cargo fmt --all -- --check
 	cargo clippy --release --all-targets --all-features --quiet -- -D warnings
 	cargo clippy --release --lib --quiet -- -D warnings  # the build without optional features
-	$(VENV)/bin/ruff check python benches scripts
-	$(VENV)/bin/ruff format --check python benches scripts
+	$(VENV)/bin/ruff check python benches scripts examples
+	$(VENV)/bin/ruff format --check python benches scripts examples
 	$(PY) scripts/check_layers.py  # layers, loops, function and file sizes (docs/ARCHITECTURE.md)
 	$(PY) scripts/check_one_build.py --features $(FEATURES)  # tests, binaries and wheel share dependencies
 

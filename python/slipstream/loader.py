@@ -187,8 +187,9 @@ class SlipstreamLoader:
     otherwise or with ``output="numpy"``; both share slipstream's memory (DLPack, no copy) and
     stay valid as long as you hold them.
 
-    The order is a pure function of ``(seed, epoch)``. Each ``iter()`` starts the next epoch
-    unless :meth:`set_epoch` chose one. With several ranks (``rank``/``world_size``, else
+    The order is a pure function of ``(seed, epoch)``. Each iteration starts the next epoch
+    (at its first batch: an iterator left unused takes none) unless :meth:`set_epoch` chose
+    one. With several ranks (``rank``/``world_size``, else
     ``torch.distributed``, else ``RANK``/``WORLD_SIZE``), every sample is seen once per epoch
     across ranks, like ``torch.utils.data.DistributedSampler``: padded by wrap-around to a
     multiple of the world size, or cut to one with ``drop_last``, which also drops an
@@ -408,15 +409,17 @@ class SlipstreamLoader:
         return self._native.plan(int(epoch))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._run()
+
+    def _run(self) -> Iterator[dict[str, Any]]:
+        # A generator: the epoch is taken when the first batch is asked for, so an iterator
+        # made and dropped unused (Lightning makes one to check the loader) takes none.
         epoch = self._next_epoch
         start = 0
         if self._resume is not None and self._resume[0] == epoch:
             start = self._resume[1]
         self._resume = None
         self._next_epoch = epoch + 1
-        return self._run(epoch, start)
-
-    def _run(self, epoch: int, start: int) -> Iterator[dict[str, Any]]:
         native = self._native.iter(epoch, start)
         self._running.append(native)
         active = [epoch, start]

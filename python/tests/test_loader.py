@@ -215,6 +215,13 @@ def test_order_depends_only_on_seed_and_epoch(flat: SlipstreamDataset) -> None:
     assert order(SlipstreamLoader(flat, batch_size=10, seed=8)) != first
 
 
+def test_an_unused_iterator_takes_no_epoch(flat: SlipstreamDataset) -> None:
+    loader = SlipstreamLoader(flat, batch_size=10, seed=7)
+    iter(loader)  # made and dropped, as Lightning does to check a loader
+    assert order(loader) == [i for batch in loader.batch_indices(0) for i in batch]
+    assert loader.state_dict()["epoch"] == 1
+
+
 def test_shuffle_false_is_index_order(flat: SlipstreamDataset) -> None:
     assert order(SlipstreamLoader(flat, batch_size=10, shuffle=False)) == list(range(103))
 
