@@ -22,6 +22,7 @@ use crate::sampler::Sampler;
 use crate::tensor::{DeviceTensor, HostTensor, Tensor};
 use crate::threads::{in_pool, name_global_threads};
 use crate::transform::gpu::{GpuPipeline, Prepared};
+use crate::transform::gpu_api::GpuStages;
 use crate::transform::{Device, OnError, PipelineSpec, Pipelines};
 
 #[derive(Debug, Clone)]
@@ -40,6 +41,10 @@ pub struct LoaderOptions {
     pub image_policy: ImagePolicy,
     /// Where the pipelines run; raw fields are always gathered on the host.
     pub device: Device,
+    /// With a GPU `device`, copy each batch's index and numeric fields there too (through
+    /// pinned memory, on the loader's stream after the batch's kernels); strings and
+    /// variable-length values stay on the host.
+    pub fields_on_device: bool,
 }
 
 impl Default for LoaderOptions {
@@ -52,6 +57,7 @@ impl Default for LoaderOptions {
             on_error: OnError::Raise,
             image_policy: ImagePolicy::DEFAULT,
             device: Device::Cpu,
+            fields_on_device: false,
         }
     }
 }
@@ -121,6 +127,8 @@ pub struct Batch {
     pub position: usize,
     /// int64 [B]: the dataset index of each sample.
     pub indices: HostTensor,
+    /// The same on the GPU, with `fields_on_device`.
+    pub device_indices: Option<DeviceTensor>,
     pub fields: Vec<(String, FieldBatch)>,
 }
 
@@ -132,6 +140,7 @@ pub struct Loader {
     pool: BufferPool,
     threads: Option<rayon::ThreadPool>,
     batches_ahead: usize,
+    fields_on_device: bool,
     images: AtomicU64,
     replaced: AtomicU64,
     routes: [AtomicU64; 3],
@@ -197,6 +206,7 @@ impl Loader {
             pipelines,
             threads,
             batches_ahead: options.batches_ahead,
+            fields_on_device: options.fields_on_device,
             images: AtomicU64::new(0),
             replaced: AtomicU64::new(0),
             routes: Default::default(),
@@ -296,10 +306,16 @@ impl Loader {
         // copies run in the pool either way.
         fields.extend(self.in_pool(|| self.gather_fields(samples))?);
         let indices: Vec<i64> = samples.iter().map(|&s| s as i64).collect();
+        let indices = HostTensor::from_i64(&indices);
+        let device_indices = match self.pipelines.gpu() {
+            Some(gpu) if self.fields_on_device => move_to_gpu(gpu, &indices, &mut fields)?,
+            _ => None,
+        };
         Ok(Batch {
             epoch,
             position,
-            indices: HostTensor::from_i64(&indices),
+            indices,
+            device_indices,
             fields,
         })
     }
@@ -454,6 +470,29 @@ impl Loader {
             }
         });
     }
+}
+
+/// Copy `indices` and every host tensor of `fields` to `gpu` in one upload; the fields are
+/// replaced by their device copies, the indices' copy is returned.
+fn move_to_gpu(
+    gpu: &GpuPipeline,
+    indices: &HostTensor,
+    fields: &mut [(String, FieldBatch)],
+) -> Result<Option<DeviceTensor>> {
+    let mut host = vec![indices];
+    host.extend(fields.iter().filter_map(|(_, f)| match f {
+        FieldBatch::Tensor(t) => Some(t),
+        _ => None,
+    }));
+    let mut uploaded = gpu.upload(&host)?.into_iter();
+    let device_indices = uploaded.next();
+    let on_host = fields
+        .iter_mut()
+        .filter(|(_, f)| matches!(f, FieldBatch::Tensor(_)));
+    for ((_, f), device) in on_host.zip(uploaded.map(FieldBatch::Device)) {
+        *f = device;
+    }
+    Ok(device_indices)
 }
 
 fn field_names(reader: &CacheReader) -> String {

@@ -217,6 +217,7 @@ impl Loader {
                 pipelines: PipelineSpec::list_from_json(pipelines_json)?,
                 on_error: on_error.parse::<OnError>()?,
                 image_policy: image_policy(max_image_pixels, load_truncated_images),
+                fields_on_device: matches!(device, Device::Cuda { .. }),
                 device,
             };
             let sampler = Sampler::for_cache(
@@ -336,7 +337,15 @@ impl BatchIterator {
 fn batch_dict(py: Python<'_>, batch: loader::Batch) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
     out.set_item("__position__", batch.position)?;
-    let indices = tensor(py, batch.indices)?;
+    let indices = match batch.device_indices {
+        Some(t) => Py::new(
+            py,
+            PyTensor {
+                inner: Tensor::Device(t),
+            },
+        )?,
+        None => tensor(py, batch.indices)?,
+    };
     out.set_item("_indices", &indices)?;
     out.set_item("index", indices)?;
     for (name, field) in batch.fields {

@@ -331,6 +331,48 @@ fn nvjpeg_pipeline_is_close_to_the_cpu_pipeline() {
     }
 }
 
+/// With `fields_on_device`, the index and the label arrive on the GPU with the values the
+/// host gather gives, batch after batch (the staging buffers rotate).
+#[test]
+fn numeric_fields_are_copied_to_the_gpu() {
+    if !gpu_present() {
+        return;
+    }
+    let (_tmp, reader) = dataset(64);
+    let specs = vec![spec("rrc", RRC, 1, DType::Uint8, MemoryFormat::Contiguous)];
+    let sampler = Sampler::new(SamplerConfig::shuffled(reader.len(), 16, 3)).unwrap();
+    let options = LoaderOptions {
+        pipelines: specs.clone(),
+        device: cuda(GpuDecoder::Auto),
+        fields_on_device: true,
+        ..Default::default()
+    };
+    let gpu = Arc::new(Loader::new(reader.clone(), sampler, options).unwrap());
+    let cpu = loader(&reader, Device::Cpu, specs, OnError::Raise);
+    for epoch in 0..3 {
+        for (g, c) in gpu.iter(epoch, 0).zip(cpu.iter(epoch, 0)) {
+            let (g, c) = (g.unwrap(), c.unwrap());
+            let index = g.device_indices.as_ref().expect("indices on the GPU");
+            assert_eq!(index.to_host().unwrap(), c.indices.bytes());
+            let label = |b: &Batch| {
+                b.fields
+                    .iter()
+                    .find(|(n, _)| n == "label")
+                    .unwrap()
+                    .1
+                    .clone()
+            };
+            match (label(&g), label(&c)) {
+                (FieldBatch::Device(d), FieldBatch::Tensor(h)) => {
+                    assert_eq!((d.shape(), d.dtype()), (&h.shape[..], h.dtype));
+                    assert_eq!(d.to_host().unwrap(), h.bytes());
+                }
+                other => panic!("label: {other:?}"),
+            }
+        }
+    }
+}
+
 /// The hardware engine decoding only the crops' regions gives the kernels the same pixels as
 /// decoding whole images: one view and several small views per image, uint8.
 #[test]

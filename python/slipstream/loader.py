@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _native, _upstream
 from ._cuda import parse_device, point_at_nvjpeg
-from ._tensors import Converter, converter, torch_available
+from ._tensors import Converter, check_pin_memory, converter, pin_ahead, torch_available
 from .dataset import SlipstreamDataset
 from .errors import ConfigError
 from .transforms import MAX_IMAGE_PIXELS, PipelineSpec, pipeline_spec
@@ -240,14 +240,18 @@ class SlipstreamLoader:
             agree): ``"cpu"`` (default), or ``"cuda"``/``"cuda:N"``/a
             ``torch.device``: JPEGs decoded by nvJPEG (the GPU's hardware engine where it has
             one) and transformed by slipstream's CUDA kernels, with the same crops and flips
-            as on the CPU; pipeline outputs are then CUDA tensors (other fields stay on the
-            host). ``"cuda"`` is torch's current device, else ``LOCAL_RANK``, else 0. Raises
+            as on the CPU; pipeline outputs, the index and every numeric field are then CUDA
+            tensors, in the loader's stream order (strings and variable-length values stay on
+            the host). ``"cuda"`` is torch's current device, else ``LOCAL_RANK``, else 0. Raises
             :class:`CudaError` when there is no usable GPU.
         decoder: who decodes JPEGs for ``device="cuda"``: ``"auto"`` (nvJPEG: the GPU's
             hardware JPEG engine on A100/H100/H200 for the images it takes, nvJPEG's CUDA
             backend for the rest, the CPU for what nvJPEG cannot decode), ``"cuda"`` (no
             hardware engine) or ``"cpu"`` (libjpeg-turbo on the host threads; the GPU only
             transforms).
+        pin_memory: with CPU outputs, copy each batch's tensors into page-locked memory on a
+            thread, one batch ahead (as torch's DataLoader does), so that
+            ``.cuda(non_blocking=True)`` overlaps with the GPU's work. Needs a CUDA GPU.
         after_batch_transforms: functions ``batch -> batch`` run in order on every finished
             batch dict, for what slipstream has no stage for (upstream slipstream's Mixup,
             a torchvision v2 transform); they run in the consuming thread, after the batch
@@ -295,6 +299,7 @@ class SlipstreamLoader:
         load_truncated_images: bool = False,
         device: Any = None,
         decoder: str = "auto",
+        pin_memory: bool = False,
         exclude_fields: Sequence[str] | None = None,
         after_batch_transforms: Sequence[Any] | None = None,
         **upstream_options: Any,
@@ -342,8 +347,8 @@ class SlipstreamLoader:
         if self._device is not None:
             if not self._pipelines:
                 raise ConfigError(
-                    "device='cuda' runs image pipelines on the GPU, and this loader has no "
-                    "pipelines (raw fields are always loaded into host memory)"
+                    "device='cuda' runs image pipelines on the GPU (and brings each batch's "
+                    "numeric fields there), and this loader has no pipelines"
                 )
             if output == "numpy" or (output == "auto" and not torch_available()):
                 raise ConfigError(
@@ -351,6 +356,9 @@ class SlipstreamLoader:
                     "(numpy arrays cannot hold GPU memory)"
                 )
             point_at_nvjpeg()
+        self._pin_memory = bool(pin_memory)
+        if self._pin_memory:
+            check_pin_memory(output, self._device)
         self._convert = converter(output)
         self._native = self._make_native()
         self._next_epoch = 0
@@ -424,13 +432,16 @@ class SlipstreamLoader:
         self._running.append(native)
         active = [epoch, start]
         self._active = active
+        batches = pin_ahead(native, self._value) if self._pin_memory else native
         try:
-            for raw in native:
+            for raw in batches:
                 active[1] = raw.pop("__position__") + 1
                 yield self._batch(raw)
             if self._active is active:
                 self._active = None
         finally:
+            if batches is not native:
+                batches.close()  # stops the pinning thread
             native.close()
             self._running.remove(native)
 

@@ -78,6 +78,14 @@ def test_cuda_needs_pipelines_and_torch_output(demo_dataset) -> None:
 
 
 @pytest.mark.skipif(GPU, reason="this machine has a GPU")
+def test_pin_memory_needs_a_gpu_and_cpu_outputs(demo_dataset) -> None:
+    with pytest.raises(ss.ConfigError, match="CUDA GPU"):
+        gpu_loader(demo_dataset, [ss.CenterCrop(64)], pin_memory=True)
+    with pytest.raises(ss.ConfigError, match="CPU outputs"):
+        gpu_loader(demo_dataset, [ss.CenterCrop(64)], pin_memory=True, device="cuda")
+
+
+@pytest.mark.skipif(GPU, reason="this machine has a GPU")
 def test_no_gpu_is_a_clear_error(demo_dataset) -> None:
     with pytest.raises(ss.CudaError) as e:
         gpu_loader(demo_dataset, [ss.RandomResizedCrop(224)], device="cuda")
@@ -104,7 +112,8 @@ def test_batches_are_cuda_tensors(demo_dataset) -> None:
     assert image.device.type == "cuda" and image.dtype == torch.float16
     assert image.shape == (16, 3, 224, 224)
     assert image.is_contiguous(memory_format=torch.channels_last)
-    assert batch["label"].device.type == "cpu"
+    for key in ("label", "index", "_indices"):
+        assert batch[key].device == image.device, key
     assert torch.isfinite(image).all()
     stats = lo.stats()
     assert stats["images"] >= 16 and stats["decoded_cpu"] == 0, stats
@@ -126,7 +135,7 @@ def test_same_crops_and_flips_as_the_cpu_pipeline(demo_dataset, stages: list) ->
     gpu = gpu_loader(demo_dataset, stages, device="cuda")
     cpu = gpu_loader(demo_dataset, stages, reduced_decode=False)
     for g, c in zip(gpu, cpu, strict=True):
-        assert torch.equal(g["index"], c["index"])
+        assert torch.equal(g["index"].cpu(), c["index"])
         diff = (g["image"].cpu().int() - c["image"].int()).abs().float()
         per_image = diff.flatten(1).mean(1)
         assert per_image.max() <= CPU_MEAN_ABS, per_image.tolist()
@@ -173,6 +182,34 @@ def test_stream_protocol_under_a_consumer_stream(demo_dataset) -> None:
         again = lo.load(index.tolist(), epoch=0)["image"]
         torch.cuda.synchronize()
         assert torch.equal(total, again.float().sum((1, 2, 3)).to(total.device))
+
+
+@needs_gpu
+def test_numeric_fields_arrive_on_the_gpu_in_stream_order(demo_dataset) -> None:
+    gpu = gpu_loader(demo_dataset, [ss.CenterCrop(64)], device="cuda", batches_ahead=2)
+    cpu = gpu_loader(demo_dataset, [ss.CenterCrop(64)])
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        for g, c in zip(list(gpu) + list(gpu), list(cpu) + list(cpu), strict=True):
+            torch.cuda._sleep(1_000_000)  # a busy consumer stream: the copies must wait
+            for key in ("index", "_indices", "label"):
+                assert g[key].device == torch.device("cuda", 0), key
+                assert torch.equal(g[key].cpu(), c[key]), key
+
+
+@needs_gpu
+def test_pin_memory_pins_cpu_outputs(demo_dataset) -> None:
+    pinned = gpu_loader(demo_dataset, [ss.CenterCrop(64)], pin_memory=True)
+    plain = gpu_loader(demo_dataset, [ss.CenterCrop(64)])
+    for p, q in zip(pinned, plain, strict=True):
+        for key in ("image", "label", "index"):
+            assert p[key].is_pinned() and torch.equal(p[key], q[key]), key
+        on_gpu = p["image"].cuda(non_blocking=True)
+        assert torch.equal(on_gpu.cpu(), q["image"])
+    it = iter(pinned)
+    next(it)
+    it.close()  # stopped mid-epoch: the pinning thread ends
+    assert not [t for t in threading.enumerate() if t.name == "slipstream-pin-memory"]
 
 
 @needs_gpu

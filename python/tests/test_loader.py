@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +216,33 @@ def test_order_depends_only_on_seed_and_epoch(flat: SlipstreamDataset) -> None:
     a.set_epoch(0)
     assert order(a) == first
     assert order(SlipstreamLoader(flat, batch_size=10, seed=8)) != first
+
+
+def test_pin_ahead_keeps_order_raises_and_stops() -> None:
+    from slipstream._tensors import pin_ahead
+
+    class Pinnable:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def pin_memory(self) -> tuple[str, int]:
+            return ("pinned", self.n)
+
+    out = list(pin_ahead(({"x": Pinnable(i), "n": i} for i in range(5)), lambda v: v))
+    assert out == [{"x": ("pinned", i), "n": i} for i in range(5)]
+
+    def failing() -> Iterator[dict]:
+        yield {"x": Pinnable(0)}
+        raise slipstream.ConfigError("broken")
+
+    it = pin_ahead(failing(), lambda v: v)
+    assert next(it) == {"x": ("pinned", 0)}
+    with pytest.raises(slipstream.ConfigError, match="broken"):
+        next(it)
+    it = pin_ahead(({"x": Pinnable(i)} for i in itertools.count()), lambda v: v)
+    next(it)
+    it.close()  # the consumer stops early: the thread ends
+    assert not [t for t in threading.enumerate() if t.name == "slipstream-pin-memory"]
 
 
 def test_an_unused_iterator_takes_no_epoch(flat: SlipstreamDataset) -> None:

@@ -6,6 +6,7 @@ use super::output::{Outputs, Produced, Replacement};
 use super::spec::GpuDecoder;
 use crate::cache::CacheReader;
 use crate::error::Result;
+use crate::tensor::{DeviceTensor, HostTensor};
 
 /// A batch passes two host stages, which the loader runs on two threads for consecutive
 /// batches: [`GpuStages::prepare`] (headers, gathering into pinned memory, choosing decoders)
@@ -39,6 +40,10 @@ pub trait GpuStages: Sized {
         replacement: &Replacement,
         threads: Option<&rayon::ThreadPool>,
     ) -> Result<Produced>;
+
+    /// `tensors` (a batch's index and numeric fields, C-contiguous) copied to the GPU through
+    /// pinned memory, queued on the loader's stream after the batch submitted last.
+    fn upload(&self, tensors: &[&HostTensor]) -> Result<Vec<DeviceTensor>>;
 
     /// A line for users: which GPU and which decode paths.
     fn describe(&self) -> String;

@@ -6,6 +6,7 @@ use super::output::{Outputs, Produced, Replacement};
 use super::spec::GpuDecoder;
 use crate::cache::CacheReader;
 use crate::error::{Error, Result};
+use crate::tensor::{DeviceTensor, HostTensor};
 
 pub enum GpuPipeline {}
 
@@ -42,6 +43,10 @@ impl GpuStages for GpuPipeline {
         _replacement: &Replacement,
         _threads: Option<&rayon::ThreadPool>,
     ) -> Result<Produced> {
+        match *self {}
+    }
+
+    fn upload(&self, _tensors: &[&HostTensor]) -> Result<Vec<DeviceTensor>> {
         match *self {}
     }
 

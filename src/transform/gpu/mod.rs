@@ -10,7 +10,8 @@
 //! holds the pinned slots and [`timings`] the events that time each batch. The host waits for
 //! the GPU only before reusing a ring slot and, in `submit`, for the previous batch before
 //! calling nvJPEG again. Each output tensor carries the event that marks it ready, for the
-//! DLPack stream protocol.
+//! DLPack stream protocol. [`upload`] then copies the batch's index and numeric fields to the
+//! GPU behind the kernels.
 
 mod decode;
 mod fallback;
@@ -18,6 +19,7 @@ mod launch;
 mod prepare;
 mod ring;
 mod timings;
+mod upload;
 
 pub use prepare::Prepared;
 
@@ -30,6 +32,7 @@ use launch::{Kernels, upload_params, view_params};
 use prepare::Preparer;
 use ring::Ring;
 use timings::{BatchEvents, Timings, timing_event};
+use upload::Uploads;
 
 use super::gpu_api::{GpuStages, GpuTimings};
 use super::output::{Outputs, Produced, Replacement, Retry};
@@ -38,6 +41,7 @@ use crate::cache::CacheReader;
 use crate::cuda::Gpu;
 use crate::decode::nvjpeg::{self, BatchDecoder, Route};
 use crate::error::Result;
+use crate::tensor::{DeviceTensor, HostTensor};
 
 /// GPU state of one loader.
 pub struct GpuPipeline {
@@ -46,6 +50,7 @@ pub struct GpuPipeline {
     preparer: Preparer,
     /// What `submit` uses, one batch at a time.
     state: Mutex<State>,
+    uploads: Uploads,
 }
 
 struct State {
@@ -82,6 +87,7 @@ impl GpuStages for GpuPipeline {
                 kernels,
                 timings: Timings::default(),
             }),
+            uploads: Uploads::new(slots),
             gpu,
         })
     }
@@ -128,6 +134,10 @@ impl GpuStages for GpuPipeline {
             let _ = self.gpu.stream().synchronize();
         }
         produced
+    }
+
+    fn upload(&self, tensors: &[&HostTensor]) -> Result<Vec<DeviceTensor>> {
+        self.uploads.upload(&self.gpu, tensors)
     }
 
     fn describe(&self) -> String {
