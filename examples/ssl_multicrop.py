@@ -22,8 +22,8 @@ import torch
 import torchvision
 from torch import nn
 
-MEAN = torch.tensor(ss.IMAGENET_MEAN).view(1, 3, 1, 1) / 255
-STD = torch.tensor(ss.IMAGENET_STD).view(1, 3, 1, 1) / 255
+MEAN = torch.tensor(ss.IMAGENET_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(ss.IMAGENET_STD).view(1, 3, 1, 1)
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 
@@ -46,19 +46,19 @@ def colour(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     x = x.float() / 255
     n, dev = x.shape[0], x.device
 
-    def draw(spread: float, p: float) -> torch.Tensor:
+    jitter = torch.rand(n, 1, 1, 1, generator=g) < 0.8  # all three, or none
+
+    def draw(spread: float) -> torch.Tensor:
         factor = 1 + (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * spread
-        keep = torch.rand(n, 1, 1, 1, generator=g) >= p
-        return torch.where(keep, torch.ones_like(factor), factor).to(dev)
+        return torch.where(jitter, factor, torch.ones_like(factor)).to(dev)
 
     def gray(x: torch.Tensor) -> torch.Tensor:
         return (x * LUMA.to(dev)).sum(1, keepdim=True)
 
-    jitter = 0.8
-    x = (x * draw(0.4, jitter)).clamp(0, 1)
+    x = (x * draw(0.4)).clamp(0, 1)
     mean = gray(x).mean((2, 3), keepdim=True)
-    x = ((x - mean) * draw(0.4, jitter) + mean).clamp(0, 1)
-    x = ((x - gray(x)) * draw(0.4, jitter) + gray(x)).clamp(0, 1)
+    x = ((x - mean) * draw(0.4) + mean).clamp(0, 1)
+    x = ((x - gray(x)) * draw(0.4) + gray(x)).clamp(0, 1)
     to_gray = (torch.rand(n, 1, 1, 1, generator=g) < 0.2).to(dev)
     x = torch.where(to_gray, gray(x).expand_as(x), x)
     return (x - MEAN.to(dev)) / STD.to(dev)
