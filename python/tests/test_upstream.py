@@ -57,7 +57,7 @@ def check_quick_start(url: str, expected: ss.SlipstreamDataset) -> None:
     n = len(expected)  # one batch: the demo dataset has fewer than 256 samples
     assert images.shape == (n, 3, 224, 224) and images.dtype == torch.float32
     assert -3 < float(images.min()) < 0 < float(images.max()) < 3  # normalized
-    assert labels.dtype == torch.int64
+    assert labels.dtype == torch.int64 and labels.device == images.device
     want = [expected[i]["label"] for i in batch["_indices"].tolist()]
     assert labels.cpu().tolist() == want
 
