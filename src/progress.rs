@@ -190,14 +190,22 @@ mod tests {
 
     #[test]
     fn a_reporter_sees_start_progress_and_finish() {
+        // The reporter is process-wide and other tests run alongside: keep only this test's
+        // job (its id, from its start) and its line.
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
+        let mine = Arc::new(Mutex::new(None));
         set_reporter(Some(Arc::new(move |e: &Event<'_>| {
-            let e = match e {
-                Event::Start { what, total, .. } => format!("start {what} {total}"),
-                Event::Advance { done, .. } => format!("done {done}"),
-                Event::Finish { .. } => "finish".into(),
-                Event::Line(line) => format!("line {line}"),
+            let id = *mine.lock().unwrap();
+            let e = match *e {
+                Event::Start { id, what, total } if what == "building x" => {
+                    *mine.lock().unwrap() = Some(id);
+                    format!("start {what} {total}")
+                }
+                Event::Advance { id: i, done } if Some(i) == id => format!("done {done}"),
+                Event::Finish { id: i } if Some(i) == id => "finish".into(),
+                Event::Line(line) if line == "built x" => format!("line {line}"),
+                _ => return,
             };
             log.lock().unwrap().push(e);
         })));

@@ -58,11 +58,9 @@ def _array_value(field: dict[str, Any], shape: list[int], data: bytearray) -> An
 def _decoded(data: bytes, to_pil: bool) -> Any:
     from .transforms import decode_image
 
-    pixels = decode_image(data)
+    pixels = decode_image(data, to_pil=to_pil)
     if to_pil:
-        from PIL import Image
-
-        return Image.fromarray(pixels)
+        return pixels
     if torch_available():
         import torch
 

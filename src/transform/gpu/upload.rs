@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaEvent, result, sys};
 
-use crate::buffer::ALIGN;
 use crate::cuda::{Gpu, PinnedMemory, cuda_error};
 use crate::error::Result;
 use crate::tensor::{DeviceTensor, HostTensor};
@@ -40,25 +39,15 @@ impl Uploads {
         gpu: &Arc<Gpu>,
         tensors: &[&HostTensor],
     ) -> Result<Vec<DeviceTensor>> {
-        let offsets: Vec<usize> = tensors
-            .iter()
-            .scan(0, |at, t| {
-                let here = *at;
-                *at += t.nbytes().next_multiple_of(ALIGN);
-                Some(here)
-            })
-            .collect();
-        let total = offsets
-            .last()
-            .zip(tensors.last())
-            .map_or(0, |(&o, t)| o + t.nbytes());
+        let total: usize = tensors.iter().map(|t| t.nbytes()).sum();
         let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
-        let mut buffer = match staging.len() < self.count {
-            true => Staging {
+        let mut buffer = if staging.len() < self.count {
+            Staging {
                 pinned: gpu.pinned(total.max(64 << 10).next_power_of_two())?,
                 done: None,
-            },
-            false => staging.pop_front().expect("count >= 1"),
+            }
+        } else {
+            staging.pop_front().expect("count >= 1")
         };
         if let Some(done) = buffer.done.take() {
             done.synchronize()
@@ -72,30 +61,12 @@ impl Uploads {
                 .new_event(Some(sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC))
                 .map_err(cuda_error("creating a CUDA event"))?,
         );
-        let mut out = Vec::with_capacity(tensors.len());
-        for (t, &at) in tensors.iter().zip(&offsets) {
-            assert!(t.strides.is_none(), "uploads are C-contiguous");
-            let n = t.nbytes();
-            buffer.pinned.as_mut_slice()[at..at + n].copy_from_slice(t.bytes());
-            let memory = gpu.alloc(n)?;
-            // SAFETY: the device allocation holds `n` bytes; the pinned source is not written
-            // again until `ready` (recorded after this copy) has completed.
-            unsafe {
-                result::memcpy_htod_async(
-                    memory.ptr(),
-                    &buffer.pinned.as_slice()[at..at + n],
-                    gpu.stream().cu_stream(),
-                )
-            }
-            .map_err(cuda_error("copying a batch's fields to the GPU"))?;
-            out.push(DeviceTensor {
-                memory: Arc::new(memory),
-                ready: Arc::clone(&ready),
-                dtype: t.dtype,
-                shape: t.shape.clone(),
-                strides: c_strides(&t.shape),
-            });
+        let copied = copy_through(gpu, &mut buffer.pinned, tensors, &ready);
+        if copied.is_err() {
+            // Copies queued before the failure may still read the buffer.
+            let _ = gpu.stream().synchronize();
         }
+        let out = copied?;
         ready
             .record(gpu.stream())
             .map_err(cuda_error("recording a CUDA event"))?;
@@ -103,6 +74,43 @@ impl Uploads {
         staging.push_back(buffer);
         Ok(out)
     }
+}
+
+/// Queue one copy per tensor from `pinned` (filled here) into a new device allocation; each
+/// tensor is ready at `ready`, which the caller records after these copies.
+fn copy_through(
+    gpu: &Arc<Gpu>,
+    pinned: &mut PinnedMemory,
+    tensors: &[&HostTensor],
+    ready: &Arc<CudaEvent>,
+) -> Result<Vec<DeviceTensor>> {
+    let mut out = Vec::with_capacity(tensors.len());
+    let mut at = 0;
+    for t in tensors {
+        assert!(t.strides.is_none(), "uploads are C-contiguous");
+        let n = t.nbytes();
+        pinned.as_mut_slice()[at..at + n].copy_from_slice(t.bytes());
+        let memory = gpu.alloc(n)?;
+        // SAFETY: the device allocation holds `n` bytes; the pinned source is not written
+        // again until `ready` (recorded after this copy) has completed.
+        unsafe {
+            result::memcpy_htod_async(
+                memory.ptr(),
+                &pinned.as_slice()[at..at + n],
+                gpu.stream().cu_stream(),
+            )
+        }
+        .map_err(cuda_error("copying a batch's fields to the GPU"))?;
+        out.push(DeviceTensor {
+            memory: Arc::new(memory),
+            ready: Arc::clone(ready),
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+            strides: c_strides(&t.shape),
+        });
+        at += n;
+    }
+    Ok(out)
 }
 
 /// Element strides of a C-ordered tensor of `shape`.
