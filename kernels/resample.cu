@@ -1,10 +1,13 @@
-// The fused image kernel: for every view of a batch, antialiased bilinear resize of a crop
+// The fused image kernels: for every view of a batch, antialiased bilinear resize of a crop
 // window of a decoded RGB image, horizontal flip, conversion to the output dtype with
-// normalization, in NCHW or channels-last order. One launch per batch and output.
+// normalization, in NCHW or channels-last order; `program_*` adds the view's photometric
+// steps (colour jitter, grayscale, solarize, blur) and its erased rectangle. One launch per
+// batch and output.
 //
-// The per-pixel math has a CPU twin, `src/transform/resample.rs`, which the CPU tests pin
-// against torchvision; a GPU run only has to agree with it. Keep the two in step: same
-// operations in the same order (the build passes --fmad=false so NVRTC does not fuse them).
+// The per-pixel math has a CPU twin, `src/transform/resample.rs` and
+// `src/transform/photometric.rs`, which the CPU tests pin against torchvision; a GPU run only
+// has to agree with it. Keep them in step: same operations in the same order (the build
+// passes --fmad=false so NVRTC does not fuse them).
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -156,3 +159,275 @@ RESAMPLE_KERNEL(resample_uint8, uint8_t)
 RESAMPLE_KERNEL(resample_float16, __half)
 RESAMPLE_KERNEL(resample_bfloat16, __nv_bfloat16)
 RESAMPLE_KERNEL(resample_float32, float)
+
+// ---- Photometric steps and erasing: `program_*` ----
+
+// Mirrors `ColorStep` in src/transform/photometric.rs (24 bytes); kinds as in its `step`.
+struct ColorStep {
+    uint32_t kind;
+    float a, b;
+    uint32_t taps_x, taps_y, weights;
+};
+enum { BRIGHTNESS = 0, CONTRAST = 1, SATURATION = 2, HUE = 3, GRAYSCALE = 4, SOLARIZE = 5,
+       BLUR = 6 };
+
+// Mirrors `ViewProgram` in src/transform/resample.rs (32 bytes): the view's steps and its
+// erased rectangle (in output pixels, before any flip that comes after the erasing).
+struct ViewProgram {
+    uint32_t first_step, n_steps;
+    uint32_t erase;
+    uint32_t erase_top, erase_left, erase_h, erase_w;
+    uint32_t unused;
+};
+
+// Mirrors `EraseValue` in src/transform/resample.rs: the pipeline's erasing value.
+struct EraseValue {
+    float value[3];
+    uint32_t output_units;  // the value is an output element, else a 0..255 pixel value
+    uint32_t before_flip;   // the rectangle is mirrored with a flipped view
+};
+
+__device__ __forceinline__ float clamp255(float x) {
+    return x < 0.0f ? 0.0f : (x > 255.0f ? 255.0f : x);
+}
+__device__ __forceinline__ float clamp1(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+__device__ __forceinline__ float to_u8(float x) { return truncf(clamp255(x)); }
+__device__ __forceinline__ float gray(const float p[3]) {
+    return p[0] * 0.2989f + p[1] * 0.587f + p[2] * 0.114f;
+}
+
+__device__ __forceinline__ void hue(float p[3], float factor) {
+    const float k = (float)(1.0 / 255.0);
+    float r = p[0] * k, g = p[1] * k, b = p[2] * k;
+    float maxc = fmaxf(fmaxf(r, g), b);
+    float minc = fminf(fminf(r, g), b);
+    bool eqc = maxc == minc;
+    float range = maxc - minc;
+    float s = range / (eqc ? 1.0f : maxc);
+    float divisor = eqc ? 1.0f : range;
+    float rc = (maxc - r) / divisor, gc = (maxc - g) / divisor, bc = (maxc - b) / divisor;
+    bool neq_r = maxc != r, eq_g = maxc == g;
+    float hg = ((rc + 2.0f) - bc) * ((eq_g && neq_r) ? 1.0f : 0.0f);
+    float hr = (bc - gc) * (!neq_r ? 1.0f : 0.0f);
+    float hb = ((gc + 4.0f) - rc) * ((neq_r && !eq_g) ? 1.0f : 0.0f);
+    float h = ((hr + hg) + hb) * (float)(1.0 / 6.0) + 1.0f;
+    h = fmodf(h, 1.0f);
+    h = fmodf(h + factor, 1.0f);
+    if (h < 0.0f) h = h + 1.0f;
+    float v = maxc;
+    float h6 = h * 6.0f;
+    float i = floorf(h6);
+    float f = h6 - i;
+    float sxf = s * f;
+    float one_minus_s = 1.0f - s;
+    float q = clamp1((1.0f - sxf) * v);
+    float t = clamp1((sxf + one_minus_s) * v);
+    float pv = clamp1(one_minus_s * v);
+    int sector = ((int)i % 6 + 6) % 6;
+    float o[3];
+    switch (sector) {
+        case 0: o[0] = v; o[1] = t; o[2] = pv; break;
+        case 1: o[0] = q; o[1] = v; o[2] = pv; break;
+        case 2: o[0] = pv; o[1] = v; o[2] = t; break;
+        case 3: o[0] = pv; o[1] = q; o[2] = v; break;
+        case 4: o[0] = t; o[1] = pv; o[2] = v; break;
+        default: o[0] = v; o[1] = pv; o[2] = q; break;
+    }
+    const float up = (float)(255.0 + 1.0 - 1e-3);
+    for (int c = 0; c < 3; ++c) p[c] = truncf(o[c] * up);
+}
+
+// `pointwise` in photometric.rs.
+__device__ __forceinline__ void pointwise(const ColorStep& s, float p[3], float mean) {
+    switch (s.kind) {
+        case BRIGHTNESS:
+            for (int c = 0; c < 3; ++c) p[c] = to_u8(p[c] * s.a);
+            break;
+        case CONTRAST:
+            for (int c = 0; c < 3; ++c) p[c] = to_u8(p[c] * s.a + mean * s.b);
+            break;
+        case SATURATION: {
+            float g = floorf(gray(p));
+            for (int c = 0; c < 3; ++c) p[c] = to_u8(p[c] * s.a + g * s.b);
+            break;
+        }
+        case HUE:
+            hue(p, s.a);
+            break;
+        case GRAYSCALE: {
+            float g = to_u8(gray(p));
+            p[0] = g; p[1] = g; p[2] = g;
+            break;
+        }
+        case SOLARIZE:
+            for (int c = 0; c < 3; ++c) p[c] = p[c] >= s.a ? 255.0f - p[c] : p[c];
+            break;
+    }
+}
+
+__device__ __forceinline__ bool needs_whole_view(const ColorStep& s) {
+    return s.kind == BLUR || s.kind == CONTRAST;
+}
+
+__device__ __forceinline__ int reflect(int i, int n) {
+    i = i < 0 ? -i : i;
+    return i >= n ? 2 * (n - 1) - i : i;
+}
+
+// `grey_mean` in photometric.rs over the block's view: integer sum of the floored grey values,
+// divided in float32. Every thread gets the mean.
+__device__ float grey_mean(const uint8_t* px, uint32_t n_pixels) {
+    __shared__ unsigned long long warp_sums[32];
+    __shared__ float mean;
+    unsigned long long sum = 0;
+    for (uint32_t i = threadIdx.x; i < n_pixels; i += blockDim.x) {
+        float p[3] = {(float)px[3 * i], (float)px[3 * i + 1], (float)px[3 * i + 2]};
+        sum += (unsigned long long)floorf(gray(p));
+    }
+    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
+    if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sum;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long total = 0;
+        for (uint32_t w = 0; w < (blockDim.x + 31) / 32; ++w) total += warp_sums[w];
+        mean = __ull2float_rn(total) / __uint2float_rn(n_pixels);
+    }
+    __syncthreads();
+    return mean;
+}
+
+// `blur` in photometric.rs on the block's view: rows into `tmp` (float32), then columns back
+// into `px`, rounded half to even.
+__device__ void blur(uint8_t* px, float* tmp, uint32_t h, uint32_t w, const ColorStep& s,
+                     const float* weights) {
+    const float* kx = weights + s.weights;
+    const float* ky = kx + s.taps_x;
+    int rx = (int)s.taps_x / 2, ry = (int)s.taps_y / 2;
+    for (uint32_t i = threadIdx.x; i < h * w; i += blockDim.x) {
+        uint32_t y = i / w, x = i % w;
+        float acc[3] = {0.0f, 0.0f, 0.0f};
+        for (uint32_t k = 0; k < s.taps_x; ++k) {
+            int sx = reflect((int)x + (int)k - rx, (int)w);
+            const uint8_t* q = px + ((size_t)y * w + sx) * 3;
+            for (int c = 0; c < 3; ++c) acc[c] = acc[c] + kx[k] * (float)q[c];
+        }
+        for (int c = 0; c < 3; ++c) tmp[(size_t)i * 3 + c] = acc[c];
+    }
+    __syncthreads();
+    for (uint32_t i = threadIdx.x; i < h * w; i += blockDim.x) {
+        uint32_t y = i / w, x = i % w;
+        float acc[3] = {0.0f, 0.0f, 0.0f};
+        for (uint32_t k = 0; k < s.taps_y; ++k) {
+            int sy = reflect((int)y + (int)k - ry, (int)h);
+            const float* q = tmp + ((size_t)sy * w + x) * 3;
+            for (int c = 0; c < 3; ++c) acc[c] = acc[c] + ky[k] * q[c];
+        }
+        for (int c = 0; c < 3; ++c) px[(size_t)i * 3 + c] = (uint8_t)clamp255(rintf(acc[c]));
+    }
+    __syncthreads();
+}
+
+template <typename T> __device__ __forceinline__ T erase_out(const EraseValue& e, int c);
+template <> __device__ __forceinline__ uint8_t erase_out<uint8_t>(const EraseValue& e, int c) {
+    return (uint8_t)clamp255(e.value[c]);
+}
+template <> __device__ __forceinline__ float erase_out<float>(const EraseValue& e, int c) {
+    return e.value[c];
+}
+template <> __device__ __forceinline__ __half erase_out<__half>(const EraseValue& e, int c) {
+    return __float2half_rn(e.value[c]);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 erase_out<__nv_bfloat16>(const EraseValue& e, int c) {
+    return __float2bfloat16_rn(e.value[c]);
+}
+
+// One block per view at a time (each block owns one view's slot of `pixels` and `blurred`): the
+// view resampled, then its steps in runs, each run one pass over the pixels; a contrast starts
+// a run after the mean of the pixels before it, a blur is its own two passes. The last run
+// writes the output (flipped, erased, converted) instead of the slot.
+template <typename T>
+__device__ void program_views(const ViewParams* __restrict__ views,
+                              const ViewProgram* __restrict__ programs,
+                              const ColorStep* __restrict__ steps,
+                              const float* __restrict__ weights, uint32_t n_views,
+                              uint8_t* __restrict__ pixels, float* __restrict__ blurred,
+                              T* __restrict__ out, uint32_t out_h, uint32_t out_w,
+                              uint32_t channels_last, Convert k, EraseValue e) {
+    const uint32_t n_pixels = out_h * out_w;
+    uint8_t* px = pixels + (size_t)blockIdx.x * n_pixels * 3;
+    float* tmp = blurred ? blurred + (size_t)blockIdx.x * n_pixels * 3 : nullptr;
+    for (uint32_t n = blockIdx.x; n < n_views; n += gridDim.x) {
+        const ViewParams v = views[n];
+        const ViewProgram prog = programs[n];
+        const ColorStep* s = steps + prog.first_step;
+        const uint32_t count = prog.n_steps;
+        bool resampled = false;  // the slot holds the view as the steps so far left it
+        uint32_t j = 0;
+        for (;;) {
+            if (resampled && j < count && s[j].kind == BLUR) {
+                blur(px, tmp, out_h, out_w, s[j], weights);
+                ++j;
+                continue;
+            }
+            bool contrast = resampled && j < count && s[j].kind == CONTRAST;
+            float mean = contrast ? grey_mean(px, n_pixels) : 0.0f;
+            uint32_t end = contrast ? j + 1 : j;
+            while (end < count && !needs_whole_view(s[end])) ++end;
+            bool last = end == count;
+            for (uint32_t i = threadIdx.x; i < n_pixels; i += blockDim.x) {
+                uint32_t y = i / out_w, x = i % out_w;
+                float p[3] = {0.0f, 0.0f, 0.0f};
+                if (resampled) {
+                    for (int c = 0; c < 3; ++c) p[c] = (float)px[(size_t)i * 3 + c];
+                } else if (x >= v.paste_x && x < v.paste_x + v.paste_w && y >= v.paste_y &&
+                           y < v.paste_y + v.paste_h) {
+                    resample_pixel(v, x - v.paste_x, y - v.paste_y, p);
+                }
+                for (uint32_t m = j; m < end; ++m) pointwise(s[m], p, mean);
+                if (!last) {
+                    for (int c = 0; c < 3; ++c) px[(size_t)i * 3 + c] = (uint8_t)p[c];
+                    continue;
+                }
+                uint32_t xo = v.flip ? out_w - 1 - x : x;
+                uint32_t left = prog.erase_left;
+                if (v.flip && e.before_flip) left = out_w - prog.erase_left - prog.erase_w;
+                bool erased = prog.erase && y >= prog.erase_top &&
+                              y < prog.erase_top + prog.erase_h && xo >= left &&
+                              xo < left + prog.erase_w;
+                T* dst = out + v.dst_offset;
+                for (int c = 0; c < 3; ++c) {
+                    size_t at = channels_last ? ((size_t)y * out_w + xo) * 3 + c
+                                              : c * (size_t)n_pixels + (size_t)y * out_w + xo;
+                    if (!erased) {
+                        dst[at] = cast_out<T>(k, p[c], c);
+                    } else if (e.output_units) {
+                        dst[at] = erase_out<T>(e, c);
+                    } else {
+                        dst[at] = cast_out<T>(k, truncf(clamp255(e.value[c])), c);
+                    }
+                }
+            }
+            __syncthreads();
+            if (last) break;
+            resampled = true;
+            j = end;
+        }
+    }
+}
+
+#define PROGRAM_KERNEL(NAME, T)                                                             \
+    extern "C" __global__ void NAME(                                                        \
+        const ViewParams* __restrict__ views, const ViewProgram* __restrict__ programs,    \
+        const ColorStep* __restrict__ steps, const float* __restrict__ weights,            \
+        uint32_t n_views, uint8_t* __restrict__ pixels, float* __restrict__ blurred,       \
+        T* __restrict__ out, uint32_t out_h, uint32_t out_w, uint32_t channels_last,       \
+        Convert k, EraseValue e) {                                                          \
+        program_views<T>(views, programs, steps, weights, n_views, pixels, blurred, out,    \
+                         out_h, out_w, channels_last, k, e);                                \
+    }
+
+PROGRAM_KERNEL(program_uint8, uint8_t)
+PROGRAM_KERNEL(program_float16, __half)
+PROGRAM_KERNEL(program_bfloat16, __nv_bfloat16)
+PROGRAM_KERNEL(program_float32, float)

@@ -19,7 +19,8 @@ use crate::source::litdata::Fingerprint;
 use crate::tensor::dlpack::PyTensor;
 use crate::tensor::{HostTensor, Tensor};
 use crate::transform::gpu_api::GpuStages;
-use crate::transform::params::{self, ViewKey};
+use crate::transform::params::{self, ColorOp, ViewKey};
+use crate::transform::spec::{Erasing, Photometric};
 use crate::transform::{Device, GpuDecoder, OnError, PipelineSpec};
 
 /// Raise `error` as the matching `slipstream.errors` class.
@@ -449,6 +450,15 @@ fn decode_image<'py>(
     Ok((decoded.height, decoded.width, PyBytes::new(py, &rgb)))
 }
 
+fn view_key(seed: u64, epoch: u64, sample: u64, view: u64) -> ViewKey {
+    ViewKey {
+        seed,
+        epoch,
+        sample,
+        view,
+    }
+}
+
 /// RandomResizedCrop's (top, left, height, width) for one view of one sample.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
@@ -462,12 +472,7 @@ fn random_resized_crop_params(
     scale: (f64, f64),
     ratio: (f64, f64),
 ) -> (u32, u32, u32, u32) {
-    let key = ViewKey {
-        seed,
-        epoch,
-        sample,
-        view,
-    };
+    let key = view_key(seed, epoch, sample, view);
     let c = params::random_resized_crop_for(key, height, width, scale, ratio);
     (c.top, c.left, c.height, c.width)
 }
@@ -475,13 +480,58 @@ fn random_resized_crop_params(
 /// Whether one view of one sample is flipped, with probability `p`.
 #[pyfunction]
 fn flip_param(seed: u64, epoch: u64, sample: u64, view: u64, p: f64) -> bool {
-    let key = ViewKey {
-        seed,
-        epoch,
-        sample,
-        view,
-    };
+    let key = view_key(seed, epoch, sample, view);
     params::flip_for(key, p)
+}
+
+/// The photometric operations one view of one sample undergoes, in order: (name, parameter),
+/// for the stages in `stages_json` (a list, as in a pipeline's JSON).
+#[pyfunction]
+fn photometric_params(
+    py: Python<'_>,
+    stages_json: &str,
+    seed: u64,
+    epoch: u64,
+    sample: u64,
+    view: u64,
+) -> PyResult<Vec<(&'static str, Option<f64>)>> {
+    let stages: Vec<Photometric> = serde_json::from_str(stages_json)
+        .map_err(|e| Error::invalid(format!("photometric stages: {e}")))
+        .py_err(py)?;
+    let key = view_key(seed, epoch, sample, view);
+    Ok(params::photometric_for(&stages, key)
+        .into_iter()
+        .map(|op| match op {
+            ColorOp::Brightness(f) => ("brightness", Some(f)),
+            ColorOp::Contrast(f) => ("contrast", Some(f)),
+            ColorOp::Saturation(f) => ("saturation", Some(f)),
+            ColorOp::Hue(f) => ("hue", Some(f)),
+            ColorOp::Grayscale => ("grayscale", None),
+            ColorOp::Blur { sigma, .. } => ("gaussian_blur", Some(sigma)),
+            ColorOp::Solarize(t) => ("solarize", Some(t)),
+        })
+        .collect())
+}
+
+/// RandomErasing's (top, left, height, width) for one view of `height` x `width`, if any.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn erasing_params(
+    py: Python<'_>,
+    erasing_json: &str,
+    seed: u64,
+    epoch: u64,
+    sample: u64,
+    view: u64,
+    height: u32,
+    width: u32,
+) -> PyResult<Option<(u32, u32, u32, u32)>> {
+    let erasing: Erasing = serde_json::from_str(erasing_json)
+        .map_err(|e| Error::invalid(format!("erasing: {e}")))
+        .py_err(py)?;
+    let key = view_key(seed, epoch, sample, view);
+    Ok(params::erasing_for(key, &erasing, (height, width))
+        .map(|b| (b.top, b.left, b.height, b.width)))
 }
 
 /// Run the `slipstream` command line with these arguments (argv[0] included).
@@ -536,6 +586,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(info_json, m)?)?;
     m.add_function(wrap_pyfunction!(random_resized_crop_params, m)?)?;
     m.add_function(wrap_pyfunction!(flip_param, m)?)?;
+    m.add_function(wrap_pyfunction!(photometric_params, m)?)?;
+    m.add_function(wrap_pyfunction!(erasing_params, m)?)?;
     m.add_function(wrap_pyfunction!(decode_image, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(set_progress_reporter, m)?)?;

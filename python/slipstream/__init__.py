@@ -13,6 +13,15 @@ from typing import Any as _Any
 
 from . import _native, _upstream
 from ._cuda import point_at_nvjpeg as _point_at_nvjpeg
+from .augmentations import (
+    ColorJitter,
+    GaussianBlur,
+    Grayscale,
+    RandomApply,
+    RandomErasing,
+    RandomGrayscale,
+    RandomSolarize,
+)
 from .dataset import Field, SlipstreamDataset
 from .errors import (
     CacheError,
@@ -80,6 +89,7 @@ __all__ = [
     "CacheError",
     "CenterCrop",
     "ChecksumError",
+    "ColorJitter",
     "ConfigError",
     "CudaError",
     "DecodeCenterCrop",
@@ -88,12 +98,18 @@ __all__ = [
     "DecodeResizeCrop",
     "Field",
     "FormatError",
+    "GaussianBlur",
+    "Grayscale",
     "MigrationError",
     "Normalize",
     "Pipeline",
     "RaggedBatch",
+    "RandomApply",
+    "RandomErasing",
+    "RandomGrayscale",
     "RandomHorizontalFlip",
     "RandomResizedCrop",
+    "RandomSolarize",
     "ResizeCrop",
     "SampleIndexError",
     "SlipstreamDataset",

@@ -14,8 +14,10 @@ __all__ = [
     "after_fork_in_child",
     "cli_main",
     "decode_image",
+    "erasing_params",
     "flip_param",
     "info_json",
+    "photometric_params",
     "random_resized_crop_params",
     "set_progress_reporter",
 ]
@@ -127,6 +129,12 @@ def random_resized_crop_params(
     ratio: tuple[float, float],
 ) -> tuple[int, int, int, int]: ...
 def flip_param(seed: int, epoch: int, sample: int, view: int, p: float) -> bool: ...
+def photometric_params(
+    stages_json: str, seed: int, epoch: int, sample: int, view: int
+) -> list[tuple[str, float | None]]: ...
+def erasing_params(
+    erasing_json: str, seed: int, epoch: int, sample: int, view: int, height: int, width: int
+) -> tuple[int, int, int, int] | None: ...
 def decode_image(
     data: bytes, max_image_pixels: int | None = ..., load_truncated_images: bool = False
 ) -> tuple[int, int, bytes]: ...

@@ -78,9 +78,17 @@ MISSING: dict[str, str] = {
     "estimate_rejection_fallback_rate": "RandomResizedCrop(...).get_params over your image sizes",
 }
 
+MISSING.update(
+    {
+        "RandomGaussianBlur": "RandomApply([GaussianBlur(kernel_size, sigma=sigma_range)], p) "
+        "(torchvision's names; sigma drawn continuously, not from upstream's bank of 10)",
+        "RandomSolarization": "RandomSolarize(threshold=128, p) (torchvision's name; the "
+        "threshold on the 0-255 scale)",
+    }
+)
+
 # Upstream's augmentation stages: not in slipstream yet; torch code can run after each batch.
 for _name in [
-    "RandomApply",
     "MultiSample",
     "ToNumpy",
     "ToChannelsFirst",
@@ -90,22 +98,17 @@ for _name in [
     "NormalizeLGN",
     "ToGrayscale",
     "ToGrayscaleTorch",
-    "RandomGrayscale",
     "RandomBrightness",
     "RandomContrast",
-    "ColorJitter",
     "RandomColorJitter",
     "RandomColorJitterHSV",
     "RandomColorJitterYIQ",
     "RandomRotate",
     "RandomZoom",
     "RandomRotateObject",
-    "RandomGaussianBlur",
-    "RandomSolarization",
     "RandomPatchShuffle",
     "CircularMask",
     "FixedOpticalDistortion",
-    "RandomErasing",
     "Mixup",
     "mixup_target",
     "one_hot",

@@ -18,6 +18,7 @@ loader's ``device=``. Upstream slipstream's stage names (``DecodeRandomResizedCr
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,13 @@ from typing import Any
 
 from . import _native, _upstream
 from ._cuda import parse_device
+from .augmentations import PHOTOMETRIC, RandomErasing
+from .augmentations import ColorJitter as ColorJitter  # upstream's import path
+from .augmentations import GaussianBlur as GaussianBlur
+from .augmentations import Grayscale as Grayscale
+from .augmentations import RandomApply as RandomApply
+from .augmentations import RandomGrayscale as RandomGrayscale
+from .augmentations import RandomSolarize as RandomSolarize
 from .errors import ConfigError
 
 # Upstream slipstream's other transforms: an error that says what to use instead.
@@ -312,6 +320,46 @@ class Pipeline:
     field: str | None = None
     views: int = 1
 
+    def get_params(
+        self, height: int, width: int, *, seed: int, epoch: int, index: int, view: int = 0
+    ) -> dict[str, Any]:
+        """Every random choice of one view of an image of ``height`` x ``width``: ``crop``
+        (``(top, left, height, width)`` for RandomResizedCrop, else ``None``), ``flip``,
+        ``photometric`` (the operations applied, in order, with their parameters) and
+        ``erase`` (the erased rectangle in output pixels, before a later flip, or ``None``).
+        ``view`` counts the views of all outputs that read the same field, in the order of
+        the loader's ``pipelines``."""
+        spec = pipeline_spec(
+            "pipeline", self, dtype=None, memory_format="contiguous", reduced_decode=False
+        ).native
+        geometry = spec["geometry"]
+        crop = None
+        if geometry["kind"] == "random_resized_crop":
+            crop = _native.random_resized_crop_params(
+                seed,
+                epoch,
+                index,
+                view,
+                height,
+                width,
+                tuple(geometry["scale"]),
+                tuple(geometry["ratio"]),
+            )
+        erase = None
+        if spec["erasing"] is not None:
+            out_h, out_w = geometry["height"], geometry["width"]
+            erase = _native.erasing_params(
+                json.dumps(spec["erasing"]), seed, epoch, index, view, out_h, out_w
+            )
+        return {
+            "crop": crop,
+            "flip": _native.flip_param(seed, epoch, index, view, spec["flip"]),
+            "photometric": _native.photometric_params(
+                json.dumps(spec["photometric"]), seed, epoch, index, view
+            ),
+            "erase": erase,
+        }
+
 
 @dataclass(frozen=True)
 class PipelineSpec:
@@ -343,11 +391,25 @@ def pipeline_spec(
             "of a batch needs the same size)"
         )
     flip = 0.0
+    flip_at = None
     normalize = None
     to_tensor = None
-    for stage in stages[1:]:
-        if isinstance(stage, RandomHorizontalFlip) and flip == 0.0:
-            flip = float(stage.p)
+    photometric: list[dict[str, Any]] = []
+    erasing = None
+    for at, stage in enumerate(stages[1:]):
+        converted = normalize is not None or to_tensor is not None
+        if isinstance(stage, RandomHorizontalFlip) and flip_at is None:
+            flip, flip_at = float(stage.p), at
+        elif isinstance(stage, PHOTOMETRIC):
+            if converted:
+                raise ConfigError(
+                    f"pipeline '{name}': {type(stage).__name__} must come before Normalize and "
+                    "ToTorchImage (colour operations act on the 8-bit pixels, as torchvision's "
+                    "do on uint8 images)"
+                )
+            photometric.append(stage._native())
+        elif isinstance(stage, RandomErasing) and erasing is None:
+            erasing = (stage, converted, flip_at is None)
         elif isinstance(stage, Normalize) and normalize is None:
             normalize = stage
         elif isinstance(stage, ToTorchImage) and to_tensor is None:
@@ -355,7 +417,8 @@ def pipeline_spec(
         else:
             raise ConfigError(
                 f"pipeline '{name}': {stage!r} is not supported here (after the geometry "
-                "stage: at most one RandomHorizontalFlip, ToTorchImage and Normalize)"
+                "stage: at most one RandomHorizontalFlip, RandomErasing, ToTorchImage and "
+                "Normalize, and photometric stages before Normalize)"
             )
     device = _stage_device(name, stages)
     stage_dtypes = {
@@ -382,6 +445,10 @@ def pipeline_spec(
         "views": int(pipeline.views),
         "geometry": first._geometry(),
         "flip": flip,
+        "photometric": photometric,
+        "erasing": None
+        if erasing is None
+        else erasing[0]._native(output_units=erasing[1], before_flip=erasing[2]),
         "normalize": None
         if normalize is None
         else [[float(m) for m in normalize.mean], [float(s) for s in normalize.std]],

@@ -127,18 +127,42 @@ def test_batches_are_cuda_tensors(demo_dataset) -> None:
     assert stats["gpu_decode_s"] > 0 and stats["gpu_transform_s"] > 0, stats
 
 
+SIMCLR = [
+    ss.RandomResizedCrop(224),
+    ss.RandomHorizontalFlip(),
+    ss.RandomApply([ss.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+    ss.RandomGrayscale(p=0.2),
+    ss.RandomApply([ss.GaussianBlur(23, sigma=(0.1, 2.0))], p=0.5),
+    ss.RandomSolarize(128, p=0.2),
+    ss.RandomErasing(p=0.5, value=(0, 128, 255)),
+]
+
+
 @needs_gpu
 @pytest.mark.parametrize(
-    "stages", [[ss.RandomResizedCrop(224), ss.RandomHorizontalFlip()], [ss.CenterCrop(224, 256)]]
+    ("stages", "tolerance"),
+    [
+        ([ss.RandomResizedCrop(224), ss.RandomHorizontalFlip()], CPU_MEAN_ABS),
+        ([ss.CenterCrop(224, 256)], CPU_MEAN_ABS),
+        # The same random steps on pixels that differ by the decoders' rounding, which a
+        # contrast or brightness above 1 widens.
+        (SIMCLR, 2.0),
+    ],
+    ids=["crop_flip", "center", "simclr_erasing"],
 )
-def test_same_crops_and_flips_as_the_cpu_pipeline(demo_dataset, stages: list) -> None:
+def test_same_crops_and_flips_as_the_cpu_pipeline(
+    demo_dataset, stages: list, tolerance: float
+) -> None:
     gpu = gpu_loader(demo_dataset, stages, device="cuda")
     cpu = gpu_loader(demo_dataset, stages, reduced_decode=False)
+    worst = 0.0
     for g, c in zip(gpu, cpu, strict=True):
         assert torch.equal(g["index"].cpu(), c["index"])
         diff = (g["image"].cpu().int() - c["image"].int()).abs().float()
         per_image = diff.flatten(1).mean(1)
-        assert per_image.max() <= CPU_MEAN_ABS, per_image.tolist()
+        worst = max(worst, per_image.max().item())
+        assert per_image.max() <= tolerance, per_image.tolist()
+    print(f"GPU vs CPU pipeline, {len(stages)} stages: worst per-image mean {worst:.3f}")
 
 
 @needs_gpu

@@ -246,11 +246,17 @@ def test_missing_upstream_names_say_what_to_use_instead() -> None:
     with pytest.raises(ss.MigrationError, match=r"MultiCropPipeline.*Pipeline\("):
         from slipstream import MultiCropPipeline  # noqa: F401
     with pytest.raises(ss.MigrationError, match="after_batch_transforms"):
-        from slipstream.transforms import ColorJitter  # noqa: F401
+        from slipstream.transforms import RandomBrightness  # noqa: F401
     with pytest.raises(ss.MigrationError, match="after_batch_transforms"):
         from slipstream.pipelines import simclr  # noqa: F401
     with pytest.raises(ss.MigrationError, match="Pipeline"):
         from slipstream.decoders import DecodeMultiRandomResizedCrop  # noqa: F401
+    with pytest.raises(ss.MigrationError, match=r"RandomSolarize\(threshold=128"):
+        from slipstream.transforms import RandomSolarization  # noqa: F401
+    with pytest.raises(ss.ConfigError, match=r"RandomApply\(\[ColorJitter"):
+        from slipstream.transforms import ColorJitter
+
+        ColorJitter(p=0.8, hue=0.1, saturation=0.4, value=0.4, contrast=0.4)
     # Only upstream's names: any other stays an AttributeError (hasattr, tools probing modules).
     assert not hasattr(ss, "no_such_name")
     with pytest.raises(ImportError):

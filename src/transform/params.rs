@@ -3,11 +3,20 @@
 //! Every draw comes from a [`Stream`] keyed by (seed, epoch, sample, view), so the same view of
 //! the same sample gets the same crop whatever the batch, thread count, rank or device.
 
+use super::spec::{Erasing, Photometric};
 use crate::rng::{Stream, key};
 
-/// Domain tags of the per-view streams.
+/// Domain tags of the per-view streams. A photometric stage's stream is also keyed by its
+/// occurrence among the pipeline's stages of its kind (bits 32 and up), so that its draws do
+/// not depend on the other stages around it.
 const CROP: u64 = 0x0c20;
 const FLIP: u64 = 0xf119;
+const APPLY: u64 = 0xa991;
+const JITTER: u64 = 0x717e;
+const GRAYSCALE: u64 = 0x64a7;
+const BLUR: u64 = 0xb10e;
+const SOLARIZE: u64 = 0x5014;
+const ERASE: u64 = 0xe4a5;
 
 /// Which random draws: the loader's seed and epoch and the sample's index.
 #[derive(Debug, Clone, Copy)]
@@ -127,6 +136,138 @@ pub fn random_resized_crop_for(
 /// Whether one view is flipped, with probability `p`.
 pub fn flip_for(view: ViewKey, p: f64) -> bool {
     p > 0.0 && uniform(&mut stream(FLIP, view), 0.0, 1.0) < p
+}
+
+/// One photometric operation of a view with its drawn parameter, in the order it is applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ColorOp {
+    Brightness(f64),
+    Contrast(f64),
+    Saturation(f64),
+    Hue(f64),
+    Grayscale,
+    /// Kernel size (x, y) and the drawn sigma (the same on both axes, as torchvision draws it).
+    Blur {
+        kernel: (u32, u32),
+        sigma: f64,
+    },
+    Solarize(f64),
+}
+
+/// How many stages of each kind came before, for the occurrence part of their stream keys.
+#[derive(Default)]
+struct Occurrences([u64; 5]);
+
+impl Occurrences {
+    fn stream(&mut self, tag: u64, slot: usize, v: ViewKey) -> Stream {
+        let n = self.0[slot];
+        self.0[slot] += 1;
+        stream(tag | (n << 32), v)
+    }
+}
+
+/// The photometric operations one view undergoes, drawn as torchvision's v2 transforms draw
+/// them: `RandomApply`, `RandomGrayscale` and `RandomSolarize` apply when a uniform draw is
+/// below `p`; `ColorJitter` draws a random order of its four operations, then each factor
+/// uniformly in its range; `GaussianBlur` draws sigma uniformly.
+pub fn photometric_for(stages: &[Photometric], view: ViewKey) -> Vec<ColorOp> {
+    let mut ops = Vec::new();
+    draw_stages(stages, view, &mut Occurrences::default(), true, &mut ops);
+    ops
+}
+
+fn draw_stages(
+    stages: &[Photometric],
+    v: ViewKey,
+    seen: &mut Occurrences,
+    applied: bool,
+    ops: &mut Vec<ColorOp>,
+) {
+    // A stage that is not applied still takes its occurrence, so those after it keep theirs.
+    for stage in stages {
+        match stage {
+            Photometric::Apply { p, stages } => {
+                let on = applied && chance(&mut seen.stream(APPLY, 0, v), *p);
+                draw_stages(stages, v, seen, on, ops);
+            }
+            Photometric::ColorJitter {
+                brightness,
+                contrast,
+                saturation,
+                hue,
+            } => {
+                let mut s = seen.stream(JITTER, 1, v);
+                let mut order = [0usize, 1, 2, 3];
+                s.shuffle(&mut order);
+                let mut draw = |r: &Option<(f64, f64)>| r.map(|(lo, hi)| uniform(&mut s, lo, hi));
+                let factors = [
+                    draw(brightness).map(ColorOp::Brightness),
+                    draw(contrast).map(ColorOp::Contrast),
+                    draw(saturation).map(ColorOp::Saturation),
+                    draw(hue).map(ColorOp::Hue),
+                ];
+                if applied {
+                    ops.extend(order.iter().filter_map(|&i| factors[i]));
+                }
+            }
+            Photometric::Grayscale { p } => {
+                if chance(&mut seen.stream(GRAYSCALE, 2, v), *p) && applied {
+                    ops.push(ColorOp::Grayscale);
+                }
+            }
+            Photometric::GaussianBlur { kernel, sigma } => {
+                let sigma = uniform(&mut seen.stream(BLUR, 3, v), sigma.0, sigma.1);
+                if applied {
+                    ops.push(ColorOp::Blur {
+                        kernel: *kernel,
+                        sigma,
+                    });
+                }
+            }
+            Photometric::Solarize { threshold, p } => {
+                if chance(&mut seen.stream(SOLARIZE, 4, v), *p) && applied {
+                    ops.push(ColorOp::Solarize(*threshold));
+                }
+            }
+        }
+    }
+}
+
+/// torchvision's `torch.rand(1) < p`.
+fn chance(s: &mut Stream, p: f64) -> bool {
+    p > 0.0 && uniform(s, 0.0, 1.0) < p
+}
+
+/// `RandomErasing.make_params`: after the `p` draw, ten tries at a box with area in
+/// `scale` × the view's and aspect ratio (height / width) log-uniform in `ratio`, strictly
+/// smaller than the view, placed uniformly; `None` when not applied or no try fits. In view
+/// pixels of (height, width); the box is (top, left, height, width).
+pub fn erasing_for(view: ViewKey, e: &Erasing, (height, width): (u32, u32)) -> Option<CropBox> {
+    let mut s = stream(ERASE, view);
+    if !chance(&mut s, e.p) {
+        return None;
+    }
+    let area = height as f64 * width as f64;
+    let (log_lo, log_hi) = (e.ratio.0.ln(), e.ratio.1.ln());
+    for _ in 0..10 {
+        let erase_area = area * uniform(&mut s, e.scale.0, e.scale.1);
+        let aspect = uniform(&mut s, log_lo, log_hi).exp();
+        let h = round_half_even((erase_area * aspect).sqrt());
+        let w = round_half_even((erase_area / aspect).sqrt());
+        if !(h < height as i64 && w < width as i64) {
+            continue;
+        }
+        let (h, w) = (h as u32, w as u32);
+        let top = s.below((height - h + 1) as u64) as u32;
+        let left = s.below((width - w + 1) as u64) as u32;
+        return Some(CropBox {
+            top,
+            left,
+            height: h,
+            width: w,
+        });
+    }
+    None
 }
 
 /// torchvision `Resize(size)` with an int size: the shorter side becomes `size`, the longer

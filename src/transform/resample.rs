@@ -1,11 +1,11 @@
-//! The CPU twin of the CUDA kernel: [`resample_view`] is the per-pixel math of `kernels/resample.cu` written again in Rust, with
-//! the same f32 operations in the same order (nvcc runs with `--fmad=false`), so CPU tests pin
-//! the kernel's math against the CPU pipeline and torchvision, and a GPU run only has to agree
-//! with this twin on identical decoded input.
+//! The CPU twin of the CUDA kernels' resampling: [`resample_view`] is the per-pixel math of
+//! `kernels/resample.cu` written again in Rust, with the same f32 operations in the same
+//! order (nvcc runs with `--fmad=false`), so CPU tests pin the kernels' math against the CPU
+//! pipeline and torchvision, and a GPU run only has to agree with this twin on identical
+//! decoded input. `program.rs` adds the photometric steps and erasing of `program_*`.
 
-use super::geometry::{Region, Target, ViewGeometry, source_region};
+use super::geometry::Region;
 use super::spec::MemoryFormat;
-use crate::decode::Decoded;
 
 /// One view of a batch as the kernel sees it. Mirrors `struct ViewParams` in
 /// `kernels/resample.cu` field for field (64 bytes).
@@ -82,12 +82,18 @@ impl Convert {
 
 /// An element type of the kernel's output.
 pub trait OutputElement: Copy + Default {
+    /// A 0..255 pixel value, converted (`cast_out` in the kernel).
     fn from_pixel(k: &Convert, u: f32, c: usize) -> Self;
+    /// A value already in output units (`erase_out`).
+    fn from_value(x: f32) -> Self;
 }
 
 impl OutputElement for u8 {
     fn from_pixel(_: &Convert, u: f32, _: usize) -> u8 {
         u as u8
+    }
+    fn from_value(x: f32) -> u8 {
+        x.clamp(0.0, 255.0) as u8
     }
 }
 
@@ -95,17 +101,26 @@ impl OutputElement for f32 {
     fn from_pixel(k: &Convert, u: f32, c: usize) -> f32 {
         k.normalized(u, c)
     }
+    fn from_value(x: f32) -> f32 {
+        x
+    }
 }
 
 impl OutputElement for half::f16 {
     fn from_pixel(k: &Convert, u: f32, c: usize) -> half::f16 {
         half::f16::from_f32(k.normalized(u, c))
     }
+    fn from_value(x: f32) -> half::f16 {
+        half::f16::from_f32(x)
+    }
 }
 
 impl OutputElement for half::bf16 {
     fn from_pixel(k: &Convert, u: f32, c: usize) -> half::bf16 {
         half::bf16::from_f32(k.normalized(u, c))
+    }
+    fn from_value(x: f32) -> half::bf16 {
+        half::bf16::from_f32(x)
     }
 }
 
@@ -219,25 +234,6 @@ pub fn resample_view<T: OutputElement>(
     }
 }
 
-/// One view rendered by the twin from a decoded image (`rgb`, tightly packed rows).
-pub fn reference_view<T: OutputElement>(
-    rgb: &[u8],
-    decoded: &Decoded,
-    geometry: ViewGeometry,
-    target: &Target,
-    format: MemoryFormat,
-    k: &Convert,
-) -> Vec<T> {
-    let region = source_region(geometry, target, decoded);
-    let pitch = decoded.width * 3;
-    let params = ViewParams::new(&region, 0, pitch, target.flip, 0);
-    let start = region.window[1] as usize * pitch as usize + region.window[0] as usize * 3;
-    let (oh, ow) = target.size;
-    let mut out = vec![T::default(); 3 * oh as usize * ow as usize];
-    resample_view(&params, &rgb[start..], target.size, format, k, &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,8 +243,11 @@ mod tests {
     use crate::dtype::DType;
     use crate::transform::cpu::{Job, Lut, Workspace, process_image};
     use crate::transform::geometry::view_geometry;
+    use crate::transform::geometry::{Target, source_region};
     use crate::transform::params::{Draw, flip_for};
-    use crate::transform::spec::{Geometry, PipelineSpec};
+    use crate::transform::program::{EraseValue, ViewProgram, program_view, reference_view};
+    use crate::transform::spec::Erasing;
+    use crate::transform::spec::{Geometry, Photometric, PipelineSpec};
 
     fn spec(geometry: Geometry, dtype: DType, format: MemoryFormat) -> PipelineSpec {
         PipelineSpec {
@@ -257,6 +256,8 @@ mod tests {
             views: 1,
             geometry,
             flip: 0.5,
+            photometric: Vec::new(),
+            erasing: None,
             normalize: (dtype != DType::Uint8)
                 .then_some(([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])),
             dtype,
@@ -300,8 +301,7 @@ mod tests {
             flip: flip_for(draw.view(0), spec.flip),
             full: (h, w),
         };
-        let k = Convert::new(spec.normalize);
-        let twin = reference_view::<u8>(&rgb, &decoded, geometry, &target, spec.memory_format, &k);
+        let twin = reference_view::<u8>(&rgb, &decoded, geometry, &target, spec, draw.view(0));
         (pipeline, twin)
     }
 
@@ -346,6 +346,100 @@ mod tests {
             "twin vs CPU pipeline, worst: mean {:.3} max {}",
             worst.0, worst.1
         );
+    }
+
+    /// With photometric steps and erasing, the twin of `program_*` and the CPU pipeline apply
+    /// the same steps to pixels that differ by the resize's rounding, which the steps may
+    /// carry on (a contrast or brightness above 1 widens it); the erased rectangle is exact.
+    #[test]
+    fn program_twin_agrees_with_the_cpu_pipeline_on_photographs() {
+        let stages: Vec<Photometric> = serde_json::from_str(
+            r#"[{"kind": "apply", "p": 0.8, "stages": [{"kind": "color_jitter",
+                 "brightness": [0.6, 1.4], "contrast": [0.6, 1.4], "saturation": [0.6, 1.4],
+                 "hue": [-0.1, 0.1]}]},
+                {"kind": "grayscale", "p": 0.2},
+                {"kind": "apply", "p": 0.5, "stages": [{"kind": "gaussian_blur",
+                 "kernel": [23, 23], "sigma": [0.1, 2.0]}]},
+                {"kind": "solarize", "threshold": 128.0, "p": 0.2}]"#,
+        )
+        .unwrap();
+        let erasing = Erasing {
+            p: 0.5,
+            scale: (0.02, 0.33),
+            ratio: (0.3, 3.3),
+            value: [0.0, 10.0, 300.0],
+            output_units: true,
+            before_flip: true,
+        };
+        let (mut worst, mut far, mut total) = (0.0f64, 0usize, 0usize);
+        for seed in 0..16u64 {
+            let (jpeg, _) = scene::jpeg(seed);
+            let mut s = spec(RRC, DType::Uint8, MemoryFormat::Contiguous);
+            s.photometric = stages.clone();
+            s.erasing = Some(erasing);
+            let (pipeline, twin) = both(&jpeg, &s, seed * 3 + 2);
+            let (mean, _) = differences(&pipeline, &twin);
+            far += pipeline
+                .iter()
+                .zip(&twin)
+                .filter(|(a, b)| a.abs_diff(**b) > 3)
+                .count();
+            total += twin.len();
+            assert!(mean <= 0.5, "seed {seed}: mean {mean}");
+            worst = worst.max(mean);
+        }
+        assert!(
+            far * 1000 <= total,
+            "{far} of {total} values more than 3 apart"
+        );
+        eprintln!("program twin vs CPU pipeline: worst mean {worst:.3}, {far} of {total} > 3");
+    }
+
+    /// Without steps or erasing, `program_*`'s twin renders exactly what `resample_*`'s does.
+    #[test]
+    fn an_empty_program_renders_as_the_plain_kernel() {
+        let (jpeg, _) = scene::jpeg(3);
+        let mut rgb = Vec::new();
+        let decoded = CpuDecoder::new()
+            .decode(&jpeg, DecodePlan::FULL, &mut rgb)
+            .unwrap();
+        let s = spec(RRC, DType::Float32, MemoryFormat::ChannelsLast);
+        let k = Convert::new(s.normalize);
+        for sample in 0..8 {
+            let draw = Draw {
+                seed: 1,
+                epoch: 0,
+                sample,
+            };
+            let geometry = view_geometry(&s.geometry, draw, 0, decoded.height, decoded.width);
+            let target = Target {
+                size: (224, 224),
+                flip: sample % 2 == 1,
+                full: (decoded.height, decoded.width),
+            };
+            let region = source_region(geometry, &target, &decoded);
+            let v = ViewParams::new(&region, 0, decoded.width * 3, target.flip, 0);
+            let start = (region.window[1] * decoded.width + region.window[0]) as usize * 3;
+            let mut plain = vec![0f32; 3 * 224 * 224];
+            let mut program = plain.clone();
+            let format = s.memory_format;
+            resample_view(&v, &rgb[start..], (224, 224), format, &k, &mut plain);
+            let (prog, e) = (ViewProgram::default(), EraseValue::default());
+            let src = &rgb[start..];
+            program_view(
+                &v,
+                &prog,
+                &[],
+                &[],
+                src,
+                (224, 224),
+                format,
+                &k,
+                &e,
+                &mut program,
+            );
+            assert_eq!(plain, program);
+        }
     }
 
     #[test]

@@ -36,6 +36,49 @@ impl Geometry {
     }
 }
 
+/// A photometric stage between the geometry and the conversion, in pipeline order, with
+/// torchvision v2's parameters. They act on the 8-bit view as torchvision's do on uint8 images
+/// (each operation's result truncated or rounded to 0..255 as torchvision does).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Photometric {
+    /// `ColorJitter`: each factor range `None` when the operation is off; the four run in a
+    /// random order drawn per view.
+    ColorJitter {
+        brightness: Option<(f64, f64)>,
+        contrast: Option<(f64, f64)>,
+        saturation: Option<(f64, f64)>,
+        hue: Option<(f64, f64)>,
+    },
+    /// `RandomGrayscale(p)` (three equal channels).
+    Grayscale { p: f64 },
+    /// `GaussianBlur(kernel_size, sigma)`: kernel (x, y), odd; sigma uniform in the range.
+    GaussianBlur {
+        kernel: (u32, u32),
+        sigma: (f64, f64),
+    },
+    /// `RandomSolarize(threshold, p)`: values >= threshold (0..255 scale) inverted.
+    Solarize { threshold: f64, p: f64 },
+    /// `RandomApply(stages, p)`: all of `stages` or none.
+    Apply { p: f64, stages: Vec<Photometric> },
+}
+
+/// `RandomErasing(p, scale, ratio, value)`: a rectangle of the output view set to `value`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Erasing {
+    pub p: f64,
+    pub scale: (f64, f64),
+    pub ratio: (f64, f64),
+    /// Per channel; in output units when `output_units` (the stage came after `Normalize` or
+    /// `ToTorchImage`, or the output is uint8), else a 0..255 pixel value that goes through
+    /// the conversion like the view's pixels.
+    pub value: [f32; 3],
+    pub output_units: bool,
+    /// The stage came before the flip, so a flipped view has the rectangle mirrored.
+    pub before_flip: bool,
+}
+
 /// Where channels go in memory: `[.., 3, H, W]` or `[.., H, W, 3]`. Either way the tensor's
 /// shape is `[.., 3, H, W]`; channels-last is expressed with strides, as PyTorch does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -78,6 +121,11 @@ pub struct PipelineSpec {
     pub geometry: Geometry,
     /// Probability of a horizontal flip (0 when there is no flip stage).
     pub flip: f64,
+    /// Photometric stages, applied to the view's 8-bit pixels in this order.
+    #[serde(default)]
+    pub photometric: Vec<Photometric>,
+    #[serde(default)]
+    pub erasing: Option<Erasing>,
     /// `Normalize(mean, std)` on values scaled to [0, 1].
     pub normalize: Option<([f32; 3], [f32; 3])>,
     pub dtype: DType,
@@ -107,6 +155,8 @@ impl PipelineSpec {
                 ratio: (0.75, 4.0 / 3.0),
             },
             flip: 0.5,
+            photometric: Vec::new(),
+            erasing: None,
             normalize: Some((IMAGENET_MEAN, IMAGENET_STD)),
             dtype,
             memory_format: MemoryFormat::Contiguous,
@@ -159,6 +209,12 @@ impl PipelineSpec {
         if !(0.0..=1.0).contains(&self.flip) {
             return bad(format!("flip probability {} is not in [0, 1]", self.flip));
         }
+        for stage in &self.photometric {
+            stage.validate((h, w)).or_else(bad)?;
+        }
+        if let Some(e) = &self.erasing {
+            e.validate().or_else(bad)?;
+        }
         Ok(())
     }
 
@@ -189,6 +245,109 @@ impl PipelineSpec {
                 vec![v * image, image, c_stride, y_stride, x_stride],
             )
         }
+    }
+}
+
+fn probability(name: &str, p: f64) -> std::result::Result<(), String> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(format!("{name} probability {p} is not in [0, 1]"))
+    }
+}
+
+fn increasing(
+    name: &str,
+    (lo, hi): (f64, f64),
+    bound: (f64, f64),
+) -> std::result::Result<(), String> {
+    if bound.0 <= lo && lo <= hi && hi <= bound.1 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} range ({lo}, {hi}) must be increasing and within [{}, {}]",
+            bound.0, bound.1
+        ))
+    }
+}
+
+impl Photometric {
+    /// Checked against torchvision's own checks, for a view of `size` (height, width).
+    fn validate(&self, size: (u32, u32)) -> std::result::Result<(), String> {
+        match self {
+            Photometric::ColorJitter {
+                brightness,
+                contrast,
+                saturation,
+                hue,
+            } => {
+                let factors = [("brightness", brightness), ("contrast", contrast)];
+                for (name, range) in factors.into_iter().chain([("saturation", saturation)]) {
+                    if let Some(r) = range {
+                        increasing(name, *r, (0.0, f64::INFINITY))?;
+                    }
+                }
+                if let Some(r) = hue {
+                    increasing("hue", *r, (-0.5, 0.5))?;
+                }
+                Ok(())
+            }
+            Photometric::Grayscale { p } => probability("RandomGrayscale", *p),
+            Photometric::GaussianBlur { kernel, sigma } => {
+                let (kx, ky) = *kernel;
+                if kx % 2 == 0 || ky % 2 == 0 {
+                    return Err(format!(
+                        "GaussianBlur kernel_size must be odd and positive, not ({kx}, {ky})"
+                    ));
+                }
+                // Reflection padding needs the half kernel inside the view, as torch's does.
+                if kx / 2 >= size.1 || ky / 2 >= size.0 {
+                    return Err(format!(
+                        "GaussianBlur kernel_size ({kx}, {ky}) is too large for a {}x{} view",
+                        size.0, size.1
+                    ));
+                }
+                if sigma.0 <= 0.0 {
+                    return Err(format!(
+                        "GaussianBlur sigma must be positive, not {sigma:?}"
+                    ));
+                }
+                increasing("GaussianBlur sigma", *sigma, (0.0, f64::INFINITY))
+            }
+            Photometric::Solarize { threshold, p } => {
+                if !(0.0..=255.0).contains(threshold) {
+                    return Err(format!(
+                        "RandomSolarize threshold {threshold} is not in [0, 255]"
+                    ));
+                }
+                probability("RandomSolarize", *p)
+            }
+            Photometric::Apply { p, stages } => {
+                probability("RandomApply", *p)?;
+                stages.iter().try_for_each(|s| s.validate(size))
+            }
+        }
+    }
+}
+
+impl Erasing {
+    fn validate(&self) -> std::result::Result<(), String> {
+        probability("RandomErasing", self.p)?;
+        increasing("RandomErasing scale", self.scale, (0.0, 1.0))?;
+        if self.ratio.0 <= 0.0 {
+            return Err(format!(
+                "RandomErasing ratio must be positive, not {:?}",
+                self.ratio
+            ));
+        }
+        increasing("RandomErasing ratio", self.ratio, (0.0, f64::INFINITY))?;
+        if !self.value.iter().all(|v| v.is_finite()) {
+            return Err(format!(
+                "RandomErasing value {:?} must be finite",
+                self.value
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -7,11 +7,12 @@ use fast_image_resize as fr;
 use fr::images::{TypedCroppedImage, TypedImage, TypedImageRef};
 use fr::pixels::U8x3;
 
-use super::convert::{Lut, write_view};
+use super::convert::{Lut, erase_view, write_view};
 use crate::decode::cpu::CpuDecoder;
 use crate::decode::{DecodePlan, Decoded, ImagePolicy, image_size};
 use crate::transform::geometry::{Target, ViewGeometry, read_region, source_region, view_geometry};
-use crate::transform::params::{Draw, flip_for};
+use crate::transform::params::{ColorOp, Draw, erasing_for, flip_for, photometric_for};
+use crate::transform::photometric;
 use crate::transform::spec::PipelineSpec;
 
 /// Per-thread state: the decoder and scratch buffers, reused image after image.
@@ -21,6 +22,7 @@ pub struct Workspace {
     decoded: Vec<u8>,
     resized: Vec<u8>,
     canvas: Vec<u8>,
+    blurred: Vec<f32>,
     resizer: fr::Resizer,
 }
 
@@ -90,19 +92,29 @@ pub fn process_image(
         let per_view = job.spec.view_bytes();
         for v in 0..job.spec.views as u64 {
             let (geometry, (oh, ow)) = views.next().expect("one geometry per view");
-            let flip = flip_for(draw.view(job.first_view + v), job.spec.flip);
+            let key = draw.view(job.first_view + v);
+            let flip = flip_for(key, job.spec.flip);
+            let ops = match job.spec.photometric.as_slice() {
+                [] => Vec::new(),
+                stages => photometric_for(stages, key),
+            };
+            let erase = (job.spec.erasing.as_ref()).and_then(|e| erasing_for(key, e, (oh, ow)));
             let out = &mut job.out[v as usize * per_view..(v as usize + 1) * per_view];
             let target = Target {
                 size: (oh, ow),
                 flip,
                 full: (height, width),
             };
-            render_view(ws, &decoded, geometry, target, job.spec, job.lut, out)?;
+            render_view(ws, &decoded, geometry, target, job.spec, job.lut, &ops, out)?;
+            if let Some(erase) = erase {
+                erase_view(out, job.spec, job.lut, &erase, flip);
+            }
         }
     }
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render_view(
     ws: &mut Workspace,
     decoded: &Decoded,
@@ -110,6 +122,7 @@ fn render_view(
     target: Target,
     spec: &PipelineSpec,
     lut: &Lut,
+    ops: &[ColorOp],
     out: &mut [u8],
 ) -> Result<(), String> {
     let ((oh, ow), flip) = (target.size, target.flip);
@@ -130,8 +143,8 @@ fn render_view(
     ws.resizer
         .resize_typed(&window, &mut dst, &options)
         .map_err(|e| format!("resize: {e:?}"))?;
-    if (pw, ph) == (ow, oh) {
-        write_view(&ws.resized, oh, ow, flip, spec.memory_format, lut, out);
+    let pixels = if (pw, ph) == (ow, oh) {
+        &mut ws.resized
     } else {
         // Smaller than the view: zero padding around it, as torchvision pads.
         ws.canvas.clear();
@@ -142,7 +155,15 @@ fn render_view(
             let at = ((y + py as usize) * ow as usize + px as usize) * 3;
             ws.canvas[at..at + row_bytes].copy_from_slice(src_row);
         }
-        write_view(&ws.canvas, oh, ow, flip, spec.memory_format, lut, out);
+        &mut ws.canvas
+    };
+    // Before the flip: every photometric operation commutes with it (the blur's kernel and
+    // padding are symmetric).
+    if !ops.is_empty() {
+        let mut weights = Vec::new();
+        let steps = photometric::steps(ops, &mut weights);
+        photometric::apply(&steps, &weights, pixels, (oh, ow), &mut ws.blurred);
     }
+    write_view(pixels, oh, ow, flip, spec.memory_format, lut, out);
     Ok(())
 }

@@ -233,11 +233,11 @@ impl GpuPipeline {
             batch.threads,
         )?;
         let (sources, _uploaded) = image_sources(&self.gpu, prepared, &host, base, &at)?;
-        let (params, starts) = view_params(outputs, prepared.draw, &chosen, &sources);
-        let params = upload_params(&self.gpu, &mut prepared.slot, &params)?;
+        let plan = view_params(outputs, prepared.draw, &chosen, &sources);
+        let on_device = upload_params(&self.gpu, &mut prepared.slot, &plan)?;
         let kernels = &state.kernels;
         let (tensors, ready) =
-            kernels.launch(&self.gpu, outputs, chosen.len(), &params, &starts)?;
+            kernels.launch(&self.gpu, outputs, chosen.len(), &on_device, &plan.starts)?;
         prepared.slot.done = Some(Arc::clone(&ready));
         let events = BatchEvents {
             start,
@@ -248,7 +248,7 @@ impl GpuPipeline {
         state
             .timings
             .submitted(events, prepared.busy, prepared.waited + waited, submit);
-        // Per-batch buffers (`params`, `_uploaded`) are freed in stream order, after the
+        // Per-batch buffers (`on_device`, `_uploaded`) are freed in stream order, after the
         // kernels, when they drop at the end of this function.
 
         let mut counts = [0u64; 3];
