@@ -11,7 +11,7 @@ import json as _json
 import os as _os
 from typing import Any as _Any
 
-from . import _native, _upstream
+from . import _native, _upstream, presets
 from ._cuda import point_at_nvjpeg as _point_at_nvjpeg
 from .augmentations import (
     ColorJitter,
@@ -121,5 +121,6 @@ __all__ = [
     "__version__",
     "decode_image",
     "info",
+    "presets",
     "show_batch",
 ]

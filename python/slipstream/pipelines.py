@@ -2,9 +2,9 @@
 ``{"image": [stages]}`` for ``SlipstreamLoader(pipelines=...)``.
 
 ``supervised_train`` adds the random horizontal flip upstream's leaves out (every ImageNet
-recipe flips). The self-supervised presets (``simclr``, ``ipcl``, ``lejepa``, ``multicrop``)
-need colour jitter, grayscale, blur and solarization, which slipstream does not have yet:
-they raise an error that says so.
+recipe flips). Upstream's self-supervised presets return per-view lists of upstream stages;
+slipstream's are in :mod:`slipstream.presets` (``simclr``, ``byol``, ``dino``, ``ipcl``,
+``multicrop``, with one output per kind of view): the names here raise an error that says so.
 """
 
 from __future__ import annotations
@@ -23,17 +23,20 @@ from .transforms import (
 )
 from .transforms import _upstream_options as _check_upstream_options
 
-_SSL = (
-    "needs colour jitter, grayscale, blur and solarization, which slipstream does not have "
-    "yet; meanwhile build the views with Pipeline([RandomResizedCrop(...), "
-    "RandomHorizontalFlip()], field='image', views=N) and apply torchvision's colour "
-    "transforms in after_batch_transforms=[...]"
-)
+_SSL = {
+    "simclr": "slipstream.presets.simclr() (both views in batch['views'], [B, 2, 3, H, W])",
+    "simclr_symmetric": "slipstream.presets.simclr()",
+    "simclr_standard": "slipstream.presets.simclr()",
+    "ipcl": "slipstream.presets.ipcl() (the crops in batch['crops'], [B, N, 3, H, W])",
+    "multicrop": "slipstream.presets.multicrop() (batch['global_0'], ..., batch['local'])",
+    "lejepa": "slipstream.presets.multicrop() (batch['global_0'], ..., batch['local'])",
+}
 __getattr__ = _upstream.module_getattr(
     __name__,
     {
-        name: f"slipstream.pipelines.{name} {_SSL}"
-        for name in ("simclr", "simclr_symmetric", "simclr_standard", "ipcl", "lejepa", "multicrop")
+        name: f"slipstream.pipelines.{name}: its views come as separate outputs here; use "
+        f"pipelines={instead}"
+        for name, instead in _SSL.items()
     },
 )
 
