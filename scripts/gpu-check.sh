@@ -5,10 +5,12 @@
 # pipeline, held batches, memory, broken images) with nvJPEG 13, again with nvJPEG 12 (the
 # nvidia-nvjpeg-cu12 wheel CUDA 12 drivers get) and again with the kernels' PTX compiled by the
 # driver (CUDA_FORCE_PTX_JIT=1), the Python GPU tests (DLPack and the stream protocol,
-# torchvision parity, no leaks; upstream's Quick Start on device='cuda') with each nvJPEG, the GPU benchmarks (benches/gpu.rs: nvJPEG's bare decode against the
-# loader; benches/python/gpu_pipeline.py: against torchvision); then print a short table. Logs
-# and results go to $OUT (eight files: summary.txt, install.log, rust-gpu-tests.log,
-# pytest-gpu.log, cargo-bench-gpu.log, bench.log and the two benchmarks' JSON).
+# torchvision parity, the photometric stages against the CPU pipeline, no leaks; upstream's
+# Quick Start on device='cuda') with each nvJPEG, the GPU benchmarks (benches/gpu.rs: nvJPEG's
+# bare decode against the loader; benches/python/gpu_pipeline.py and augment.py: against
+# torchvision); then print a short table. Logs and results go to $OUT (eight files:
+# summary.txt, rust-gpu-tests.log, pytest-gpu.log, cargo-bench-gpu.log, bench.log and the
+# three benchmarks' JSON; the install log joins the summary when the install fails).
 #
 #   make gpu-bundle                      # here, no GPU needed
 #   OUT=/tmp/out scripts/gpu-check.sh    # there (the device tool sets OUT)
@@ -32,7 +34,7 @@ step "CPU cores" "$(nproc)"
 
 rm -rf "$SITE"
 python3 -m pip install --no-index --no-deps --no-compile --target "$SITE" "$BUNDLE"/wheels/*.whl \
-    > "$OUT/install.log" 2>&1 || { step "install" "FAILED (install.log)"; exit 1; }
+    > /tmp/install.log 2>&1 || { step "install" "FAILED:"; tee -a "$OUT/summary.txt" < /tmp/install.log; exit 1; }
 export PYTHONPATH=$SITE PYTHONUNBUFFERED=1
 # Both wheels' nvJPEG, as the Python package finds them (the Rust binaries below are not Python):
 # the loader takes 13 on a CUDA 13 driver; SLIPSTREAM_NVJPEG=$NVJPEG12 makes it take 12.
@@ -63,7 +65,7 @@ run_step() {  # name, seconds, log, command...
 run_step "Rust GPU tests" 150 rust-gpu-tests.log "$BUNDLE/bin/gpu-tests" --test-threads 1 --nocapture
 step "Rust GPU tests" "$RESULT: $(grep -E '^test result' "$OUT/rust-gpu-tests.log" | tail -1)"
 grep -E 'kernel vs twin|worst per-image|region vs whole|device memory after|FAILED|panicked' \
-    "$OUT/rust-gpu-tests.log" | head -20 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
+    "$OUT/rust-gpu-tests.log" | head -30 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
 
 # The same tests with nvJPEG 12 and with the kernels' PTX through the driver's compiler (what
 # GPUs newer than the machine code get); their logs join the first one's (eight files come back).
@@ -81,7 +83,7 @@ again "Rust GPU tests, PTX JIT" "CUDA_FORCE_PTX_JIT=1"
 run_step "Python GPU tests" 150 pytest-gpu.log python3 -m pytest -q -s -p no:cacheprovider \
     -o addopts= python/tests/test_gpu.py python/tests/test_upstream.py
 step "Python GPU tests" "$RESULT: $(tail -1 "$OUT/pytest-gpu.log")"
-grep -E 'GPU vs torchvision|^FAILED|^E ' "$OUT/pytest-gpu.log" | head -20 | sed 's/^/    /' |
+grep -E 'GPU vs torchvision|GPU vs CPU pipeline|^FAILED|^E ' "$OUT/pytest-gpu.log" | head -20 | sed 's/^/    /' |
     tee -a "$OUT/summary.txt"
 run_step "Python GPU tests, nvJPEG 12" 150 pytest-again.log env SLIPSTREAM_NVJPEG="$NVJPEG12" \
     python3 -m pytest -q -s -p no:cacheprovider -o addopts= python/tests/test_gpu.py
@@ -100,4 +102,13 @@ run_step "GPU benchmark" 180 bench.log python3 benches/python/gpu_pipeline.py --
     --data /tmp/slipstream-bench
 step "GPU benchmark" "$RESULT"
 grep -v '^wrote' "$OUT/bench.log" | tail -30 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
+
+# SimCLR two views and DINO 2+10 views against torchvision per sample on the GPU; its log
+# joins bench.log.
+run_step "augmentation benchmark" 180 bench-again.log python3 benches/python/augment.py \
+    --device cuda --images 4096 --seconds 2 --out "$OUT" --data /tmp/slipstream-bench
+step "augmentation benchmark" "$RESULT"
+grep -v '^wrote' "$OUT/bench-again.log" | tail -12 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
+{ echo "=== benches/python/augment.py --device cuda"; cat "$OUT/bench-again.log"; } >> "$OUT/bench.log"
+rm -f "$OUT/bench-again.log"
 exit $status

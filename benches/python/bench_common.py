@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,28 @@ def photos(data: Path, images: int) -> Any:
         command += ["--samples", str(images), "--cache-dir", str(data / "cache")]
         subprocess.run(command, check=True, capture_output=True)
     return ss.SlipstreamDataset(source, cache_dir=data / "cache", progress=False)
+
+
+def rate(run: Callable[[], int], seconds: float, repeats: int = 3) -> float:
+    """Median over `repeats` timings of items/s, each timing at least `seconds` long; `run`
+    does some work and says how many items. Waits for queued GPU work before each clock
+    reading when torch has started CUDA."""
+    import torch
+
+    def sync() -> None:
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    run()  # warm-up
+    rates = []
+    for _ in range(repeats):
+        sync()
+        n, t = 0, time.perf_counter()
+        while time.perf_counter() - t < seconds:
+            n += run()
+        sync()
+        rates.append(n / (time.perf_counter() - t))
+    return statistics.median(rates)
 
 
 def cpu_model() -> str:

@@ -20,26 +20,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_common import machine, photos, save
+from bench_common import machine, photos, rate, save
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def rate(run: Callable[[], int], seconds: float, repeats: int = 3) -> float:
-    """Median over `repeats` timings of images/s, each timing at least `seconds` long."""
-    run()  # warm-up
-    rates = []
-    for _ in range(repeats):
-        n, t = 0, time.perf_counter()
-        while time.perf_counter() - t < seconds:
-            n += run()
-        rates.append(n / (time.perf_counter() - t))
-    return statistics.median(rates)
 
 
 def main() -> None:
