@@ -37,6 +37,7 @@ from .errors import (
     UnsupportedError,
 )
 from .loader import RaggedBatch, SlipstreamLoader
+from .mixing import CutMix, MixUp, RandomChoice
 from .transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -92,6 +93,7 @@ __all__ = [
     "ColorJitter",
     "ConfigError",
     "CudaError",
+    "CutMix",
     "DecodeCenterCrop",
     "DecodeError",
     "DecodeRandomResizedCrop",
@@ -101,10 +103,12 @@ __all__ = [
     "GaussianBlur",
     "Grayscale",
     "MigrationError",
+    "MixUp",
     "Normalize",
     "Pipeline",
     "RaggedBatch",
     "RandomApply",
+    "RandomChoice",
     "RandomErasing",
     "RandomGrayscale",
     "RandomHorizontalFlip",

@@ -84,6 +84,12 @@ MISSING.update(
         "(torchvision's names; sigma drawn continuously, not from upstream's bank of 10)",
         "RandomSolarization": "RandomSolarize(threshold=128, p) (torchvision's name; the "
         "threshold on the 0-255 scale)",
+        "Mixup": "after_batch_transforms=[RandomChoice([MixUp(mixup_alpha, num_classes=N), "
+        "CutMix(cutmix_alpha, num_classes=N)])] (torchvision's: one lambda and one choice per "
+        "batch, mixed with the batch rolled by one; upstream's draws per sample and pairs "
+        "sample i with B-1-i)",
+        "mixup_target": "MixUp/CutMix(num_classes=N, label_smoothing=...), which write the "
+        "soft labels themselves",
     }
 )
 
@@ -109,8 +115,6 @@ for _name in [
     "RandomPatchShuffle",
     "CircularMask",
     "FixedOpticalDistortion",
-    "Mixup",
-    "mixup_target",
     "one_hot",
     "SRGBToLMS",
     "LMSToParvo",

@@ -13,7 +13,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from . import _native, _upstream
+from . import _native, _upstream, mixing
 from ._cuda import parse_device, point_at_nvjpeg
 from ._tensors import Converter, check_pin_memory, converter, pin_ahead, torch_available
 from .dataset import SlipstreamDataset
@@ -253,9 +253,10 @@ class SlipstreamLoader:
             thread, one batch ahead (as torch's DataLoader does), so that
             ``.cuda(non_blocking=True)`` overlaps with the GPU's work. Needs a CUDA GPU.
         after_batch_transforms: functions ``batch -> batch`` run in order on every finished
-            batch dict, for what slipstream has no stage for (upstream slipstream's Mixup,
-            a torchvision v2 transform); they run in the consuming thread, after the batch
-            left the prefetch queue.
+            batch dict: :class:`MixUp`, :class:`CutMix`, :class:`RandomChoice` (drawn from
+            ``seed``), or your own for what slipstream has no stage for (a torchvision v2
+            transform); they run in the consuming thread, after the batch left the prefetch
+            queue (on a GPU, on the current stream, which waits for the loader's).
         upstream_options: upstream slipstream's other loader options, accepted where they
             mean the same here (``force_rebuild``, ``verbose``, ``image_field``,
             ``image_format="jpeg"``, ``use_threading``, ``presync_s3``,
@@ -436,7 +437,7 @@ class SlipstreamLoader:
         try:
             for raw in batches:
                 active[1] = raw.pop("__position__") + 1
-                yield self._batch(raw)
+                yield self._batch(raw, epoch)
             if self._active is active:
                 self._active = None
         finally:
@@ -465,14 +466,15 @@ class SlipstreamLoader:
         """
         raw = self._native.load(int(epoch), [int(i) for i in indices])
         raw.pop("__position__")
-        return self._batch(raw)
+        return self._batch(raw, int(epoch))
 
-    def _batch(self, raw: dict[str, Any]) -> dict[str, Any]:
+    def _batch(self, raw: dict[str, Any], epoch: int) -> dict[str, Any]:
         batch = {name: self._value(v) for name, v in raw.items()}
         for name, layout in self._layouts.items():
             batch[name] = _upstream_layout(batch[name], layout)
-        for transform in self._after_batch:
-            batch = transform(batch)
+        for f in self._after_batch:
+            keyed = isinstance(f, mixing.KEYED)  # draws from (seed, epoch, first index)
+            batch = f(batch, key=(self.seed, epoch)) if keyed else f(batch)
         return batch
 
     def stats(self) -> dict[str, int | float]:

@@ -267,3 +267,17 @@ def test_no_growth_over_many_epochs(demo_dataset) -> None:
 def _rss() -> int:
     with open(f"/proc/{os.getpid()}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@needs_gpu
+def test_mixing_runs_on_the_gpu_batch(demo_dataset) -> None:
+    mix = ss.RandomChoice([ss.MixUp(0.8, num_classes=1000), ss.CutMix(1.0, num_classes=1000)])
+    stages = [ss.RandomResizedCrop(64), ss.Normalize()]
+    plain = gpu_loader(demo_dataset, stages, device="cuda")
+    mixed = gpu_loader(demo_dataset, stages, device="cuda", after_batch_transforms=[mix])
+    for p, m in zip(plain, mixed, strict=True):
+        assert m["image"].is_cuda and m["label"].is_cuda and m["label"].shape == (16, 1000)
+        host = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in p.items()}
+        on_cpu = mix(host, key=(plain.seed, 0))
+        assert torch.allclose(m["image"].cpu(), on_cpu["image"], atol=1e-6)
+        assert torch.allclose(m["label"].cpu(), on_cpu["label"])
