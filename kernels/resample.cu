@@ -16,7 +16,7 @@
 typedef unsigned char uint8_t;
 typedef unsigned int uint32_t;
 
-// Mirrors `ViewParams` in src/transform/resample.rs (repr(C), 64 bytes).
+// Mirrors `ViewParams` in src/transform/resample.rs (repr(C), 72 bytes).
 struct ViewParams {
     unsigned long long src;           // device pointer: first pixel of the window the filter reads
     uint32_t src_pitch;               // bytes between rows of the source
@@ -24,30 +24,39 @@ struct ViewParams {
     float box_x, box_y, box_w, box_h; // the region of the window mapped onto the paste rectangle
     uint32_t paste_x, paste_y, paste_w, paste_h;  // where it lands in the view; the rest is 0
     uint32_t flip;                    // mirror the view's columns
+    uint32_t bicubic;                 // 1: cubic filter (a = -0.5), 0: bilinear
+    uint32_t unused;
     unsigned long long dst_offset;    // element offset of the view in the output tensor
 };
 
 // One output position along one axis: the input taps it reads and their weights (PIL's and
-// torchvision's antialiased bilinear: a triangle filter widened by the downscale factor).
+// torchvision's antialiased filters: bilinear's triangle or bicubic's cubic, widened by the
+// downscale factor).
 struct Taps {
     int first;
     int count;
     float center;
     float ss;
     float total;
+    bool bicubic;
 };
 
-__device__ __forceinline__ float triangle(float x) {
+__device__ __forceinline__ float filter(float x, bool bicubic) {
     x = fabsf(x);
-    return x < 1.0f ? 1.0f - x : 0.0f;
+    if (!bicubic) return x < 1.0f ? 1.0f - x : 0.0f;
+    const float a = -0.5f;
+    if (x < 1.0f) return ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f;
+    if (x < 2.0f) return (((x - 5.0f) * x + 8.0f) * x - 4.0f) * a;
+    return 0.0f;
 }
 
 __device__ __forceinline__ Taps taps(float box_start, float box_len, uint32_t out_len,
-                                     uint32_t in_len, uint32_t i) {
+                                     uint32_t in_len, uint32_t i, bool bicubic) {
     Taps t;
+    t.bicubic = bicubic;
     float scale = box_len / (float)out_len;
     float filterscale = scale > 1.0f ? scale : 1.0f;
-    float support = filterscale;  // bilinear support (1) times filterscale
+    float support = (bicubic ? 2.0f : 1.0f) * filterscale;
     t.center = box_start + ((float)i + 0.5f) * scale;
     t.ss = 1.0f / filterscale;
     int lo = (int)floorf(t.center - support + 0.5f);
@@ -57,13 +66,13 @@ __device__ __forceinline__ Taps taps(float box_start, float box_len, uint32_t ou
     t.count = end > t.first ? end - t.first : 0;
     t.total = 0.0f;
     for (int j = 0; j < t.count; ++j) {
-        t.total = t.total + triangle((((float)(t.first + j) - t.center) + 0.5f) * t.ss);
+        t.total = t.total + filter((((float)(t.first + j) - t.center) + 0.5f) * t.ss, bicubic);
     }
     return t;
 }
 
 __device__ __forceinline__ float weight(const Taps& t, int j) {
-    float w = triangle((((float)(t.first + j) - t.center) + 0.5f) * t.ss);
+    float w = filter((((float)(t.first + j) - t.center) + 0.5f) * t.ss, t.bicubic);
     return t.total != 0.0f ? w / t.total : 0.0f;
 }
 
@@ -71,8 +80,8 @@ __device__ __forceinline__ float weight(const Taps& t, int j) {
 // resize does, per channel.
 __device__ __forceinline__ void resample_pixel(const ViewParams& v, uint32_t x, uint32_t y,
                                                float rgb[3]) {
-    Taps tx = taps(v.box_x, v.box_w, v.paste_w, v.src_width, x);
-    Taps ty = taps(v.box_y, v.box_h, v.paste_h, v.src_height, y);
+    Taps tx = taps(v.box_x, v.box_w, v.paste_w, v.src_width, x, v.bicubic != 0);
+    Taps ty = taps(v.box_y, v.box_h, v.paste_h, v.src_height, y, v.bicubic != 0);
     const uint8_t* src = reinterpret_cast<const uint8_t*>(v.src);
     float acc[3] = {0.0f, 0.0f, 0.0f};
     for (int ky = 0; ky < ty.count; ++ky) {
@@ -83,6 +92,14 @@ __device__ __forceinline__ void resample_pixel(const ViewParams& v, uint32_t x, 
             sum[0] = sum[0] + wx * (float)row[3 * kx + 0];
             sum[1] = sum[1] + wx * (float)row[3 * kx + 1];
             sum[2] = sum[2] + wx * (float)row[3 * kx + 2];
+        }
+        if (ty.bicubic) {
+            // As PIL and torchvision's uint8 path: the horizontal pass rounded and clamped to
+            // 8 bits before the vertical one (the cubic overshoots at edges).
+            for (int c = 0; c < 3; ++c) {
+                float r = floorf(sum[c] + 0.5f);
+                sum[c] = r < 0.0f ? 0.0f : (r > 255.0f ? 255.0f : r);
+            }
         }
         float wy = weight(ty, ky);
         acc[0] = acc[0] + wy * sum[0];

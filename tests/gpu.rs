@@ -26,6 +26,7 @@ use slipstream::dtype::DType;
 use slipstream::loader::{Batch, FieldBatch, Loader, LoaderOptions};
 use slipstream::sampler::{Sampler, SamplerConfig};
 use slipstream::transform::gpu_api::GpuStages;
+use slipstream::transform::spec::Filter;
 use slipstream::transform::{Device, Geometry, GpuDecoder, MemoryFormat, OnError, PipelineSpec};
 
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -63,6 +64,7 @@ fn spec(
         flip: 0.5,
         photometric: Vec::new(),
         erasing: None,
+        filter: Filter::Bilinear,
         normalize: (dtype != DType::Uint8).then_some((MEAN, STD)),
         dtype,
         memory_format: format,
@@ -82,12 +84,19 @@ const CENTER: Geometry = Geometry::CenterCrop {
     resize: Some(256),
 };
 
-/// Several outputs of one field: every dtype, both layouts, several views, both geometries.
+/// Several outputs of one field: every dtype, both layouts, several views, both geometries,
+/// both filters.
 fn outputs() -> Vec<PipelineSpec> {
     vec![
         spec("u8", RRC, 1, DType::Uint8, MemoryFormat::Contiguous),
-        spec("f16", RRC, 2, DType::Float16, MemoryFormat::ChannelsLast),
-        spec("bf16", CENTER, 1, DType::Bfloat16, MemoryFormat::Contiguous),
+        PipelineSpec {
+            filter: Filter::Bicubic,
+            ..spec("f16", RRC, 2, DType::Float16, MemoryFormat::ChannelsLast)
+        },
+        PipelineSpec {
+            filter: Filter::Bicubic,
+            ..spec("bf16", CENTER, 1, DType::Bfloat16, MemoryFormat::Contiguous)
+        },
         spec(
             "f32",
             Geometry::RandomResizedCrop {

@@ -71,15 +71,20 @@ def _ssl_view(
 
 def supervised_train(size: int = 224, style: str = "resnet") -> dict[str, Pipeline]:
     """ImageNet training. ``style="resnet"`` (torchvision's reference recipe):
-    RandomResizedCrop, horizontal flip, normalize. ``style="timm"`` adds timm's
-    ``ColorJitter(0.4, 0.4, 0.4)`` and ``RandomErasing(p=0.25)`` after normalizing (timm's
-    RandAugment and Mixup/CutMix are not part of it).
+    RandomResizedCrop, horizontal flip, normalize. ``style="timm"`` resizes bicubic and adds
+    timm's ``ColorJitter(0.4, 0.4, 0.4)`` and ``RandomErasing(p=0.25)`` after normalizing
+    (timm's RandAugment is not part of it; for its Mixup/CutMix, pass
+    ``after_batch_transforms=[RandomChoice([MixUp(0.8, ...), CutMix(1.0, ...)])]``).
 
     Example:
         >>> [type(s).__name__ for s in supervised_train(style="timm")["image"].stages]
         ['RandomResizedCrop', 'RandomHorizontalFlip', 'ColorJitter', 'Normalize', 'RandomErasing']
     """
-    stages: list[Any] = [RandomResizedCrop(size), RandomHorizontalFlip()]
+    interpolation = "bicubic" if style == "timm" else "bilinear"
+    stages: list[Any] = [
+        RandomResizedCrop(size, interpolation=interpolation),
+        RandomHorizontalFlip(),
+    ]
     if style == "timm":
         stages += [ColorJitter(0.4, 0.4, 0.4), Normalize(), RandomErasing(p=0.25)]
     elif style == "resnet":
@@ -89,11 +94,14 @@ def supervised_train(size: int = 224, style: str = "resnet") -> dict[str, Pipeli
     return {"image": Pipeline(stages, field="image")}
 
 
-def supervised_val(size: int = 224, crop_fraction: float = 0.875) -> dict[str, Pipeline]:
-    """ImageNet evaluation: the shorter side resized to ``size / crop_fraction`` (256 for 224),
-    the central ``size`` square, normalize."""
+def supervised_val(
+    size: int = 224, crop_fraction: float = 0.875, interpolation: str = "bilinear"
+) -> dict[str, Pipeline]:
+    """ImageNet evaluation: the shorter side resized to ``size / crop_fraction`` (256 for 224;
+    ``interpolation="bicubic"`` for timm's models), the central ``size`` square, normalize."""
     resize = round(size / crop_fraction)
-    return {"image": Pipeline([CenterCrop(size, resize=resize), Normalize()], field="image")}
+    crop = CenterCrop(size, resize=resize, interpolation=interpolation)
+    return {"image": Pipeline([crop, Normalize()], field="image")}
 
 
 def simclr(size: int = 224, strength: float = 1.0) -> dict[str, Pipeline]:

@@ -49,13 +49,30 @@ def _size(size: int | Sequence[int]) -> tuple[int, int]:
     return (h, w)
 
 
+def _filter(interpolation: Any, antialias: bool) -> str:
+    """The resize filter's name for the native pipeline: ``"bilinear"`` or ``"bicubic"``
+    (strings or torchvision's ``InterpolationMode``), always antialiased."""
+    name = str(getattr(interpolation, "value", interpolation)).lower()
+    if name not in ("bilinear", "bicubic"):
+        raise ConfigError(
+            f"interpolation={interpolation!r}: slipstream resizes with 'bilinear' or 'bicubic'"
+        )
+    if antialias is not True:
+        raise ConfigError(
+            "antialias=False is not supported: views are resized with antialiasing, "
+            "torchvision v2's default (antialias=True)"
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class RandomResizedCrop:
-    """torchvision's ``RandomResizedCrop(size, scale, ratio, antialias=True)``.
+    """torchvision's ``RandomResizedCrop(size, scale, ratio, interpolation, antialias=True)``.
 
     A crop with area ``scale`` times the image's and aspect ratio log-uniform in ``ratio``
-    (ten tries, then the central crop), resized to ``size`` with antialiased bilinear
-    filtering.
+    (ten tries, then the central crop), resized to ``size`` with antialiased
+    ``interpolation``: ``"bilinear"`` (default) or ``"bicubic"`` (or torchvision's
+    ``InterpolationMode``).
 
     Example:
         >>> crop = RandomResizedCrop(224)
@@ -66,8 +83,13 @@ class RandomResizedCrop:
     size: int | Sequence[int]
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolation: Any = "bilinear"
+    antialias: bool = True
     device: Any = field(default=None, kw_only=True)
     """Where the pipeline runs (``"cpu"``, ``"cuda"``, ``"cuda:N"``); ``None``: the loader's."""
+
+    def __post_init__(self) -> None:
+        _filter(self.interpolation, self.antialias)
 
     def get_params(
         self, height: int, width: int, *, seed: int, epoch: int, index: int, view: int = 0
@@ -90,15 +112,22 @@ class RandomResizedCrop:
 
 @dataclass(frozen=True)
 class CenterCrop:
-    """torchvision's ``Resize(resize)`` (shorter side, antialiased) then ``CenterCrop(size)``.
+    """torchvision's ``Resize(resize, interpolation, antialias=True)`` (shorter side) then
+    ``CenterCrop(size)``; ``interpolation`` as :class:`RandomResizedCrop`'s.
 
-    ``CenterCrop(224, resize=256)`` is the standard ImageNet evaluation transform.
+    ``CenterCrop(224, resize=256)`` is the standard ImageNet evaluation transform (timm's
+    evaluation: ``interpolation="bicubic"``).
     """
 
     size: int | Sequence[int]
     resize: int | None = None
+    interpolation: Any = "bilinear"
+    antialias: bool = True
     device: Any = field(default=None, kw_only=True)
     """Where the pipeline runs (``"cpu"``, ``"cuda"``, ``"cuda:N"``); ``None``: the loader's."""
+
+    def __post_init__(self) -> None:
+        _filter(self.interpolation, self.antialias)
 
     def _geometry(self) -> dict[str, Any]:
         h, w = _size(self.size)
@@ -444,6 +473,9 @@ def pipeline_spec(
         "field": pipeline.field or name,
         "views": int(pipeline.views),
         "geometry": first._geometry(),
+        "filter": _filter(
+            getattr(first, "interpolation", "bilinear"), getattr(first, "antialias", True)
+        ),
         "flip": flip,
         "photometric": photometric,
         "erasing": None

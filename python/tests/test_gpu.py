@@ -144,11 +144,12 @@ SIMCLR = [
     [
         ([ss.RandomResizedCrop(224), ss.RandomHorizontalFlip()], CPU_MEAN_ABS),
         ([ss.CenterCrop(224, 256)], CPU_MEAN_ABS),
+        ([ss.RandomResizedCrop(224, interpolation="bicubic")], CPU_MEAN_ABS),
         # The same random steps on pixels that differ by the decoders' rounding, which a
         # contrast or brightness above 1 widens.
         (SIMCLR, 2.0),
     ],
-    ids=["crop_flip", "center", "simclr_erasing"],
+    ids=["crop_flip", "center", "bicubic", "simclr_erasing"],
 )
 def test_same_crops_and_flips_as_the_cpu_pipeline(
     demo_dataset, stages: list, tolerance: float

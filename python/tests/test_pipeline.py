@@ -149,18 +149,22 @@ def test_crop_parameters_are_reproducible() -> None:
 
 
 @pytest.mark.parametrize("reduced", [False, True])
-def test_random_resized_crop_matches_torchvision(variants_dataset, reduced: bool) -> None:
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_random_resized_crop_matches_torchvision(
+    variants_dataset, reduced: bool, interpolation: str
+) -> None:
     """With reduced decode off the resize reads full-resolution pixels, like torchvision; on
     these ImageNet-sized photos no crop is 2x the output, so reduced decode changes nothing."""
     ds, names = variants_dataset
-    crop = ss.RandomResizedCrop(224)
+    crop = ss.RandomResizedCrop(224, interpolation=interpolation)
+    mode = v2.InterpolationMode(interpolation)
     lo = loader(ds, [crop], reduced_decode=reduced)
     for batch in lo:
         for k, i in enumerate(batch["index"].tolist()):
             data = ds[i]["image"]
             img = tv_image(data)
             top, left, h, w = crop.get_params(*img.shape[1:], seed=5, epoch=0, index=i)
-            ref = F.resized_crop(img, top, left, h, w, [224, 224], antialias=True)
+            ref = F.resized_crop(img, top, left, h, w, [224, 224], mode, antialias=True)
             assert_close(batch["image"][k], ref, f"sample {i} ({names[i]})")
 
 
@@ -193,11 +197,14 @@ def test_reduced_decode_on_large_photographs(photos: list[bytes], tmp_path: Path
     assert max(means) > 0, "reduced decode was used for some crop"
 
 
-def test_center_crop_matches_torchvision(variants_dataset) -> None:
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_center_crop_matches_torchvision(variants_dataset, interpolation: str) -> None:
     ds, names = variants_dataset
-    ref_tf = v2.Compose([v2.Resize(256, antialias=True), v2.CenterCrop(224)])
+    mode = v2.InterpolationMode(interpolation)
+    ref_tf = v2.Compose([v2.Resize(256, mode, antialias=True), v2.CenterCrop(224)])
     for reduced in (False, True):
-        lo = loader(ds, [ss.CenterCrop(224, resize=256)], reduced_decode=reduced)
+        stage = ss.CenterCrop(224, resize=256, interpolation=mode)
+        lo = loader(ds, [stage], reduced_decode=reduced)
         for batch in lo:
             for k, i in enumerate(batch["index"].tolist()):
                 ref = ref_tf(tv_image(ds[i]["image"]))
@@ -254,6 +261,13 @@ def test_dtypes_and_memory_formats(variants_dataset, dtype: str, memory_format: 
     else:
         assert out.is_contiguous()
     assert torch.equal(out, ref["image"].to(getattr(torch, dtype)))
+
+
+def test_unsupported_interpolation_is_a_config_error() -> None:
+    with pytest.raises(ss.ConfigError, match="'bilinear' or 'bicubic'"):
+        ss.RandomResizedCrop(224, interpolation=v2.InterpolationMode.NEAREST)
+    with pytest.raises(ss.ConfigError, match="antialias=True"):
+        ss.CenterCrop(224, resize=256, antialias=False)
 
 
 def test_uint8_with_normalize_is_refused(variants_dataset) -> None:

@@ -168,7 +168,7 @@ pub fn reference_view<T: OutputElement>(
 ) -> Vec<T> {
     let region = source_region(geometry, target, decoded);
     let pitch = decoded.width * 3;
-    let params = ViewParams::new(&region, 0, pitch, target.flip, 0);
+    let params = ViewParams::new(&region, 0, pitch, (target.flip, spec.filter), 0);
     let start = region.window[1] as usize * pitch as usize + region.window[0] as usize * 3;
     let (oh, ow) = target.size;
     let mut out = vec![T::default(); 3 * oh as usize * ow as usize];

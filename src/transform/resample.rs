@@ -5,10 +5,10 @@
 //! decoded input. `program.rs` adds the photometric steps and erasing of `program_*`.
 
 use super::geometry::Region;
-use super::spec::MemoryFormat;
+use super::spec::{Filter, MemoryFormat};
 
 /// One view of a batch as the kernel sees it. Mirrors `struct ViewParams` in
-/// `kernels/resample.cu` field for field (64 bytes).
+/// `kernels/resample.cu` field for field (72 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ViewParams {
@@ -26,16 +26,25 @@ pub struct ViewParams {
     pub paste_w: u32,
     pub paste_h: u32,
     pub flip: u32,
+    /// 1: bicubic (PIL's and torchvision's antialiased cubic, a = -0.5); 0: bilinear.
+    pub bicubic: u32,
+    pub unused: u32,
     /// Element offset of the view in the output tensor.
     pub dst_offset: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<ViewParams>() == 64);
+const _: () = assert!(std::mem::size_of::<ViewParams>() == 72);
 
 impl ViewParams {
     /// The kernel's view of `region`, reading from `src` (already at the window's first pixel)
-    /// with rows `pitch` bytes apart.
-    pub fn new(region: &Region, src: u64, pitch: u32, flip: bool, dst_offset: u64) -> ViewParams {
+    /// with rows `pitch` bytes apart, resized with `filter`.
+    pub fn new(
+        region: &Region,
+        src: u64,
+        pitch: u32,
+        (flip, filter): (bool, Filter),
+        dst_offset: u64,
+    ) -> ViewParams {
         ViewParams {
             src,
             src_pitch: pitch,
@@ -50,6 +59,8 @@ impl ViewParams {
             paste_w: region.paste[2],
             paste_h: region.paste[3],
             flip: flip as u32,
+            bicubic: (filter == Filter::Bicubic) as u32,
+            unused: 0,
             dst_offset,
         }
     }
@@ -124,9 +135,21 @@ impl OutputElement for half::bf16 {
     }
 }
 
-fn triangle(x: f32) -> f32 {
+/// PIL's filters (and torchvision's antialiased ones): the triangle of bilinear (support 1)
+/// and the cubic of bicubic with a = -0.5 (support 2).
+fn filter(x: f32, bicubic: bool) -> f32 {
     let x = x.abs();
-    if x < 1.0 { 1.0 - x } else { 0.0 }
+    if !bicubic {
+        return if x < 1.0 { 1.0 - x } else { 0.0 };
+    }
+    const A: f32 = -0.5;
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
 }
 
 /// The taps of one output position along one axis (`Taps` in the kernel).
@@ -136,13 +159,14 @@ struct Taps {
     center: f32,
     ss: f32,
     total: f32,
+    bicubic: bool,
 }
 
 impl Taps {
-    fn new(box_start: f32, box_len: f32, out_len: u32, in_len: u32, i: u32) -> Taps {
+    fn new(box_start: f32, box_len: f32, out_len: u32, in_len: u32, i: u32, bicubic: bool) -> Taps {
         let scale = box_len / out_len as f32;
         let filterscale = if scale > 1.0 { scale } else { 1.0 };
-        let support = filterscale;
+        let support = if bicubic { 2.0 } else { 1.0 } * filterscale;
         let center = box_start + (i as f32 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         let lo = (center - support + 0.5).floor() as i32;
@@ -155,6 +179,7 @@ impl Taps {
             center,
             ss,
             total: 0.0,
+            bicubic,
         };
         for j in 0..t.count {
             t.total += t.tap(j);
@@ -163,7 +188,10 @@ impl Taps {
     }
 
     fn tap(&self, j: i32) -> f32 {
-        triangle((((self.first + j) as f32 - self.center) + 0.5) * self.ss)
+        filter(
+            (((self.first + j) as f32 - self.center) + 0.5) * self.ss,
+            self.bicubic,
+        )
     }
 
     fn weight(&self, j: i32) -> f32 {
@@ -177,8 +205,9 @@ impl Taps {
 
 /// `resample_pixel` of the kernel: pixel (x, y) of the paste rectangle, rounded to uint8.
 fn resample_pixel(v: &ViewParams, src: &[u8], x: u32, y: u32) -> [f32; 3] {
-    let tx = Taps::new(v.box_x, v.box_w, v.paste_w, v.src_width, x);
-    let ty = Taps::new(v.box_y, v.box_h, v.paste_h, v.src_height, y);
+    let bicubic = v.bicubic != 0;
+    let tx = Taps::new(v.box_x, v.box_w, v.paste_w, v.src_width, x, bicubic);
+    let ty = Taps::new(v.box_y, v.box_h, v.paste_h, v.src_height, y, bicubic);
     let mut acc = [0f32; 3];
     for ky in 0..ty.count {
         let at = (ty.first + ky) as usize * v.src_pitch as usize + tx.first as usize * 3;
@@ -189,6 +218,11 @@ fn resample_pixel(v: &ViewParams, src: &[u8], x: u32, y: u32) -> [f32; 3] {
             for c in 0..3 {
                 sum[c] += wx * row[3 * kx as usize + c] as f32;
             }
+        }
+        if bicubic {
+            // As PIL and torchvision's uint8 path: the horizontal pass rounded and clamped to
+            // 8 bits before the vertical one (the cubic overshoots at edges).
+            sum = sum.map(|v| (v + 0.5).floor().clamp(0.0, 255.0));
         }
         let wy = ty.weight(ky);
         for c in 0..3 {
@@ -258,6 +292,7 @@ mod tests {
             flip: 0.5,
             photometric: Vec::new(),
             erasing: None,
+            filter: Filter::Bilinear,
             normalize: (dtype != DType::Uint8)
                 .then_some(([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])),
             dtype,
@@ -313,7 +348,7 @@ mod tests {
 
     /// The twin (f32 weights, no intermediate rounding) and the CPU pipeline
     /// (`fast_image_resize`, fixed-point weights, rounding between passes) compute the same
-    /// antialiased bilinear filter; on photographs they differ by rounding only.
+    /// antialiased filters; on photographs they differ by rounding only.
     #[test]
     fn twin_agrees_with_the_cpu_pipeline_on_photographs() {
         let center = Geometry::CenterCrop {
@@ -326,26 +361,31 @@ mod tests {
             width: 600,
             resize: None,
         };
-        let mut worst = (0.0f64, 0u8);
-        for seed in 0..12u64 {
-            let (jpeg, _) = scene::jpeg(seed);
-            for geometry in [RRC, center, padded] {
-                for format in [MemoryFormat::Contiguous, MemoryFormat::ChannelsLast] {
-                    let s = spec(geometry, DType::Uint8, format);
-                    let (pipeline, twin) = both(&jpeg, &s, seed * 7 + 1);
-                    let (mean, max) = differences(&pipeline, &twin);
-                    assert!(
-                        mean <= 0.3 && max <= 2,
-                        "seed {seed} {geometry:?}: {mean} {max}"
-                    );
-                    worst = (worst.0.max(mean), worst.1.max(max));
+        for filter in [Filter::Bilinear, Filter::Bicubic] {
+            let mut worst = (0.0f64, 0u8);
+            for seed in 0..12u64 {
+                let (jpeg, _) = scene::jpeg(seed);
+                for geometry in [RRC, center, padded] {
+                    for format in [MemoryFormat::Contiguous, MemoryFormat::ChannelsLast] {
+                        let s = PipelineSpec {
+                            filter,
+                            ..spec(geometry, DType::Uint8, format)
+                        };
+                        let (pipeline, twin) = both(&jpeg, &s, seed * 7 + 1);
+                        let (mean, max) = differences(&pipeline, &twin);
+                        assert!(
+                            mean <= 0.3 && max <= 2,
+                            "seed {seed} {filter:?} {geometry:?}: {mean} {max}"
+                        );
+                        worst = (worst.0.max(mean), worst.1.max(max));
+                    }
                 }
             }
+            eprintln!(
+                "twin vs CPU pipeline, {filter:?}, worst: mean {:.3} max {}",
+                worst.0, worst.1
+            );
         }
-        eprintln!(
-            "twin vs CPU pipeline, worst: mean {:.3} max {}",
-            worst.0, worst.1
-        );
     }
 
     /// With photometric steps and erasing, the twin of `program_*` and the CPU pipeline apply
@@ -418,7 +458,7 @@ mod tests {
                 full: (decoded.height, decoded.width),
             };
             let region = source_region(geometry, &target, &decoded);
-            let v = ViewParams::new(&region, 0, decoded.width * 3, target.flip, 0);
+            let v = ViewParams::new(&region, 0, decoded.width * 3, (target.flip, s.filter), 0);
             let start = (region.window[1] * decoded.width + region.window[0]) as usize * 3;
             let mut plain = vec![0f32; 3 * 224 * 224];
             let mut program = plain.clone();
@@ -488,7 +528,7 @@ mod tests {
         };
         let k = Convert::new(None);
         for flip in [false, true] {
-            let p = ViewParams::new(&region, 0, w * 3, flip, 0);
+            let p = ViewParams::new(&region, 0, w * 3, (flip, Filter::Bilinear), 0);
             let mut out = vec![0u8; rgb.len()];
             resample_view(&p, &rgb, (h, w), MemoryFormat::ChannelsLast, &k, &mut out);
             for y in 0..h as usize {
@@ -519,7 +559,7 @@ mod tests {
             bbox: [0.5, 1.25, 90.0, 57.5],
             paste: [2, 1, 9, 6],
         };
-        let p = ViewParams::new(&region, 0, w * 3, false, 0);
+        let p = ViewParams::new(&region, 0, w * 3, (false, Filter::Bilinear), 0);
         let mut out = vec![0u8; 3 * 8 * 12];
         resample_view(
             &p,

@@ -79,6 +79,17 @@ pub struct Erasing {
     pub before_flip: bool,
 }
 
+/// How views are resized: PIL's and torchvision's antialiased filters (the filter widened by
+/// the downscale factor).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Filter {
+    #[default]
+    Bilinear,
+    /// Cubic convolution with a = -0.5 (PIL's `BICUBIC`, torchvision's antialiased bicubic).
+    Bicubic,
+}
+
 /// Where channels go in memory: `[.., 3, H, W]` or `[.., H, W, 3]`. Either way the tensor's
 /// shape is `[.., 3, H, W]`; channels-last is expressed with strides, as PyTorch does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -126,6 +137,9 @@ pub struct PipelineSpec {
     pub photometric: Vec<Photometric>,
     #[serde(default)]
     pub erasing: Option<Erasing>,
+    /// The geometry stage's `interpolation` (always antialiased, torchvision v2's default).
+    #[serde(default)]
+    pub filter: Filter,
     /// `Normalize(mean, std)` on values scaled to [0, 1].
     pub normalize: Option<([f32; 3], [f32; 3])>,
     pub dtype: DType,
@@ -157,6 +171,7 @@ impl PipelineSpec {
             flip: 0.5,
             photometric: Vec::new(),
             erasing: None,
+            filter: Filter::Bilinear,
             normalize: Some((IMAGENET_MEAN, IMAGENET_STD)),
             dtype,
             memory_format: MemoryFormat::Contiguous,

@@ -13,7 +13,7 @@ use crate::decode::{DecodePlan, Decoded, ImagePolicy, image_size};
 use crate::transform::geometry::{Target, ViewGeometry, read_region, source_region, view_geometry};
 use crate::transform::params::{ColorOp, Draw, erasing_for, flip_for, photometric_for};
 use crate::transform::photometric;
-use crate::transform::spec::PipelineSpec;
+use crate::transform::spec::{Filter, PipelineSpec};
 
 /// Per-thread state: the decoder and scratch buffers, reused image after image.
 #[derive(Default)]
@@ -21,6 +21,8 @@ pub struct Workspace {
     decoder: CpuDecoder,
     decoded: Vec<u8>,
     resized: Vec<u8>,
+    /// Bicubic's first pass (the rows resized, all of the window's lines).
+    rows: Vec<u8>,
     canvas: Vec<u8>,
     blurred: Vec<f32>,
     resizer: fr::Resizer,
@@ -137,12 +139,36 @@ fn render_view(
     let mut dst = TypedImage::<U8x3>::from_buffer(pw, ph, &mut ws.resized)
         .map_err(|e| format!("output buffer: {e:?}"))?;
     let [bx, by, bw, bh] = r.bbox;
-    let options = fr::ResizeOptions::new()
-        .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
-        .crop(bx, by, bw, bh);
-    ws.resizer
-        .resize_typed(&window, &mut dst, &options)
-        .map_err(|e| format!("resize: {e:?}"))?;
+    let resize_err = |e| format!("resize: {e:?}");
+    match spec.filter {
+        Filter::Bilinear => {
+            let options = fr::ResizeOptions::new()
+                .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
+                .crop(bx, by, bw, bh);
+            ws.resizer
+                .resize_typed(&window, &mut dst, &options)
+                .map_err(resize_err)?;
+        }
+        Filter::Bicubic => {
+            // Keys' cubic with a = -0.5 (PIL's BICUBIC), rows first and rounded to 8 bits
+            // before the columns, as PIL and torchvision's uint8 resize do (and the kernel):
+            // in one call fast_image_resize does the columns first, which the cubic's
+            // overshoot at edges shows (up to 11 levels from torchvision).
+            let cubic = fr::ResizeOptions::new()
+                .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom));
+            ws.rows.resize(pw as usize * wh as usize * 3, 0);
+            let mut rows = TypedImage::<U8x3>::from_buffer(pw, wh, &mut ws.rows)
+                .map_err(|e| format!("row buffer: {e:?}"))?;
+            let across = cubic.clone().crop(bx, 0.0, bw, wh as f64);
+            ws.resizer
+                .resize_typed(&window, &mut rows, &across)
+                .map_err(resize_err)?;
+            let down = cubic.crop(0.0, by, pw as f64, bh);
+            ws.resizer
+                .resize_typed(&rows, &mut dst, &down)
+                .map_err(resize_err)?;
+        }
+    }
     let pixels = if (pw, ph) == (ow, oh) {
         &mut ws.resized
     } else {

@@ -184,8 +184,13 @@ pub(super) fn view_params(
                         false => ViewProgram::default(),
                     };
                     plan.programs.push(program);
-                    plan.params
-                        .push(ViewParams::new(&region, src, pitch, target.flip, dst));
+                    plan.params.push(ViewParams::new(
+                        &region,
+                        src,
+                        pitch,
+                        (target.flip, spec.filter),
+                        dst,
+                    ));
                 }
             }
         }
