@@ -188,21 +188,39 @@ struct ColorStep {
 enum { BRIGHTNESS = 0, CONTRAST = 1, SATURATION = 2, HUE = 3, GRAYSCALE = 4, SOLARIZE = 5,
        BLUR = 6 };
 
-// Mirrors `ViewProgram` in src/transform/resample.rs (32 bytes): the view's steps and its
-// erased rectangle (in output pixels, before any flip that comes after the erasing).
+// Mirrors `ViewProgram` in src/transform/program.rs (40 bytes): the view's steps, its erased
+// rectangle (in output pixels, before any flip that comes after the erasing) and the key of
+// its erasing noise.
 struct ViewProgram {
     uint32_t first_step, n_steps;
     uint32_t erase;
     uint32_t erase_top, erase_left, erase_h, erase_w;
     uint32_t unused;
+    unsigned long long noise;
 };
 
-// Mirrors `EraseValue` in src/transform/resample.rs: the pipeline's erasing value.
+// Mirrors `EraseValue` in src/transform/program.rs: the pipeline's erasing value.
 struct EraseValue {
     float value[3];
     uint32_t output_units;  // the value is an output element, else a 0..255 pixel value
     uint32_t before_flip;   // the rectangle is mirrored with a flipped view
+    uint32_t random;        // value="random": the view's noise instead of `value`
 };
+
+// `erase_noise` in photometric.rs: element i of a view's noise, standard normal (Box-Muller
+// in double on two 53-bit uniforms from SplitMix64 over `key` at counters 2i + 1, 2i + 2).
+__device__ __forceinline__ unsigned long long mix64(unsigned long long z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+__device__ __forceinline__ float erase_noise(unsigned long long key, unsigned long long i) {
+    const unsigned long long golden = 0x9e3779b97f4a7c15ull;
+    const double unit = 1.0 / 9007199254740992.0;  // 2^-53
+    double u1 = (double)((mix64(key + (2 * i + 1) * golden) >> 11) + 1) * unit;
+    double u2 = (double)(mix64(key + (2 * i + 2) * golden) >> 11) * unit;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
 
 __device__ __forceinline__ float clamp255(float x) {
     return x < 0.0f ? 0.0f : (x > 255.0f ? 255.0f : x);
@@ -344,19 +362,17 @@ __device__ void blur(uint8_t* px, float* tmp, uint32_t h, uint32_t w, const Colo
     __syncthreads();
 }
 
-template <typename T> __device__ __forceinline__ T erase_out(const EraseValue& e, int c);
-template <> __device__ __forceinline__ uint8_t erase_out<uint8_t>(const EraseValue& e, int c) {
-    return (uint8_t)clamp255(e.value[c]);
+// A value already in output units as an output element (`from_value` in the twin).
+template <typename T> __device__ __forceinline__ T erase_out(float x);
+template <> __device__ __forceinline__ uint8_t erase_out<uint8_t>(float x) {
+    return (uint8_t)clamp255(x);
 }
-template <> __device__ __forceinline__ float erase_out<float>(const EraseValue& e, int c) {
-    return e.value[c];
+template <> __device__ __forceinline__ float erase_out<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half erase_out<__half>(float x) {
+    return __float2half_rn(x);
 }
-template <> __device__ __forceinline__ __half erase_out<__half>(const EraseValue& e, int c) {
-    return __float2half_rn(e.value[c]);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 erase_out<__nv_bfloat16>(const EraseValue& e, int c) {
-    return __float2bfloat16_rn(e.value[c]);
+template <> __device__ __forceinline__ __nv_bfloat16 erase_out<__nv_bfloat16>(float x) {
+    return __float2bfloat16_rn(x);
 }
 
 // One block per view at a time (each block owns one view's slot of `pixels` and `blurred`): the
@@ -407,19 +423,25 @@ __device__ void program_views(const ViewParams* __restrict__ views,
                     continue;
                 }
                 uint32_t xo = v.flip ? out_w - 1 - x : x;
+                bool mirrored = v.flip && e.before_flip;
                 uint32_t left = prog.erase_left;
-                if (v.flip && e.before_flip) left = out_w - prog.erase_left - prog.erase_w;
+                if (mirrored) left = out_w - prog.erase_left - prog.erase_w;
                 bool erased = prog.erase && y >= prog.erase_top &&
                               y < prog.erase_top + prog.erase_h && xo >= left &&
                               xo < left + prog.erase_w;
+                uint32_t framed = mirrored ? out_w - 1 - xo : xo;  // x in the box's frame
                 T* dst = out + v.dst_offset;
                 for (int c = 0; c < 3; ++c) {
                     size_t at = channels_last ? ((size_t)y * out_w + xo) * 3 + c
                                               : c * (size_t)n_pixels + (size_t)y * out_w + xo;
                     if (!erased) {
                         dst[at] = cast_out<T>(k, p[c], c);
+                    } else if (e.random) {
+                        unsigned long long i =
+                            ((unsigned long long)c * out_h + y) * out_w + framed;
+                        dst[at] = erase_out<T>(erase_noise(prog.noise, i));
                     } else if (e.output_units) {
-                        dst[at] = erase_out<T>(e, c);
+                        dst[at] = erase_out<T>(e.value[c]);
                     } else {
                         dst[at] = cast_out<T>(k, truncf(clamp255(e.value[c])), c);
                     }

@@ -14,7 +14,8 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+/// The golden-ratio increment of SplitMix64's counter.
+pub const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Hash a sequence of words into one key. Order matters; lengths are fixed by the caller.
 #[inline]

@@ -286,8 +286,9 @@ class RandomErasing:
     with probability ``p``, a rectangle of area ``scale`` times the view's and aspect ratio
     (height / width) log-uniform in ``ratio`` (ten tries) is set to ``value`` (a number or
     one per channel). After :class:`Normalize`, the value is in normalized units (0: the
-    mean); before it, a 0-255 pixel value. ``value="random"`` (per-pixel noise) is not
-    supported yet."""
+    mean); before it, a 0-255 pixel value. ``value="random"`` (after :class:`Normalize`)
+    fills the rectangle with standard normal noise per element, as torchvision does, drawn
+    from the view's key like every other choice."""
 
     p: float = 0.5
     scale: Sequence[float] = (0.02, 0.33)
@@ -301,15 +302,20 @@ class RandomErasing:
         self._native(output_units=True, before_flip=False)
 
     def _native(self, *, output_units: bool, before_flip: bool) -> dict[str, Any]:
-        if isinstance(self.value, str):
+        random = isinstance(self.value, str)
+        if random and (self.value != "random" or not output_units):
             raise ConfigError(
-                "RandomErasing(value='random') is not supported yet: give a number or one "
-                "per channel"
+                f"RandomErasing(value={self.value!r}): 'random' noise is in the normalized "
+                "units, so put the stage after Normalize (or give a number, one per channel)"
             )
         value = (
-            [float(self.value)] * 3
-            if isinstance(self.value, numbers.Number)
-            else [float(v) for v in self.value]  # type: ignore[union-attr]
+            [0.0] * 3
+            if random
+            else (
+                [float(self.value)] * 3
+                if isinstance(self.value, numbers.Number)
+                else [float(v) for v in self.value]  # type: ignore[union-attr]
+            )
         )
         if len(value) == 1:
             value *= 3
@@ -325,6 +331,7 @@ class RandomErasing:
             "scale": scale,
             "ratio": ratio,
             "value": value,
+            "random": random,
             "output_units": output_units,
             "before_flip": before_flip,
         }

@@ -72,7 +72,8 @@ def _ssl_view(
 def supervised_train(size: int = 224, style: str = "resnet") -> dict[str, Pipeline]:
     """ImageNet training. ``style="resnet"`` (torchvision's reference recipe):
     RandomResizedCrop, horizontal flip, normalize. ``style="timm"`` resizes bicubic and adds
-    timm's ``ColorJitter(0.4, 0.4, 0.4)`` and ``RandomErasing(p=0.25)`` after normalizing
+    timm's ``ColorJitter(0.4, 0.4, 0.4)`` and, after normalizing, its random erasing
+    (``RandomErasing(p=0.25, value="random")``, timm's per-pixel mode)
     (timm's RandAugment is not part of it; for its Mixup/CutMix, pass
     ``after_batch_transforms=[RandomChoice([MixUp(0.8, ...), CutMix(1.0, ...)])]``).
 
@@ -86,7 +87,7 @@ def supervised_train(size: int = 224, style: str = "resnet") -> dict[str, Pipeli
         RandomHorizontalFlip(),
     ]
     if style == "timm":
-        stages += [ColorJitter(0.4, 0.4, 0.4), Normalize(), RandomErasing(p=0.25)]
+        stages += [ColorJitter(0.4, 0.4, 0.4), Normalize(), RandomErasing(0.25, value="random")]
     elif style == "resnet":
         stages.append(Normalize())
     else:

@@ -150,6 +150,36 @@ def test_erasing_after_normalize_is_torchvisions(squares) -> None:
         assert (ours[i][:, top : top + h, left : left + w] == 0).all()
 
 
+def test_random_erasing_fills_the_box_with_standard_normal_noise(squares) -> None:
+    """torchvision's value="random": every erased element N(0, 1) in normalized units, the
+    rest of the view as without the stage; the noise belongs to the view (the same in every
+    run, different between views) and moves with the box when the view is flipped after it."""
+    ds, pixels = squares
+    erase = ss.RandomErasing(p=1.0, value="random")
+    plain = run(ds, [ss.Normalize()], seed=2)
+    flip = ss.RandomHorizontalFlip(p=1.0)
+    for before_flip in (False, True):
+        # Erased before the flip, the box and its noise are mirrored with the view.
+        stages = [ss.Normalize(), erase, flip] if before_flip else [flip, ss.Normalize(), erase]
+        ours = run(ds, stages, seed=2)
+        assert torch.equal(ours, run(ds, stages, seed=2))
+        noise = []
+        for i in range(len(pixels)):
+            top, left, h, w = ss.Pipeline([ss.CenterCrop(SIZE), *stages]).get_params(
+                SIZE, SIZE, seed=2, epoch=0, index=i
+            )["erase"]
+            inside = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+            inside[top : top + h, left : left + w] = True
+            if before_flip:
+                inside = inside.flip(-1)
+            assert torch.equal(ours[i][:, ~inside], plain[i].flip(-1)[:, ~inside])
+            noise.append(ours[i][:, inside].flatten())
+        z = torch.cat(noise).numpy()
+        assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02, (z.mean(), z.std())
+        assert ks_statistic(z, np.random.default_rng(0).standard_normal(len(z))) < 0.01
+        assert not torch.equal(noise[0][:50], noise[1][:50])
+
+
 def ks_statistic(a, b) -> float:
     a, b = np.sort(a), np.sort(b)
     grid = np.concatenate([a, b])
@@ -225,5 +255,7 @@ def test_misplaced_or_wrong_stages_are_config_errors(squares) -> None:
         ss.ColorJitter(p=0.8, value=0.4)
     with pytest.raises(ss.ConfigError, match="hue"):
         ss.ColorJitter(hue=0.7)
-    with pytest.raises(ss.ConfigError, match="random"):
-        ss.RandomErasing(value="random")
+    with pytest.raises(ss.ConfigError, match="after Normalize"):
+        run(ds, [ss.RandomErasing(value="random"), ss.Normalize()])
+    with pytest.raises(ss.ConfigError, match="noise"):
+        ss.RandomErasing(value="noise")

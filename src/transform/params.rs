@@ -17,6 +17,7 @@ const GRAYSCALE: u64 = 0x64a7;
 const BLUR: u64 = 0xb10e;
 const SOLARIZE: u64 = 0x5014;
 const ERASE: u64 = 0xe4a5;
+const ERASE_NOISE: u64 = 0xe4a6;
 
 /// Which random draws: the loader's seed and epoch and the sample's index.
 #[derive(Debug, Clone, Copy)]
@@ -268,6 +269,13 @@ pub fn erasing_for(view: ViewKey, e: &Erasing, (height, width): (u32, u32)) -> O
         });
     }
     None
+}
+
+/// The key of a view's erasing noise (`value="random"`), for [`photometric::erase_noise`].
+///
+/// [`photometric::erase_noise`]: super::photometric::erase_noise
+pub fn erase_noise_key(v: ViewKey) -> u64 {
+    key(&[ERASE_NOISE, v.seed, v.epoch, v.sample, v.view])
 }
 
 /// torchvision `Resize(size)` with an int size: the shorter side becomes `size`, the longer

@@ -5,6 +5,7 @@
 //! GPU kernel mirrors.
 
 use super::params::{ColorOp, CropBox};
+use crate::rng::{GOLDEN, mix64};
 
 /// A pixel as three 0..255 integer values in float32.
 pub type Rgb = [f32; 3];
@@ -307,6 +308,18 @@ pub fn apply(
     }
 }
 
+/// Element `i` (`(c * height + y) * width + x`, x and y in the erased box's frame) of a
+/// view's erasing noise for `value="random"`: standard normal, by Box-Muller on two 53-bit
+/// uniforms from SplitMix64 over the view's key at counters 2i + 1 and 2i + 2, in double
+/// (`erase_noise` in the kernel computes the same).
+pub fn erase_noise(key: u64, i: u64) -> f32 {
+    let at = |k: u64| mix64(key.wrapping_add(k.wrapping_mul(GOLDEN))) >> 11;
+    let unit = 1.0 / (1u64 << 53) as f64;
+    let u1 = (at(2 * i + 1) + 1) as f64 * unit; // (0, 1]: the logarithm stays finite
+    let u2 = at(2 * i + 2) as f64 * unit;
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
 /// Whether output pixel (x, y) of a view `width` wide lies in the erased box, mirrored when
 /// the view is flipped after the erasing.
 pub fn erased(b: &CropBox, x: u32, y: u32, width: u32, mirrored: bool) -> bool {
@@ -417,6 +430,23 @@ mod tests {
 
     /// The row-at-a-time blur sums exactly as the value-at-a-time one (the kernel's order),
     /// also on views narrower than two kernels.
+    #[test]
+    fn erase_noise_is_standard_normal_and_keyed() {
+        let n = 100_000u64;
+        let z: Vec<f64> = (0..n).map(|i| erase_noise(42, i) as f64).collect();
+        let mean = z.iter().sum::<f64>() / n as f64;
+        let var = z.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
+            "{mean} {var}"
+        );
+        // Within one standard deviation: 68.3%.
+        let inside = z.iter().filter(|x| x.abs() < 1.0).count() as f64 / n as f64;
+        assert!((inside - 0.6827).abs() < 0.005, "{inside}");
+        assert_ne!(erase_noise(42, 7), erase_noise(43, 7));
+        assert_eq!(erase_noise(42, 7), erase_noise(42, 7));
+    }
+
     #[test]
     fn rounding_of_blurred_values_is_half_to_even() {
         for i in 0..=256 * 64 {

@@ -4,14 +4,15 @@
 //! [`reference_view`], which renders a view as the GPU would, with whichever kernel.
 
 use super::geometry::{Target, ViewGeometry, source_region};
-use super::params::{CropBox, ViewKey, erasing_for, photometric_for};
+use super::params::{CropBox, ViewKey, erase_noise_key, erasing_for, photometric_for};
 use super::photometric::{self, ColorStep};
 use super::resample::{Convert, OutputElement, ViewParams, resample_view};
 use super::spec::{Erasing, MemoryFormat, PipelineSpec};
 use crate::decode::Decoded;
 
-/// What `program_*` adds to a view, mirroring `struct ViewProgram` in the kernel (32 bytes):
-/// where its steps are in the batch's step list, and its erased rectangle.
+/// What `program_*` adds to a view, mirroring `struct ViewProgram` in the kernel (40 bytes):
+/// where its steps are in the batch's step list, its erased rectangle and the key of its
+/// erasing noise.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ViewProgram {
@@ -23,9 +24,10 @@ pub struct ViewProgram {
     pub erase_h: u32,
     pub erase_w: u32,
     pub unused: u32,
+    pub noise: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<ViewProgram>() == 32);
+const _: () = assert!(std::mem::size_of::<ViewProgram>() == 40);
 
 impl ViewProgram {
     /// The program of view `key` of a pipeline: its photometric steps appended to `steps`
@@ -59,6 +61,7 @@ impl ViewProgram {
             erase_h: b.height,
             erase_w: b.width,
             unused: 0,
+            noise: erase_noise_key(key),
         }
     }
 }
@@ -70,6 +73,8 @@ pub struct EraseValue {
     pub value: [f32; 3],
     pub output_units: u32,
     pub before_flip: u32,
+    /// `value="random"`: the view's noise instead of `value`.
+    pub random: u32,
 }
 
 impl EraseValue {
@@ -78,14 +83,21 @@ impl EraseValue {
             value: e.value,
             output_units: e.output_units as u32,
             before_flip: e.before_flip as u32,
+            random: e.random as u32,
         })
     }
 }
 
-/// An erased element: the value as an output element, or as a 0..255 pixel value converted
-/// like the view's pixels.
-fn erased_element<T: OutputElement>(k: &Convert, e: &EraseValue, c: usize) -> T {
-    if e.output_units == 0 {
+/// An erased element: the value (or the noise) as an output element, or as a 0..255 pixel
+/// value converted like the view's pixels. `i`: the element's index in the box's frame.
+fn erased_element<T: OutputElement>(
+    k: &Convert,
+    e: &EraseValue,
+    (c, i, noise): (usize, u64, u64),
+) -> T {
+    if e.random != 0 {
+        T::from_value(photometric::erase_noise(noise, i))
+    } else if e.output_units == 0 {
         T::from_pixel(k, e.value[c].clamp(0.0, 255.0).trunc(), c)
     } else {
         T::from_value(e.value[c])
@@ -134,6 +146,7 @@ pub fn program_view<T: OutputElement>(
         for x in 0..out_w {
             let xo = if v.flip != 0 { out_w - 1 - x } else { x };
             let erased = prog.erase != 0 && photometric::erased(&erase, xo, y, out_w, mirrored);
+            let framed = if mirrored { out_w - 1 - xo } else { xo } as u64;
             let (xo, y) = (xo as usize, y as usize);
             for c in 0..3 {
                 let at = match format {
@@ -142,7 +155,8 @@ pub fn program_view<T: OutputElement>(
                 };
                 let u = pixels[(y * out_w as usize + x as usize) * 3 + c] as f32;
                 out[at] = if erased {
-                    erased_element(k, e, c)
+                    let i = (c as u64 * out_h as u64 + y as u64) * out_w as u64 + framed;
+                    erased_element(k, e, (c, i, prog.noise))
                 } else {
                     T::from_pixel(k, u, c)
                 };
@@ -194,4 +208,110 @@ pub fn reference_view<T: OutputElement>(
         resample_view(&params, src, target.size, format, &k, &mut out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::cpu::CpuDecoder;
+    use crate::decode::{DecodePlan, ImagePolicy};
+    use crate::demo::scene;
+    use crate::dtype::DType;
+    use crate::transform::cpu::{Job, Lut, Workspace, process_image};
+    use crate::transform::geometry::view_geometry;
+    use crate::transform::params::Draw;
+    use crate::transform::spec::{Filter, Geometry};
+
+    /// `value="random"`: the CPU pipeline and the twin put the same noise at the same place,
+    /// with the box and its noise mirrored when the erasing came before the flip.
+    #[test]
+    fn erasing_noise_is_the_same_in_the_cpu_pipeline_and_the_twin() {
+        let (jpeg, _) = scene::jpeg(4);
+        let mut rgb = Vec::new();
+        let decoded = CpuDecoder::new()
+            .decode(&jpeg, DecodePlan::FULL, &mut rgb)
+            .unwrap();
+        for before_flip in [false, true] {
+            let spec = PipelineSpec {
+                name: "image".into(),
+                field: "image".into(),
+                views: 1,
+                geometry: Geometry::CenterCrop {
+                    height: 96,
+                    width: 128,
+                    resize: Some(140),
+                },
+                flip: 1.0,
+                photometric: Vec::new(),
+                erasing: Some(Erasing {
+                    p: 1.0,
+                    scale: (0.1, 0.3),
+                    ratio: (0.5, 2.0),
+                    value: [0.0; 3],
+                    random: true,
+                    output_units: true,
+                    before_flip,
+                }),
+                filter: Filter::Bilinear,
+                normalize: Some(([0.5; 3], [0.25; 3])),
+                dtype: DType::Float32,
+                memory_format: MemoryFormat::Contiguous,
+                reduced_decode: false,
+            };
+            let draw = Draw {
+                seed: 9,
+                epoch: 1,
+                sample: 3,
+            };
+            let mut out = vec![0u8; spec.view_bytes()];
+            let lut = Lut::new(&spec);
+            let job = Job {
+                spec: &spec,
+                lut: &lut,
+                first_view: 0,
+                out: &mut out,
+            };
+            process_image(
+                &mut Workspace::default(),
+                &jpeg,
+                draw,
+                ImagePolicy::DEFAULT,
+                &mut [job],
+            )
+            .unwrap();
+            let cpu: Vec<f32> = (out.chunks_exact(4))
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            let (h, w) = (decoded.height, decoded.width);
+            let target = Target {
+                size: (96, 128),
+                flip: true,
+                full: (h, w),
+            };
+            let geometry = view_geometry(&spec.geometry, draw, 0, h, w);
+            let twin =
+                reference_view::<f32>(&rgb, &decoded, geometry, &target, &spec, draw.view(0));
+            let e = spec.erasing.as_ref().unwrap();
+            let b = erasing_for(draw.view(0), e, (96, 128)).unwrap();
+            let mut erased = Vec::new();
+            for y in 0..96u32 {
+                for x in 0..128u32 {
+                    if !photometric::erased(&b, x, y, 128, before_flip) {
+                        continue;
+                    }
+                    for c in 0..3 {
+                        let at = (c * 96 + y as usize) * 128 + x as usize;
+                        assert_eq!(cpu[at], twin[at], "({x}, {y}, {c}) {before_flip}");
+                        erased.push(cpu[at] as f64);
+                    }
+                }
+            }
+            assert_eq!(erased.len(), 3 * b.height as usize * b.width as usize);
+            // Noise, not the (zero) value: its spread is about one.
+            let n = erased.len() as f64;
+            let mean = erased.iter().sum::<f64>() / n;
+            let var = erased.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+            assert!(mean.abs() < 0.1 && (var - 1.0).abs() < 0.1, "{mean} {var}");
+        }
+    }
 }

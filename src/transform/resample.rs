@@ -408,6 +408,7 @@ mod tests {
             scale: (0.02, 0.33),
             ratio: (0.3, 3.3),
             value: [0.0, 10.0, 300.0],
+            random: false,
             output_units: true,
             before_flip: true,
         };

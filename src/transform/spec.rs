@@ -74,6 +74,9 @@ pub struct Erasing {
     /// `ToTorchImage`, or the output is uint8), else a 0..255 pixel value that goes through
     /// the conversion like the view's pixels.
     pub value: [f32; 3],
+    /// `value="random"`: every erased element standard normal noise (in output units).
+    #[serde(default)]
+    pub random: bool,
     pub output_units: bool,
     /// The stage came before the flip, so a flipped view has the rectangle mirrored.
     pub before_flip: bool,
@@ -229,6 +232,13 @@ impl PipelineSpec {
         }
         if let Some(e) = &self.erasing {
             e.validate().or_else(bad)?;
+            if e.random && (!e.output_units || self.dtype == DType::Uint8) {
+                return bad(
+                    "RandomErasing(value='random') fills with normal noise in the \
+                            normalized units: put it after Normalize, with a float dtype"
+                        .into(),
+                );
+            }
         }
         Ok(())
     }

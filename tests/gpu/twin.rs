@@ -142,7 +142,8 @@ fn kernel_matches_its_cpu_twin_on_identical_pixels() {
 }
 
 /// Each photometric operation on its own (always applied), SimCLR's chain of them, and
-/// erasing (before and after the flip, in pixel and in output units), across the dtypes and
+/// erasing (before and after the flip, in pixel and in output units, and with noise; the
+/// noise's double-precision log and cos may differ in the last bit), across the dtypes and
 /// layouts: the program kernel against its twin. They make the same float32 operations, so
 /// they agree but for the resize's own ±1, which a contrast or brightness above 1 may widen by
 /// a step.
@@ -182,6 +183,7 @@ fn program_kernel_matches_its_cpu_twin_on_identical_pixels() {
         ),
         ("simclr", stages(simclr)),
         ("erasing", Vec::new()),
+        ("erasing_noise", Vec::new()),
     ];
     let dtypes = [
         DType::Uint8,
@@ -194,12 +196,14 @@ fn program_kernel_matches_its_cpu_twin_on_identical_pixels() {
             let format = [MemoryFormat::Contiguous, MemoryFormat::ChannelsLast][i % 2];
             let mut s = spec(name, RRC, 1 + (i % 3 == 0) as u32, dtypes[i % 4], format);
             s.photometric = photometric.clone();
-            s.erasing = (*name == "erasing" || *name == "simclr").then_some(Erasing {
-                p: if *name == "erasing" { 1.0 } else { 0.5 },
+            let noise = *name == "erasing_noise";
+            s.erasing = (name.starts_with("erasing") || *name == "simclr").then_some(Erasing {
+                p: if *name == "simclr" { 0.5 } else { 1.0 },
                 scale: (0.02, 0.33),
                 ratio: (0.3, 3.3),
                 value: [0.5, 100.0, -1.0],
-                output_units: i % 2 == 0,
+                random: noise,
+                output_units: i % 2 == 0 || noise,
                 before_flip: i % 3 == 0,
             });
             s

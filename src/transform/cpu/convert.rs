@@ -4,7 +4,7 @@
 
 use crate::dtype::DType;
 use crate::transform::params::CropBox;
-use crate::transform::photometric::erased;
+use crate::transform::photometric::{erase_noise, erased};
 use crate::transform::spec::{MemoryFormat, PipelineSpec};
 
 /// How a pipeline turns u8 pixels into output elements: per channel, a table of the 256
@@ -133,62 +133,74 @@ fn write_typed<T: Copy>(
 
 /// Overwrite the part of a written view inside `erase` with the pipeline's erasing value:
 /// output elements as they are when it is in output units, else 0..255 pixel values converted
-/// by `lut` like the view's pixels. `flipped`: the view was flipped (which mirrors the box when
-/// the erasing came before the flip).
-pub fn erase_view(out: &mut [u8], spec: &PipelineSpec, lut: &Lut, erase: &CropBox, flipped: bool) {
+/// by `lut` like the view's pixels; with `value="random"`, the view's noise (`noise` is its
+/// key). `flipped`: the view was flipped (which mirrors the box when the erasing came before
+/// the flip).
+pub fn erase_view(
+    out: &mut [u8],
+    spec: &PipelineSpec,
+    lut: &Lut,
+    (erase, noise): (&CropBox, u64),
+    flipped: bool,
+) {
     let Some(e) = &spec.erasing else { return };
     let (h, w) = spec.geometry.output_size();
     let place = (h, w, spec.memory_format, erase, flipped && e.before_flip);
     let pixel = e.value.map(|v| v.clamp(0.0, 255.0) as u8 as usize);
     let units = e.output_units;
+    // The value of channel c at (x, y) of the box's frame, in output units.
+    let value = |c: usize, x: u32, y: u32| match e.random {
+        true => erase_noise(
+            noise,
+            (c as u64 * h as u64 + y as u64) * w as u64 + x as u64,
+        ),
+        false => e.value[c],
+    };
     match lut {
-        Lut::U8 => {
-            let v = |c: usize| {
-                if units {
-                    e.value[c].clamp(0.0, 255.0) as u8
-                } else {
-                    pixel[c] as u8
-                }
-            };
-            erase_typed(out, place, [v(0), v(1), v(2)])
-        }
-        Lut::F32(t) => {
-            let v = |c: usize| if units { e.value[c] } else { t[c][pixel[c]] };
-            erase_typed(elements_mut::<f32>(out), place, [v(0), v(1), v(2)])
-        }
+        Lut::U8 => erase_typed(out, place, |c, x, y| match units {
+            true => value(c, x, y).clamp(0.0, 255.0) as u8,
+            false => pixel[c] as u8,
+        }),
+        Lut::F32(t) => erase_typed(elements_mut::<f32>(out), place, |c, x, y| match units {
+            true => value(c, x, y),
+            false => t[c][pixel[c]],
+        }),
         Lut::Half(t) => {
             let bits = |x: f32| match spec.dtype {
                 DType::Bfloat16 => half::bf16::from_f32(x).to_bits(),
                 _ => half::f16::from_f32(x).to_bits(),
             };
-            let v = |c: usize| {
-                if units {
-                    bits(e.value[c])
-                } else {
-                    t[c][pixel[c]]
-                }
-            };
-            erase_typed(elements_mut::<u16>(out), place, [v(0), v(1), v(2)])
+            erase_typed(elements_mut::<u16>(out), place, |c, x, y| match units {
+                true => bits(value(c, x, y)),
+                false => t[c][pixel[c]],
+            })
         }
     }
 }
 
 type Placement<'a> = (u32, u32, MemoryFormat, &'a CropBox, bool);
 
-fn erase_typed<T: Copy>(out: &mut [T], (h, w, format, erase, mirrored): Placement, value: [T; 3]) {
+/// `value(c, x, y)` into every element of the erased box, (x, y) in the box's frame (before
+/// the mirroring of a flip that came after the erasing).
+fn erase_typed<T: Copy>(
+    out: &mut [T],
+    (h, w, format, erase, mirrored): Placement,
+    value: impl Fn(usize, u32, u32) -> T,
+) {
     let (hs, ws) = (h as usize, w as usize);
     for y in 0..h {
         for x in 0..w {
             if !erased(erase, x, y, w, mirrored) {
                 continue;
             }
-            let (x, y) = (x as usize, y as usize);
-            for (c, &v) in value.iter().enumerate() {
+            let framed = if mirrored { w - 1 - x } else { x };
+            let (xs, ys) = (x as usize, y as usize);
+            for c in 0..3 {
                 let at = match format {
-                    MemoryFormat::Contiguous => (c * hs + y) * ws + x,
-                    MemoryFormat::ChannelsLast => (y * ws + x) * 3 + c,
+                    MemoryFormat::Contiguous => (c * hs + ys) * ws + xs,
+                    MemoryFormat::ChannelsLast => (ys * ws + xs) * 3 + c,
                 };
-                out[at] = v;
+                out[at] = value(c, framed, y);
             }
         }
     }

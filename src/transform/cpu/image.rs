@@ -11,7 +11,9 @@ use super::convert::{Lut, erase_view, write_view};
 use crate::decode::cpu::CpuDecoder;
 use crate::decode::{DecodePlan, Decoded, ImagePolicy, image_size};
 use crate::transform::geometry::{Target, ViewGeometry, read_region, source_region, view_geometry};
-use crate::transform::params::{ColorOp, Draw, erasing_for, flip_for, photometric_for};
+use crate::transform::params::{
+    ColorOp, Draw, erase_noise_key, erasing_for, flip_for, photometric_for,
+};
 use crate::transform::photometric;
 use crate::transform::spec::{Filter, PipelineSpec};
 
@@ -109,7 +111,8 @@ pub fn process_image(
             };
             render_view(ws, &decoded, geometry, target, job.spec, job.lut, &ops, out)?;
             if let Some(erase) = erase {
-                erase_view(out, job.spec, job.lut, &erase, flip);
+                let noise = erase_noise_key(key);
+                erase_view(out, job.spec, job.lut, (&erase, noise), flip);
             }
         }
     }
