@@ -1,14 +1,13 @@
 """Self-supervised pretraining with multi-crop views, DINO-style: each image gives two global
-views and several local ones, cropped and flipped independently by slipstream (the image is
-decoded once for all of them); a student network sees every view, an EMA teacher the global
+views and several local ones; a student network sees every view, an EMA teacher the global
 ones, and the student learns to match the teacher's output on the other views.
 
     python examples/ssl_multicrop.py --data /data/imagenet/train --local-views 6 --steps 100000
 
-slipstream makes the views ([B, views, 3, H, W] per group, on the GPU with --device cuda); the
-colour augmentations (brightness, contrast, saturation, grayscale) are drawn per sample here on
-the batch, in torch. Without a GPU it runs on the CPU, which is how ``make test`` runs it on
-tiny data for a few steps.
+slipstream makes every view with DINO's augmentations (``slipstream.presets.dino``: crop, flip,
+colour jitter, grayscale, blur, solarize, normalize, each drawn per sample and view), decoding
+each image once for all of them, on the GPU when there is one. Without a GPU it runs on the
+CPU, which is how ``make test`` runs it on tiny data for a few steps.
 """
 
 from __future__ import annotations
@@ -22,46 +21,16 @@ import torch
 import torchvision
 from torch import nn
 
-MEAN = torch.tensor(ss.IMAGENET_MEAN).view(1, 3, 1, 1)
-STD = torch.tensor(ss.IMAGENET_STD).view(1, 3, 1, 1)
-LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-
 
 def views(args: argparse.Namespace) -> dict[str, ss.Pipeline]:
-    """Two global views and ``--local-views`` local ones of each image, in [0, 1]."""
-
-    def group(size: int, scale: tuple[float, float], n: int) -> ss.Pipeline:
-        stages = [ss.RandomResizedCrop(size, scale=scale), ss.RandomHorizontalFlip()]
-        return ss.Pipeline(stages, field="image", views=n)
-
-    return {
-        "global": group(args.global_size, (0.4, 1.0), 2),
-        "local": group(args.local_size, (0.05, 0.4), args.local_views),
-    }
-
-
-def colour(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Per-sample colour jitter (p=0.8: brightness, contrast, saturation 0.4) and grayscale
-    (p=0.2) on uint8 views [N, 3, H, W]; returns normalized float32."""
-    x = x.float() / 255
-    n, dev = x.shape[0], x.device
-
-    jitter = torch.rand(n, 1, 1, 1, generator=g) < 0.8  # all three, or none
-
-    def draw(spread: float) -> torch.Tensor:
-        factor = 1 + (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1) * spread
-        return torch.where(jitter, factor, torch.ones_like(factor)).to(dev)
-
-    def gray(x: torch.Tensor) -> torch.Tensor:
-        return (x * LUMA.to(dev)).sum(1, keepdim=True)
-
-    x = (x * draw(0.4)).clamp(0, 1)
-    mean = gray(x).mean((2, 3), keepdim=True)
-    x = ((x - mean) * draw(0.4) + mean).clamp(0, 1)
-    x = ((x - gray(x)) * draw(0.4) + gray(x)).clamp(0, 1)
-    to_gray = (torch.rand(n, 1, 1, 1, generator=g) < 0.2).to(dev)
-    x = torch.where(to_gray, gray(x).expand_as(x), x)
-    return (x - MEAN.to(dev)) / STD.to(dev)
+    """DINO's views: ``global_0`` and ``global_1`` [B, 3, H, W] (their blur and solarize
+    probabilities differ), ``local`` [B, N, 3, h, w]."""
+    return ss.presets.dino(
+        global_views=2,
+        local_views=args.local_views,
+        global_size=args.global_size,
+        local_size=args.local_size,
+    )
 
 
 class Network(nn.Module):
@@ -110,7 +79,6 @@ def main() -> None:
     args = p.parse_args()
 
     torch.manual_seed(args.seed)
-    g = torch.Generator().manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loader = ss.SlipstreamLoader(
         ss.SlipstreamDataset(args.data),
@@ -128,12 +96,12 @@ def main() -> None:
     step = 0
     while step < args.steps:
         for batch in loader:
-            # [B, V, 3, H, W] → one [B·V, 3, H, W] batch per resolution, view-major.
-            glob, local = (batch[k].transpose(0, 1).flatten(0, 1) for k in ("global", "local"))
+            # One [V·B, 3, H, W] batch per resolution, view-major.
+            glob = torch.cat([batch["global_0"], batch["global_1"]]).to(device)
+            local = batch["local"].transpose(0, 1).flatten(0, 1).to(device)
             if step == 0:
-                print(f"views: global {list(batch['global'].shape)}", end="")
-                print(f", local {list(batch['local'].shape)}", flush=True)
-            glob, local = colour(glob.to(device), g), colour(local.to(device), g)
+                shapes = {k: list(batch[k].shape) for k in ("global_0", "global_1", "local")}
+                print("views:", ", ".join(f"{k} {v}" for k, v in shapes.items()), flush=True)
             with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
                 out = student([glob, local]).float()
                 with torch.no_grad():
