@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::litdata::{INDEX_FILENAME, LitDataset, MAX_INDEX_BYTES};
 use crate::error::{Error, IoContext, Location, Result};
@@ -44,7 +45,11 @@ pub fn open(client: &S3Client, at: &S3Location, mirror: &Path) -> Result<RemoteL
     }
     let index = client.get(at, INDEX_FILENAME)?;
     let index_path = mirror.join(INDEX_FILENAME);
-    let tmp = mirror.join(format!(".{INDEX_FILENAME}.tmp"));
+    // A name of this call's own: the ranks of a node open the same mirror at once, and a
+    // shared temporary name let one rank's rename take the file another was about to rename.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = mirror.join(format!(".{INDEX_FILENAME}.tmp-{}-{n}", std::process::id()));
     std::fs::write(&tmp, &index).at(&tmp)?;
     std::fs::rename(&tmp, &index_path).at(&index_path)?;
     let dataset = LitDataset::from_remote(mirror, index, &|name| {
