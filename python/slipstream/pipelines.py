@@ -85,8 +85,9 @@ def supervised_val(
     for 224), the central ``size`` square, then as :func:`supervised_train`.
 
     Example:
-        >>> supervised_val(224)["image"][0]
-        CenterCrop(size=224, resize=256, device=None)
+        >>> crop = supervised_val(224)["image"][0]
+        >>> crop.size, crop.resize
+        (224, 256)
     """
     _check_upstream_options(CenterCrop(size), num_threads=num_threads)
     resize = round(size / 0.875)
