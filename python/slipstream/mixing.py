@@ -39,6 +39,14 @@ def _generator(seed: int, epoch: int, first_index: int, purpose: str) -> np.rand
     return np.random.Generator(np.random.PCG64(int.from_bytes(hashlib.sha256(text).digest())))
 
 
+def _batch_generator(
+    batch: dict[str, Any], key: tuple[int, int], purpose: str
+) -> np.random.Generator:
+    """`_generator` of a batch from the loader's (seed, epoch)."""
+    first = int(batch["index"][0]) if len(batch["index"]) else 0
+    return _generator(*key, first, purpose)
+
+
 def _check(alpha: float, num_classes: int, label_smoothing: float) -> None:
     if not alpha > 0:
         raise ConfigError(f"alpha must be positive, not {alpha}")
@@ -101,8 +109,7 @@ class _Mixing:
         ]
 
     def __call__(self, batch: dict[str, Any], *, key: tuple[int, int]) -> dict[str, Any]:
-        first = int(batch["index"][0]) if len(batch["index"]) else 0
-        return self._apply(batch, _generator(*key, first, self._purpose))
+        return self._apply(batch, _batch_generator(batch, key, self._purpose))
 
     def _apply(self, batch: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         assert self.num_classes is not None
@@ -195,8 +202,7 @@ class RandomChoice:
             raise ConfigError(f"p needs one non-negative weight per transform, not {self.p}")
 
     def __call__(self, batch: dict[str, Any], *, key: tuple[int, int]) -> dict[str, Any]:
-        first = int(batch["index"][0]) if len(batch["index"]) else 0
-        rng = _generator(*key, first, "choice")
+        rng = _batch_generator(batch, key, "choice")
         weights = np.asarray(self.p if self.p is not None else [1.0] * len(self.transforms))
         chosen = self.transforms[int(rng.choice(len(self.transforms), p=weights / weights.sum()))]
         return chosen._apply(batch, rng)

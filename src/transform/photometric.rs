@@ -308,11 +308,17 @@ pub fn apply(
     }
 }
 
-/// Element `i` (`(c * height + y) * width + x`, x and y in the erased box's frame) of a
-/// view's erasing noise for `value="random"`: standard normal, by Box-Muller on two 53-bit
+/// The erasing noise (`value="random"`) of channel `c` at (x, y) of a view of `(height,
+/// width)`, x and y in the erased box's frame: element `(c * height + y) * width + x` of the
+/// view's noise.
+pub fn erase_noise_at(key: u64, c: usize, (x, y): (u32, u32), (h, w): (u32, u32)) -> f32 {
+    erase_noise(key, (c as u64 * h as u64 + y as u64) * w as u64 + x as u64)
+}
+
+/// Element `i` of a view's erasing noise: standard normal, by Box-Muller on two 53-bit
 /// uniforms from SplitMix64 over the view's key at counters 2i + 1 and 2i + 2, in double
 /// (`erase_noise` in the kernel computes the same).
-pub fn erase_noise(key: u64, i: u64) -> f32 {
+fn erase_noise(key: u64, i: u64) -> f32 {
     let at = |k: u64| mix64(key.wrapping_add(k.wrapping_mul(GOLDEN))) >> 11;
     let unit = 1.0 / (1u64 << 53) as f64;
     let u1 = (at(2 * i + 1) + 1) as f64 * unit; // (0, 1]: the logarithm stays finite

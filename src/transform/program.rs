@@ -88,15 +88,11 @@ impl EraseValue {
     }
 }
 
-/// An erased element: the value (or the noise) as an output element, or as a 0..255 pixel
-/// value converted like the view's pixels. `i`: the element's index in the box's frame.
-fn erased_element<T: OutputElement>(
-    k: &Convert,
-    e: &EraseValue,
-    (c, i, noise): (usize, u64, u64),
-) -> T {
+/// An erased element: the value (or the noise, given) as an output element, or as a 0..255
+/// pixel value converted like the view's pixels.
+fn erased_element<T: OutputElement>(k: &Convert, e: &EraseValue, c: usize, noise: f32) -> T {
     if e.random != 0 {
-        T::from_value(photometric::erase_noise(noise, i))
+        T::from_value(noise)
     } else if e.output_units == 0 {
         T::from_pixel(k, e.value[c].clamp(0.0, 255.0).trunc(), c)
     } else {
@@ -146,7 +142,7 @@ pub fn program_view<T: OutputElement>(
         for x in 0..out_w {
             let xo = if v.flip != 0 { out_w - 1 - x } else { x };
             let erased = prog.erase != 0 && photometric::erased(&erase, xo, y, out_w, mirrored);
-            let framed = if mirrored { out_w - 1 - xo } else { xo } as u64;
+            let framed = if mirrored { out_w - 1 - xo } else { xo };
             let (xo, y) = (xo as usize, y as usize);
             for c in 0..3 {
                 let at = match format {
@@ -155,8 +151,11 @@ pub fn program_view<T: OutputElement>(
                 };
                 let u = pixels[(y * out_w as usize + x as usize) * 3 + c] as f32;
                 out[at] = if erased {
-                    let i = (c as u64 * out_h as u64 + y as u64) * out_w as u64 + framed;
-                    erased_element(k, e, (c, i, prog.noise))
+                    let noise = match e.random {
+                        0 => 0.0,
+                        _ => photometric::erase_noise_at(prog.noise, c, (framed, y as u32), size),
+                    };
+                    erased_element(k, e, c, noise)
                 } else {
                     T::from_pixel(k, u, c)
                 };

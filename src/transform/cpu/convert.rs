@@ -4,7 +4,7 @@
 
 use crate::dtype::DType;
 use crate::transform::params::CropBox;
-use crate::transform::photometric::{erase_noise, erased};
+use crate::transform::photometric::{erase_noise_at, erased};
 use crate::transform::spec::{MemoryFormat, PipelineSpec};
 
 /// How a pipeline turns u8 pixels into output elements: per channel, a table of the 256
@@ -150,10 +150,7 @@ pub fn erase_view(
     let units = e.output_units;
     // The value of channel c at (x, y) of the box's frame, in output units.
     let value = |c: usize, x: u32, y: u32| match e.random {
-        true => erase_noise(
-            noise,
-            (c as u64 * h as u64 + y as u64) * w as u64 + x as u64,
-        ),
+        true => erase_noise_at(noise, c, (x, y), (h, w)),
         false => e.value[c],
     };
     match lut {
