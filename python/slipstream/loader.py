@@ -11,8 +11,6 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
-import numpy as np
-
 from . import _native, _upstream, mixing
 from ._cuda import parse_device, point_at_nvjpeg
 from ._tensors import Converter, check_pin_memory, converter, pin_ahead, torch_available
@@ -164,18 +162,6 @@ def _pipeline_device(device: Any, specs: dict[str, PipelineSpec]) -> int | None:
     return ordinal
 
 
-def _upstream_layout(images: Any, layout: PipelineSpec) -> Any:
-    """Upstream slipstream's decode stages alone: ``[B, H, W, 3]`` (a view of the
-    channels-last output, no copy), as numpy unless they asked for a tensor."""
-    if layout.channels_last:
-        images = (
-            images.movedim(-3, -1) if hasattr(images, "movedim") else np.moveaxis(images, -3, -1)
-        )
-    if layout.numpy and hasattr(images, "numpy") and getattr(images, "is_cuda", False) is False:
-        images = images.numpy()
-    return images
-
-
 class SlipstreamLoader:
     """Batches of a :class:`SlipstreamDataset`, prepared ahead on background threads.
 
@@ -256,7 +242,8 @@ class SlipstreamLoader:
             batch dict: :class:`MixUp`, :class:`CutMix`, :class:`RandomChoice` (drawn from
             ``seed``), or your own for what slipstream has no stage for (a torchvision v2
             transform); they run in the consuming thread, after the batch left the prefetch
-            queue (on a GPU, on the current stream, which waits for the loader's).
+            queue (on a GPU, on the current stream, which waits for the loader's), after
+            each pipeline's own ``Pipeline(after_batch=[...])`` functions.
         upstream_options: upstream slipstream's other loader options, accepted where they
             mean the same here (``force_rebuild``, ``verbose``, ``image_field``,
             ``image_format="jpeg"``, ``use_threading``, ``presync_s3``,
@@ -335,7 +322,7 @@ class SlipstreamLoader:
             for name, p in (pipelines or {}).items()
         }
         self._pipelines = [spec.native for spec in specs.values()]
-        self._layouts = {name: s for name, s in specs.items() if s.channels_last or s.numpy}
+        self._finish = {name: s for name, s in specs.items() if s.finishes}
         self._after_batch = list(after_batch_transforms or [])
         for f in self._after_batch:
             if not callable(f):
@@ -470,8 +457,8 @@ class SlipstreamLoader:
 
     def _batch(self, raw: dict[str, Any], epoch: int) -> dict[str, Any]:
         batch = {name: self._value(v) for name, v in raw.items()}
-        for name, layout in self._layouts.items():
-            batch[name] = _upstream_layout(batch[name], layout)
+        for name, spec in self._finish.items():
+            batch[name] = spec.finish(batch[name])
         for f in self._after_batch:
             keyed = isinstance(f, mixing.KEYED)  # draws from (seed, epoch, first index)
             batch = f(batch, key=(self.seed, epoch)) if keyed else f(batch)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -337,6 +337,10 @@ class Pipeline:
     """Stages for one output, read from ``field`` (default: the output's own name), with
     ``views`` independent random views of each image (the output is then
     ``[B, views, 3, H, W]``). Several outputs may read one field; the image is decoded once.
+    ``after_batch``: functions ``tensor -> tensor`` run in order on the finished output of
+    each batch, for what slipstream has no stage for (a torchvision v2 transform, your own
+    torch code); they run in the consuming thread when the batch is taken from the loader
+    (on a GPU, on the current stream, which waits for the loader's kernels first).
 
     Example:
         >>> dino = {"global": Pipeline([RandomResizedCrop(224, scale=(0.4, 1.0))],
@@ -348,6 +352,7 @@ class Pipeline:
     stages: Sequence[Any]
     field: str | None = None
     views: int = 1
+    after_batch: Sequence[Callable[[Any], Any]] = ()
 
     def get_params(
         self, height: int, width: int, *, seed: int, epoch: int, index: int, view: int = 0
@@ -400,6 +405,28 @@ class PipelineSpec:
     device: int | str | None
     channels_last: bool = False
     numpy: bool = False
+    after_batch: tuple[Callable[[Any], Any], ...] = ()
+
+    @property
+    def finishes(self) -> bool:
+        """Whether :meth:`finish` changes the loader's output."""
+        return self.channels_last or self.numpy or bool(self.after_batch)
+
+    def finish(self, images: Any) -> Any:
+        """The output as the user gets it: upstream's decode stages alone give
+        ``[B, H, W, 3]`` (a view of the channels-last output, no copy), numpy unless they
+        asked for a tensor; then the pipeline's ``after_batch`` functions."""
+        if self.channels_last and hasattr(images, "movedim"):
+            images = images.movedim(-3, -1)
+        elif self.channels_last:
+            import numpy
+
+            images = numpy.moveaxis(images, -3, -1)
+        if self.numpy and hasattr(images, "numpy") and getattr(images, "is_cuda", False) is False:
+            images = images.numpy()
+        for f in self.after_batch:
+            images = f(images)
+        return images
 
 
 def pipeline_spec(
@@ -443,6 +470,11 @@ def pipeline_spec(
             normalize = stage
         elif isinstance(stage, ToTorchImage) and to_tensor is None:
             to_tensor = stage
+        elif callable(stage) and not type(stage).__module__.startswith("slipstream"):
+            raise ConfigError(
+                f"pipeline '{name}': {stage!r} is not a slipstream stage; to run your own "
+                f"function on each finished batch, write Pipeline([...], after_batch=[f])"
+            )
         else:
             raise ConfigError(
                 f"pipeline '{name}': {stage!r} is not supported here (after the geometry "
@@ -493,7 +525,17 @@ def pipeline_spec(
         device,
         channels_last=channels_last,
         numpy=upstream_layout and not first.to_tensor,
+        after_batch=_after_batch(name, pipeline.after_batch),
     )
+
+
+def _after_batch(name: str, functions: Sequence[Any]) -> tuple[Callable[[Any], Any], ...]:
+    if callable(functions) or isinstance(functions, (str, bytes)):
+        raise ConfigError(f"pipeline '{name}': after_batch must be a list of callables")
+    for f in functions:
+        if not callable(f):
+            raise ConfigError(f"pipeline '{name}': after_batch must be callables, not {f!r}")
+    return tuple(functions)
 
 
 def _stage_device(name: str, stages: Sequence[Any]) -> int | str | None:

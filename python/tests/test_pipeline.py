@@ -325,6 +325,57 @@ def test_several_views_decoded_once(variants_dataset) -> None:
     assert not torch.equal(batch["global"][:, 0], batch["global"][:, 1])
 
 
+def test_after_batch_runs_torch_functions_on_the_finished_output(variants_dataset) -> None:
+    ds, _ = variants_dataset
+    stages = [ss.RandomResizedCrop(40), ss.RandomHorizontalFlip(), ss.Normalize()]
+    seen = []
+
+    def mix(batch: dict) -> dict:  # loader-wide: sees the pipeline's after_batch result
+        seen.append(batch["image"].clone())
+        return batch
+
+    def loader(pipeline) -> ss.SlipstreamLoader:
+        return ss.SlipstreamLoader(
+            ds,
+            batch_size=8,
+            seed=5,
+            pipelines={"image": pipeline},
+            after_batch_transforms=[mix],
+        )
+
+    plain = list(loader(stages))
+    flipped = list(
+        loader(
+            ss.Pipeline(
+                stages,
+                after_batch=[v2.RandomVerticalFlip(p=1.0), lambda x: x.to(torch.bfloat16)],
+            )
+        )
+    )
+    assert len(plain) == len(flipped) > 1
+    for a, b in zip(plain, flipped, strict=True):
+        assert b["image"].dtype == torch.bfloat16
+        assert torch.equal(b["image"], a["image"].flip(-2).to(torch.bfloat16))
+        assert torch.equal(a["index"], b["index"])
+    assert torch.equal(seen[-1], flipped[-1]["image"])
+    again = loader(ss.Pipeline(stages, after_batch=[lambda x: x * 0]))
+    assert not again.load([0, 1], epoch=0)["image"].any()  # load() finishes batches too
+
+
+def test_after_batch_must_be_callables(variants_dataset) -> None:
+    ds, _ = variants_dataset
+    crop = ss.CenterCrop(32)
+    for bad in ([3], lambda x: x, "flip"):
+        with pytest.raises(ss.ConfigError, match="after_batch must be"):
+            ss.SlipstreamLoader(
+                ds, batch_size=4, pipelines={"image": ss.Pipeline([crop], after_batch=bad)}
+            )
+    with pytest.raises(ss.ConfigError, match=r"Pipeline\(\[\.\.\.\], after_batch=\[f\]\)"):
+        ss.SlipstreamLoader(
+            ds, batch_size=4, pipelines={"image": [crop, v2.RandomVerticalFlip(p=1.0)]}
+        )
+
+
 def test_same_crops_for_any_threads_batch_size_and_resume(variants_dataset) -> None:
     ds, _ = variants_dataset
     stages = [ss.RandomResizedCrop(48), ss.RandomHorizontalFlip(), ss.Normalize()]
