@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::info::Info;
 use crate::loader::{FieldBatch, Loader, LoaderOptions};
 use crate::sampler::{Sampler, SamplerConfig};
-use crate::source::litdata::Fingerprint;
+use crate::source::{Fingerprint, Format};
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +57,11 @@ enum Command {
         /// rewritten in place).
         #[arg(long, default_value = "mtime")]
         fingerprint: Fingerprint,
+        /// The dataset's format: "auto" (index.json: LitData; .tar: WebDataset; .parquet:
+        /// Parquet; .beton: FFCV; class folders: ImageFolder), or one of "litdata",
+        /// "imagefolder", "webdataset", "parquet", "beton".
+        #[arg(long, default_value = "auto")]
+        format: Format,
         /// No progress bar or summary.
         #[arg(long, short)]
         quiet: bool,
@@ -217,6 +222,7 @@ fn execute(command: Command) -> Result<i32> {
             threads,
             remote_cache,
             fingerprint,
+            format,
             quiet,
         } => {
             let storage = remote.pairs()?;
@@ -237,6 +243,7 @@ fn execute(command: Command) -> Result<i32> {
                     }),
                     remote_only: false,
                     fingerprint,
+                    format,
                 },
             )?;
             println!("{}", reader.path().display());

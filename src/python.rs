@@ -15,7 +15,7 @@ use crate::decode::{DecodePlan, ImagePolicy};
 use crate::error::Error;
 use crate::loader::{self, BatchIter, FieldBatch, LoaderOptions};
 use crate::sampler::{Order, Sampler, SamplerConfig};
-use crate::source::litdata::Fingerprint;
+use crate::source::{Fingerprint, Format};
 use crate::tensor::dlpack::PyTensor;
 use crate::tensor::{HostTensor, Tensor};
 use crate::transform::gpu_api::GpuStages;
@@ -82,7 +82,7 @@ struct Dataset {
 #[pymethods]
 impl Dataset {
     #[new]
-    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0, storage_options=Vec::new(), remote_cache=None, fingerprint="mtime"))]
+    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0, storage_options=Vec::new(), remote_cache=None, fingerprint="mtime", format="auto"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -94,8 +94,8 @@ impl Dataset {
         storage_options: Vec<(String, String)>,
         remote_cache: Option<String>,
         fingerprint: &str,
+        format: &str,
     ) -> PyResult<Dataset> {
-        let fingerprint: Fingerprint = fingerprint.parse().py_err(py)?;
         let options = OpenOptions {
             cache_dir,
             rebuild,
@@ -109,7 +109,8 @@ impl Dataset {
                 storage: storage_options.clone(),
             }),
             remote_only: false,
-            fingerprint,
+            fingerprint: fingerprint.parse::<Fingerprint>().py_err(py)?,
+            format: format.parse::<Format>().py_err(py)?,
         };
         let reader = py
             .detach(|| cache::open_source(&path, &storage_options, &options))

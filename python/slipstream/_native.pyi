@@ -72,6 +72,7 @@ class Dataset:
         storage_options: list[tuple[str, str]] = ...,
         remote_cache: str | None = None,
         fingerprint: str = "mtime",
+        format: str = "auto",
     ) -> Dataset: ...
     def __len__(self) -> int: ...
     @property

@@ -1,4 +1,5 @@
-"""Random access to a LitData dataset through slipstream's cache."""
+"""Random access to a dataset (LitData, ImageFolder, WebDataset, Parquet, FFCV) through
+slipstream's cache."""
 
 from __future__ import annotations
 
@@ -69,7 +70,10 @@ def _decoded(data: bytes, to_pil: bool) -> Any:
 
 
 class SlipstreamDataset:
-    """A LitData dataset (the output of ``litdata.optimize``) read through slipstream's cache.
+    """A dataset read through slipstream's cache: a LitData dataset (the output of
+    ``litdata.optimize``), an ImageFolder tree (``root/<class>/<image>``, as torchvision's
+    ``ImageFolder`` reads it), WebDataset tar shards, Hugging Face Parquet shards or an FFCV
+    ``.beton`` file.
 
     The first use of a dataset builds its cache (once per machine; concurrent processes wait
     for one builder); later uses map it. ``ds[i]`` returns sample ``i`` with the values LitData
@@ -79,10 +83,13 @@ class SlipstreamDataset:
     were tuples or lists).
 
     Args:
-        path: the dataset directory (holding ``index.json``), a ``.slipcache`` file, or
-            ``s3://bucket/prefix/``: the dataset is downloaded (parallel ranged GETs, retried,
-            resumed, skipping files already mirrored) into the cache directory while its
-            cache is built, and not downloaded again while it is unchanged.
+        path: the dataset: a directory (holding ``index.json``, class folders, ``.tar`` or
+            ``.parquet`` shards), a ``.tar``, ``.parquet`` or ``.beton`` file, a pattern
+            naming shards (``/data/train-*.parquet``), a ``.slipcache`` file, or
+            ``s3://bucket/prefix/`` (LitData): the dataset is downloaded (parallel ranged
+            GETs, retried, resumed, skipping files already mirrored) into the cache
+            directory while its cache is built, and not downloaded again while it is
+            unchanged.
         cache_dir: where caches live; default ``$SLIPSTREAM_CACHE_DIR``, else
             ``~/.cache/slipstream``.
         rebuild: build the cache again even if an up-to-date one exists.
@@ -117,10 +124,27 @@ class SlipstreamDataset:
             ``profile="wasabi"``, ``max_cache_size`` (nothing to limit: one cache file); the
             rest raise an error that says what to use instead (docs/MIGRATING.md).
         fingerprint: how a local dataset is known unchanged since its cache was built:
-            ``"mtime"`` (default: each chunk's size and modification time, free) or
-            ``"content"`` (a hash of every chunk's bytes, read at disk speed on each open: for
-            chunks rewritten in place with their modification times kept). A dataset on S3 is
+            ``"mtime"`` (default: each file's size and modification time, free) or
+            ``"content"`` (a hash of every file's bytes, read at disk speed on each open: for
+            files rewritten in place with their modification times kept). A dataset on S3 is
             recognised by its objects' ETags either way.
+        format: ``"auto"`` (default: a directory with ``index.json`` is LitData's; ``.tar``
+            files WebDataset shards; ``.parquet`` files (also in a ``data/`` folder, as the
+            Hugging Face hub lays them out) Parquet shards; a ``.beton`` file FFCV's; a
+            directory with subdirectories an ImageFolder tree), ``"litdata"``,
+            ``"imagefolder"``, ``"webdataset"``, ``"parquet"`` or ``"beton"``. An
+            ImageFolder's samples are ``image`` (the file's bytes), ``label`` and ``path``
+            (``<root's name>/<class>/<file>``), numbered and ordered exactly as
+            ``torchvision.datasets.ImageFolder`` does (``classes`` names the labels); its
+            images must be JPEG or PNG files (others are an error naming them). WebDataset
+            samples are grouped by key as ``webdataset`` groups them: ``__key__``, then one
+            field per extension (``jpg``, ``cls``, ...), integers for ``cls``-like
+            extensions, text for ``txt``/``json``, the member's bytes otherwise; every
+            sample must have the first sample's fields. Parquet columns keep their names:
+            ``datasets``' Image feature as the embedded image's bytes, integers (ClassLabel),
+            floats, booleans, strings, binary (other types are an error). FFCV fields keep
+            theirs: ints, floats, bytes, JSON as text, arrays, and images as JPEG bytes (raw
+            ones as PNG when a field mixes both, as a ``pil`` field when all are raw).
 
     Example:
         >>> ds = SlipstreamDataset(demo_dir, cache_dir=cache_dir, progress=False)
@@ -144,6 +168,7 @@ class SlipstreamDataset:
         storage_options: dict[str, Any] | None = None,
         remote_cache: str | None = None,
         fingerprint: str = "mtime",
+        format: str = "auto",
         remote_dir: str | os.PathLike[str] | None = None,
         local_dir: str | os.PathLike[str] | None = None,
         input_dir: str | os.PathLike[str] | None = None,
@@ -163,6 +188,7 @@ class SlipstreamDataset:
             "storage_options": options,
             "remote_cache": remote_cache,
             "fingerprint": fingerprint,
+            "format": format,
         }
         self._decode_images = bool(decode_images)
         self._to_pil = bool(to_pil)
@@ -181,6 +207,7 @@ class SlipstreamDataset:
             storage_options=a["storage_options"],
             remote_cache=a["remote_cache"],
             fingerprint=a["fingerprint"],
+            format=a["format"],
         )
         self._header: dict[str, Any] = json.loads(self._native.header_json())
         self._raw_fields: list[dict[str, Any]] = self._header["fields"]
@@ -232,6 +259,20 @@ class SlipstreamDataset:
     def fields(self) -> tuple[Field, ...]:
         """The schema: one :class:`Field` per value of a sample, in order."""
         return self._fields
+
+    @property
+    def classes(self) -> list[str] | None:
+        """An ImageFolder's class names in label order (torchvision's ``classes``);
+        ``None`` for other formats.
+
+        Example:
+            >>> demo_dataset.classes is None
+            True
+        """
+        classes = (self._header["source"].get("config") or {}).get("classes")
+        if self._header["source"]["kind"] != "imagefolder" or classes is None:
+            return None
+        return list(classes)
 
     @property
     def cache_path(self) -> str:

@@ -1,7 +1,7 @@
 //! The slipstream cache: one file per source dataset, built once, then memory-mapped.
 //!
-//! [`open`] is the entry point: given a LitData directory it finds the cache under the cache
-//! directory, checks it still matches the source (the source fingerprint), and builds it if
+//! [`open`] is the entry point: given a dataset (a LitData directory or another format the
+//! source layer reads) it finds the cache under the cache directory, checks it still matches the source (the source fingerprint), and builds it if
 //! not, under a lock so that several processes on one machine (the ranks of a job) build it
 //! once while the others wait and reuse it. Given a `.slipcache` file it just opens it.
 
@@ -25,8 +25,10 @@ pub use shared::SharedCache;
 pub use writer::{BuildOptions, BuildReport, build_cache};
 
 use crate::error::{Error, IoContext, Result};
-use crate::source::LitDataset;
-use crate::source::litdata::{Fingerprint, INDEX_FILENAME};
+use crate::source::Fingerprint;
+use crate::source::dataset::Source;
+use crate::source::litdata::INDEX_FILENAME;
+use crate::source::{Format, open_local};
 
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
@@ -40,8 +42,10 @@ pub struct OpenOptions {
     /// With `remote_cache`: fail instead of building when the store has no cache for the
     /// dataset (`slipstream sync pull`).
     pub remote_only: bool,
-    /// How a local dataset's chunks are recognised as unchanged since the cache was built.
+    /// How a local dataset's files are recognised as unchanged since the cache was built.
     pub fingerprint: Fingerprint,
+    /// The source's format; `Auto` recognises it from the files.
+    pub format: Format,
 }
 
 /// Where built caches are shared between machines: an `s3://` prefix, and the storage options
@@ -65,33 +69,37 @@ impl std::fmt::Debug for RemoteCacheOptions {
 
 /// Open the cache of a dataset directory (building it if missing or stale) or a cache file.
 pub fn open(source: &Path, options: &OpenOptions) -> Result<CacheReader> {
-    if source.is_file() {
+    let shard = matches!(
+        options.format,
+        Format::WebDataset | Format::Parquet | Format::Beton
+    ) || (options.format == Format::Auto
+        && source
+            .extension()
+            .is_some_and(|e| e == "tar" || e == "parquet" || e == "beton"));
+    if source.is_file() && !shard {
         if source.file_name().is_some_and(|n| n == INDEX_FILENAME) {
             return open(source.parent().unwrap_or(Path::new(".")), options);
         }
         return CacheReader::open(source);
     }
-    let dataset = LitDataset::open_with(source, options.fingerprint)?;
+    let dataset = open_local(source, options.format, options.fingerprint)?;
     let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    open_or_build(
-        &dataset,
-        &cache_dir,
-        options,
-        &|dataset: &LitDataset, path: &Path| build_cache(dataset, path, &options.build).map(drop),
-    )
+    open_or_build(&*dataset, &cache_dir, options, &|path: &Path| {
+        build_cache(&*dataset, path, &options.build).map(drop)
+    })
 }
 
 /// The cache of `dataset` under `cache_dir`: reused when it matches, else built by `build`
 /// under the lock that makes concurrent processes build once.
 fn open_or_build(
-    dataset: &LitDataset,
+    dataset: &dyn Source,
     cache_dir: &Path,
     options: &OpenOptions,
-    build: &dyn Fn(&LitDataset, &Path) -> Result<()>,
+    build: &dyn Fn(&Path) -> Result<()>,
 ) -> Result<CacheReader> {
     #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
     let shared = shared_cache(options)?;
-    let path = cache_path(&dataset.root, cache_dir);
+    let path = cache_path(dataset.root(), cache_dir);
     if !options.rebuild
         && let Some(reader) = reusable(&path, dataset, options.build.progress)
     {
@@ -129,7 +137,7 @@ fn open_or_build(
                 return Err(Error::invalid(format!(
                     "{} holds no cache of {} as it is now",
                     options.remote_cache.as_ref().map_or("", |r| &r.url),
-                    dataset.root.display()
+                    dataset.root().display()
                 )));
             }
             Ok(false) => {}
@@ -140,7 +148,7 @@ fn open_or_build(
         }
     }
     remove_abandoned_builds(&path);
-    build(dataset, &path)?;
+    build(&path)?;
     #[cfg(feature = "s3")]
     if let Some(shared) = &shared
         && let Err(e) = shared.publish(&path, options.build.progress)
@@ -210,6 +218,15 @@ pub fn open_source(
     options: &OpenOptions,
 ) -> Result<CacheReader> {
     if source.starts_with("s3://") {
+        if !matches!(options.format, Format::Auto | Format::LitData) {
+            return Err(Error::Unsupported {
+                dataset: PathBuf::from(source),
+                feature: format!("{:?} datasets on s3://", options.format),
+                hint: "slipstream reads LitData datasets from s3:// so far; download the tree \
+                       and pass its local path"
+                    .into(),
+            });
+        }
         #[cfg(feature = "s3")]
         return open_s3(source, &crate::s3::S3Options::from_pairs(storage)?, options);
         #[cfg(not(feature = "s3"))]
@@ -246,8 +263,15 @@ pub fn open_s3(url: &str, s3: &crate::s3::S3Options, options: &OpenOptions) -> R
     let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let client = crate::s3::S3Client::new(s3)?;
     let remote = crate::source::s3::open(&client, &at, &from_s3::mirror_dir(&cache_dir, &at))?;
-    let build = |dataset: &LitDataset, path: &Path| -> Result<()> {
-        from_s3::download_and_build(&client, &at, &remote.chunks, dataset, path, &options.build)
+    let build = |path: &Path| -> Result<()> {
+        from_s3::download_and_build(
+            &client,
+            &at,
+            &remote.chunks,
+            &remote.dataset,
+            path,
+            &options.build,
+        )
     };
     open_or_build(&remote.dataset, &cache_dir, options, &build)
 }
@@ -269,17 +293,17 @@ fn remove_abandoned_builds(path: &Path) {
 }
 
 /// The existing cache at `path` if it is intact and was built from this exact source.
-fn reusable(path: &Path, dataset: &LitDataset, say_why: bool) -> Option<CacheReader> {
+fn reusable(path: &Path, dataset: &dyn Source, say_why: bool) -> Option<CacheReader> {
     if !path.exists() {
         return None;
     }
     match CacheReader::open(path) {
-        Ok(reader) if reader.header().source.fingerprint == dataset.fingerprint => Some(reader),
+        Ok(reader) if reader.header().source.fingerprint == dataset.fingerprint() => Some(reader),
         Ok(_) => {
             if say_why {
                 crate::progress::say(&format!(
                     "slipstream: {} changed since its cache was built; rebuilding",
-                    dataset.root.display()
+                    dataset.root().display()
                 ));
             }
             None

@@ -1,4 +1,4 @@
-//! A worker's part of a cache build: one chunk read and decoded, each item split into its
+//! A worker's share of a cache build: one part of the source read, each item split into its
 //! fields' values, variable-length values checksummed and image headers probed.
 
 use std::ops::Range;
@@ -6,9 +6,9 @@ use std::ops::Range;
 use crate::decode::probe;
 use crate::dtype::DType;
 use crate::error::{Error, Location, Result};
-use crate::source::chunk::{read_chunk, split_item};
+use crate::source::chunk::split_item;
+use crate::source::dataset::{Part, Source};
 use crate::source::items::{DecodedChunk, Recycler};
-use crate::source::litdata::{Chunk, Schema};
 use crate::source::serializer::Leaf;
 
 /// One field's value of one sample, decoded by a worker.
@@ -20,7 +20,7 @@ pub(super) enum Value {
 }
 
 pub(super) struct VarValue {
-    /// Where the value's bytes are in the decoded chunk.
+    /// Where the value's bytes are in the decoded part.
     pub(super) range: Range<usize>,
     pub(super) crc32c: u32,
     pub(super) height: u32,
@@ -33,26 +33,37 @@ pub(super) struct VarValue {
 
 pub(super) struct ParsedChunk {
     pub(super) decoded: DecodedChunk,
-    /// `samples[i][f]`: field `f` of the chunk's item `i`.
+    /// `samples[i][f]`: field `f` of the part's item `i`.
     pub(super) samples: Vec<Vec<Value>>,
 }
 
-/// Read chunk `chunk` and split its items into values.
-pub(super) fn parse_chunk(
-    chunk: &Chunk,
-    schema: &Schema,
+/// Read part `index` of `source` and split its items into values.
+pub(super) fn parse_part(
+    source: &dyn Source,
+    index: usize,
+    part: &Part,
     recycler: &Recycler,
 ) -> Result<ParsedChunk> {
-    let fields = &schema.fields;
-    let decoded = read_chunk(chunk, schema, recycler)?;
+    let fields = &source.schema().fields;
+    let decoded = source.read_part(index, recycler)?;
+    if decoded.items.len() as u64 != part.samples {
+        return Err(Error::format(
+            Location::file(&part.path),
+            format!(
+                "{} samples read where {} were expected",
+                decoded.items.len(),
+                part.samples
+            ),
+        ));
+    }
     let base = decoded.bytes.as_ptr() as usize;
     let mut samples = Vec::with_capacity(decoded.items.len());
     for i in 0..decoded.items.len() {
-        let sample = chunk.first_sample + i as u64;
+        let sample = part.first_sample + i as u64;
         let fail = |message: String| {
             Error::format(
-                Location::sample(&chunk.path, sample),
-                format!("item {i} of the chunk: {message}"),
+                Location::sample(&part.path, sample),
+                format!("item {i}: {message}"),
             )
         };
         let leaves = split_item(decoded.item(i), fields.len()).map_err(fail)?;

@@ -1,6 +1,6 @@
-//! Building a cache file from a LitData dataset.
+//! Building a cache file from a source dataset (any format, see [`Source`]).
 //!
-//! Worker threads read and decode chunks in parallel (decompression, Arrow, checksums, image
+//! Worker threads read and decode its parts in parallel (decompression, Arrow, checksums, image
 //! header probes); the calling thread appends their samples to the file in index order. At most
 //! `2 × threads` decoded chunks are in memory at once. The file is written under a temporary
 //! name and renamed into place only when complete, so a reader never sees a partial cache and
@@ -18,14 +18,14 @@ use super::format::{
     DATA_START, FORMAT_NAME, FieldHeader, FieldKind, Header, PREAMBLE_LEN, Preamble, Record,
     Region, SourceInfo, TABLE_ALIGN, Table, VALUE_ALIGN, VERSION, align_up,
 };
-use super::parse::{ParsedChunk, Value, VarValue, parse_chunk};
+use super::parse::{ParsedChunk, Value, VarValue, parse_part};
 use crate::dtype::DType;
 use crate::error::{Error, IoContext, Location, Result};
+use crate::source::dataset::{Part, Source};
 use crate::source::items::Recycler;
-use crate::source::litdata::{Chunk, LitDataset};
 use crate::source::serializer::{Framework, Serializer};
 
-/// Blocks until chunk `i` is on disk (a download still running), or says why it never will be.
+/// Blocks until part `i` is on disk (a download still running), or says why it never will be.
 pub type ChunkGate = Arc<dyn Fn(usize) -> Result<()> + Send + Sync>;
 
 #[derive(Clone)]
@@ -34,7 +34,7 @@ pub struct BuildOptions {
     pub threads: usize,
     /// Draw a progress bar on stderr (when it is a terminal) and print a summary line.
     pub progress: bool,
-    /// Asked before each chunk is read, when chunks are still arriving.
+    /// Asked before each part is read, when parts are still arriving.
     pub chunk_ready: Option<ChunkGate>,
 }
 
@@ -62,7 +62,7 @@ impl Default for BuildOptions {
 pub struct BuildReport {
     pub path: PathBuf,
     pub samples: u64,
-    /// Bytes of chunk files read.
+    /// Bytes of source files read.
     pub source_bytes: u64,
     /// Size of the cache file.
     pub cache_bytes: u64,
@@ -71,7 +71,7 @@ pub struct BuildReport {
 
 /// Build the cache for `dataset` at `dest`, replacing whatever is there.
 pub fn build_cache(
-    dataset: &LitDataset,
+    dataset: &dyn Source,
     dest: &Path,
     options: &BuildOptions,
 ) -> Result<BuildReport> {
@@ -80,29 +80,31 @@ pub fn build_cache(
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let source_bytes: u64 = dataset.chunks.iter().map(|c| c.file_len).sum();
-    let progress = Progress::new(options.progress, source_bytes, dataset);
+    let parts = dataset.parts()?;
+    let num_samples: u64 = parts.iter().map(|p| p.samples).sum();
+    let source_bytes: u64 = parts.iter().map(|p| p.file_bytes).sum();
+    let progress = Progress::new(options.progress, source_bytes, dataset, &parts);
 
     let tmp = TempFile::create(dest)?;
-    let mut out = Output::new(&tmp.path, dataset)?;
+    let mut out = Output::new(&tmp.path, dataset, &parts, num_samples)?;
 
-    // Bounded, ordered pipeline: a worker takes a permit before it claims the next chunk, so
-    // the lowest unwritten chunk always holds a permit and the writer can always progress.
+    // Bounded, ordered pipeline: a worker takes a permit before it claims the next part, so
+    // the lowest unwritten part always holds a permit and the writer can always progress.
     let permits = Semaphore::new(2 * threads);
     let next_chunk = AtomicUsize::new(0);
     let recycler = Recycler::default();
     let (tx, rx) = mpsc::channel::<(usize, Result<ParsedChunk>)>();
     std::thread::scope(|scope| -> Result<()> {
-        for _ in 0..threads.min(dataset.chunks.len()) {
+        for _ in 0..threads.min(parts.len()) {
             let tx = tx.clone();
-            let (permits, next_chunk, recycler) = (&permits, &next_chunk, &recycler);
+            let (permits, next_chunk, recycler, parts) = (&permits, &next_chunk, &recycler, &parts);
             scope.spawn(move || {
                 loop {
                     if !permits.acquire() {
                         return;
                     }
                     let i = next_chunk.fetch_add(1, Ordering::SeqCst);
-                    let Some(chunk) = dataset.chunks.get(i) else {
+                    let Some(part) = parts.get(i) else {
                         return;
                     };
                     // A panic would leave the writer waiting for this chunk forever.
@@ -110,12 +112,12 @@ pub fn build_cache(
                         if let Some(ready) = &options.chunk_ready {
                             ready(i)?;
                         }
-                        parse_chunk(chunk, &dataset.schema, recycler)
+                        parse_part(dataset, i, part, recycler)
                     }))
                     .unwrap_or_else(|_| {
                         Err(Error::Internal(format!(
                             "decoding {} panicked",
-                            chunk.path.display()
+                            part.path.display()
                         )))
                     });
                     let failed = parsed.is_err();
@@ -133,20 +135,20 @@ pub fn build_cache(
                 pending.insert(i, parsed);
                 while let Some(parsed) = pending.remove(&expected) {
                     let parsed = parsed?;
-                    out.append_chunk(&parsed, &dataset.chunks[expected])?;
-                    progress.advance(&dataset.chunks[expected]);
+                    out.append_part(&parsed, &parts[expected])?;
+                    progress.advance(&parts[expected]);
                     recycler.give(parsed.decoded.bytes);
                     permits.release();
                     expected += 1;
                 }
             }
-            if expected != dataset.chunks.len() {
+            if expected != parts.len() {
                 if let Some((_, Err(e))) = pending.pop_first() {
                     return Err(e);
                 }
                 return Err(Error::cache(
                     Location::file(dest),
-                    "a build worker stopped before every chunk was read",
+                    "a build worker stopped before every part was read",
                 ));
             }
             Ok(())
@@ -156,11 +158,11 @@ pub fn build_cache(
         result
     })?;
 
-    let cache_bytes = out.finish(dataset)?;
+    let cache_bytes = out.finish(dataset, num_samples)?;
     tmp.persist(dest)?;
     let report = BuildReport {
         path: dest.to_path_buf(),
-        samples: dataset.num_samples,
+        samples: num_samples,
         source_bytes,
         cache_bytes,
         seconds: started.elapsed().as_secs_f64(),
@@ -188,19 +190,19 @@ struct Output {
 }
 
 impl Output {
-    fn new(path: &Path, dataset: &LitDataset) -> Result<Output> {
+    fn new(path: &Path, dataset: &dyn Source, parts: &[Part], num_samples: u64) -> Result<Output> {
         let mut file = File::create(path).at(path)?;
         file.write_all(&vec![0u8; DATA_START as usize]).at(path)?;
         // Direct I/O wants sample blocks on block boundaries; for small samples that would
         // mostly store padding, so they are only aligned for copying.
-        let source: u64 = dataset.chunks.iter().map(|c| c.entry.chunk_bytes).sum();
-        let alignment = if source / dataset.num_samples >= 4096 {
+        let source: u64 = parts.iter().map(|p| p.item_bytes).sum();
+        let alignment = if source / num_samples.max(1) >= 4096 {
             512
         } else {
             VALUE_ALIGN
         };
         let fields = dataset
-            .schema
+            .schema()
             .fields
             .iter()
             .map(|f| FieldTables {
@@ -254,9 +256,9 @@ impl Output {
         Ok(())
     }
 
-    fn append_chunk(&mut self, parsed: &ParsedChunk, chunk: &Chunk) -> Result<()> {
+    fn append_part(&mut self, parsed: &ParsedChunk, part: &Part) -> Result<()> {
         for (i, values) in parsed.samples.iter().enumerate() {
-            let sample = chunk.first_sample + i as u64;
+            let sample = part.first_sample + i as u64;
             self.pad_to(self.alignment)?;
             for (f, value) in values.iter().enumerate() {
                 match value {
@@ -275,7 +277,7 @@ impl Output {
                         };
                         self.file.write_all(bytes).at(&self.path)?;
                         self.pos += bytes.len() as u64;
-                        self.fields[f].add_var(record, v, &chunk.path, sample)?;
+                        self.fields[f].add_var(record, v, &part.path, sample)?;
                     }
                 }
             }
@@ -284,7 +286,7 @@ impl Output {
     }
 
     /// Write the tables and the header, then the preamble. Returns the file size.
-    fn finish(mut self, dataset: &LitDataset) -> Result<u64> {
+    fn finish(mut self, dataset: &dyn Source, num_samples: u64) -> Result<u64> {
         let data = Region {
             offset: DATA_START,
             size: self.pos - DATA_START,
@@ -299,16 +301,16 @@ impl Output {
         let header = Header {
             format: FORMAT_NAME.into(),
             version: VERSION,
-            num_samples: dataset.num_samples,
-            layout: dataset.schema.layout,
+            num_samples,
+            layout: dataset.schema().layout,
             fields: fields.into_iter().map(|f| f.header).collect(),
             data,
             sample_alignment: self.alignment,
             source: SourceInfo {
-                kind: "litdata".into(),
-                path: dataset.root.display().to_string(),
-                fingerprint: dataset.fingerprint.clone(),
-                config: serde_json::to_value(&dataset.index.config).unwrap_or_default(),
+                kind: dataset.kind().into(),
+                path: dataset.root().display().to_string(),
+                fingerprint: dataset.fingerprint().to_string(),
+                config: dataset.config(),
             },
             created_by: format!("slipstream {}", env!("CARGO_PKG_VERSION")),
             created_unix: SystemTime::now()
@@ -509,13 +511,18 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(enabled: bool, total: u64, dataset: &LitDataset) -> Progress {
+    fn new(enabled: bool, total: u64, dataset: &dyn Source, parts: &[Part]) -> Progress {
         if enabled {
+            let unit = if dataset.kind() == "litdata" {
+                "chunks"
+            } else {
+                "parts"
+            };
             crate::progress::say(&format!(
-                "slipstream: building cache for {} ({} samples, {} chunks, {:.1} MB)",
-                dataset.root.display(),
-                dataset.num_samples,
-                dataset.chunks.len(),
+                "slipstream: building cache for {} ({} samples, {} {unit}, {:.1} MB)",
+                dataset.root().display(),
+                parts.iter().map(|p| p.samples).sum::<u64>(),
+                parts.len(),
                 total as f64 / 1e6
             ));
         }
@@ -525,8 +532,8 @@ impl Progress {
         }
     }
 
-    fn advance(&self, chunk: &Chunk) {
-        self.bytes.inc(chunk.file_len);
+    fn advance(&self, part: &Part) {
+        self.bytes.inc(part.file_bytes);
     }
 
     fn finish(&self, report: &BuildReport) {

@@ -23,7 +23,8 @@ use super::items::{DecodedChunk, Recycler};
 use super::litdata::Schema;
 use super::serializer::Serializer;
 
-type ArrowResult<T> = std::result::Result<T, (Option<usize>, String)>;
+/// An error, with the row it is about when there is one.
+pub(super) type ArrowResult<T> = std::result::Result<T, (Option<usize>, String)>;
 
 fn whole(message: impl Into<String>) -> (Option<usize>, String) {
     (None, message.into())
@@ -60,11 +61,11 @@ pub fn decode_slim(
     let mut items = Vec::with_capacity(n);
     let mut row_base = 0usize;
     for batch in &batches {
-        let columns = schema
+        let arrays = schema
             .fields
             .iter()
             .map(|f| {
-                let column = batch.column_by_name(&f.name).ok_or_else(|| {
+                batch.column_by_name(&f.name).ok_or_else(|| {
                     whole(format!(
                         "Arrow footer has no column '{}' (it has: {})",
                         f.name,
@@ -76,16 +77,34 @@ pub fn decode_slim(
                             .collect::<Vec<_>>()
                             .join(", ")
                     ))
-                })?;
-                Ok((column, Column::new(column, &f.serializer, &f.name)?))
+                })
             })
             .collect::<ArrowResult<Vec<_>>>()?;
-        for row in 0..batch.num_rows() {
-            items.push(encode_row(&columns, row, &mut out).map_err(|m| (Some(row_base + row), m))?);
-        }
+        encode_rows(&arrays, schema, &mut out, &mut items)
+            .map_err(|(row, m)| (row.map(|r| row_base + r), m))?;
         row_base += batch.num_rows();
     }
     Ok(DecodedChunk { bytes: out, items })
+}
+
+/// Every row of `arrays` (one per field of `schema`, in its order, all of one length) as a
+/// classic item appended to `out`, its range to `items`. Errors name the row.
+pub(super) fn encode_rows(
+    arrays: &[&ArrayRef],
+    schema: &Schema,
+    out: &mut Vec<u8>,
+    items: &mut Vec<Range<usize>>,
+) -> ArrowResult<()> {
+    let columns = arrays
+        .iter()
+        .zip(&schema.fields)
+        .map(|(&array, f)| Ok((array, Column::new(array, &f.serializer, &f.name)?)))
+        .collect::<ArrowResult<Vec<_>>>()?;
+    let rows = arrays.first().map_or(0, |a| a.len());
+    for row in 0..rows {
+        items.push(encode_row(&columns, row, out).map_err(|m| (Some(row), m))?);
+    }
+    Ok(())
 }
 
 /// Check what the IPC messages arrow-ipc will read declare, before it trusts them: every block
@@ -209,7 +228,9 @@ fn messages(ipc: &[u8]) -> Result<Vec<Message<'_>>, String> {
 
 /// `f`'s result, or `Err` if it panicked, without the panic message that the panic hook
 /// would print (a damaged file is reported as an error, not as a crash on stderr).
-fn catch_quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Result<T> {
+pub(super) fn catch_quietly<T>(
+    f: impl FnOnce() -> T + std::panic::UnwindSafe,
+) -> std::thread::Result<T> {
     thread_local! {
         static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }

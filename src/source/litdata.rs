@@ -8,12 +8,11 @@
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::files::{open_regular, read_bounded};
+use super::files::{Fingerprint, file_version, read_bounded};
 use super::serializer::Serializer;
 use crate::error::{Error, IoContext, Location, Result};
 
@@ -96,6 +95,17 @@ pub struct FieldSpec {
     pub serializer: Serializer,
 }
 
+impl FieldSpec {
+    /// A field named `name` holding `serializer`'s values, `format` its LitData name.
+    pub fn new(name: &str, format: &str, serializer: Serializer) -> FieldSpec {
+        FieldSpec {
+            name: name.into(),
+            format: format.into(),
+            serializer,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Schema {
     pub layout: Layout,
@@ -136,31 +146,6 @@ pub fn max_inflated(entry: &ChunkEntry, config: &Config, file_len: u64) -> u64 {
 /// ETag).
 type ChunkVersion = (u64, Vec<u8>);
 
-/// What identifies the version of a local chunk file in the dataset's fingerprint, which
-/// decides whether a cache still matches its dataset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Fingerprint {
-    /// Size and modification time: free, and what any tool that writes a new file changes.
-    #[default]
-    Mtime,
-    /// A hash of the bytes (xxh3, read at disk speed): for datasets whose chunks are rewritten
-    /// in place with their modification times kept.
-    Content,
-}
-
-impl std::str::FromStr for Fingerprint {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Fingerprint> {
-        match s {
-            "mtime" => Ok(Fingerprint::Mtime),
-            "content" => Ok(Fingerprint::Content),
-            other => Err(Error::invalid(format!(
-                "fingerprint must be 'mtime' or 'content', not {other:?}"
-            ))),
-        }
-    }
-}
-
 /// The version of the local chunk file at `path`: its size and, as `fingerprint` says, its
 /// modification time or a hash of its bytes.
 fn local_version(path: &Path, fingerprint: Fingerprint) -> Result<ChunkVersion> {
@@ -177,27 +162,7 @@ fn local_version(path: &Path, fingerprint: Fingerprint) -> Result<ChunkVersion> 
         }
         Err(e) => return Err(Error::io(path, e)),
     };
-    let version = match fingerprint {
-        Fingerprint::Mtime => meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
-        Fingerprint::Content => {
-            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-            let mut file = open_regular(path)?;
-            let mut block = vec![0u8; 1 << 20];
-            loop {
-                let n = std::io::Read::read(&mut file, &mut block).at(path)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&block[..n]);
-            }
-            hasher.digest()
-        }
-    };
+    let version = file_version(path, &meta, fingerprint)?;
     Ok((meta.len(), version.to_le_bytes().to_vec()))
 }
 
@@ -235,7 +200,8 @@ impl LitDataset {
         if !index_path.exists() {
             return Err(Error::format(
                 Location::file(&index_path),
-                "index.json is missing: this is not a LitData optimized dataset (make one with litdata.optimize)",
+                "index.json is missing: this is not a LitData optimized dataset (make one with \
+                 litdata.optimize), nor an ImageFolder tree (it has no class folders)",
             ));
         }
         let mut index_bytes = Vec::new();

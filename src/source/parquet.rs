@@ -1,0 +1,307 @@
+//! Parquet shards as the Hugging Face hub lays out a dataset: `data/<split>-00000-of-00004.parquet`
+//! (or any directory of `.parquet` files, one file, or a pattern such as
+//! `data/train-*.parquet`).
+//!
+//! Each column becomes a field of the same name: an image column (`datasets`' `Image` feature,
+//! a struct of `bytes` and `path`) as the image's bytes, integers (`ClassLabel` is an int64
+//! column) as `int`, floats as `float`, booleans as `bool`, strings as `str`, binary as
+//! `bytes`. Other column types, nulls and an image without embedded bytes are errors naming
+//! the file. The cache is built one row group at a time; opening a dataset whose cache is
+//! current reads only the first file's footer and stats the others.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rayon::prelude::*;
+use serde_json::{Value, json};
+
+use super::arrow::{catch_quietly, encode_rows};
+use super::dataset::{Part, Source};
+use super::files::{Fingerprint, files_fingerprint, open_regular, shard_files};
+use super::items::{DecodedChunk, Recycler};
+use super::litdata::{FieldSpec, Layout, Schema};
+use super::serializer::Serializer;
+use crate::error::{Error, Location, Result};
+
+#[derive(Debug)]
+pub struct Parquet {
+    root: PathBuf,
+    files: Vec<PathBuf>,
+    /// The first file's Arrow schema, which every file must have.
+    arrow: SchemaRef,
+    /// Per field: whether it is an image struct whose `bytes` child holds the values.
+    images: Vec<bool>,
+    schema: Schema,
+    fingerprint: String,
+    /// Every row group: (file, row group in it, part).
+    parts: OnceLock<Vec<(usize, usize, Part)>>,
+}
+
+impl Parquet {
+    /// The shards of `root` (see the module's documentation).
+    pub fn open(root: &Path, fingerprint: Fingerprint) -> Result<Parquet> {
+        let (mut root, mut files) = shard_files(root, "parquet")?;
+        if files.is_empty() && root.join("data").is_dir() {
+            (root, files) = shard_files(&root.join("data"), "parquet")?;
+        }
+        if files.is_empty() {
+            return Err(Error::format(
+                Location::file(&root),
+                "no .parquet files here, nor in its data/ folder",
+            ));
+        }
+        check_one_split(&root, &files)?;
+        let (fingerprint, _) = files_fingerprint("parquet", &files, fingerprint)?;
+        let arrow = builder(&files[0])?.schema().clone();
+        let mut fields = Vec::new();
+        let mut images = Vec::new();
+        for column in arrow.fields() {
+            let name = column.name();
+            let unsupported = || {
+                Error::format(
+                    Location::file(&files[0]),
+                    format!(
+                        "column '{name}' has type {}, which slipstream does not store: it reads \
+                         images (datasets' Image feature), integers, floats, booleans, strings \
+                         and binary columns",
+                        column.data_type()
+                    ),
+                )
+            };
+            let (format, serializer, image) = match column.data_type() {
+                DataType::Struct(children) => {
+                    let bytes = children.iter().find(|c| c.name() == "bytes");
+                    match bytes.map(|c| c.data_type()) {
+                        Some(DataType::Binary | DataType::LargeBinary | DataType::BinaryView) => {
+                            ("bytes", Serializer::Bytes, true)
+                        }
+                        _ => return Err(unsupported()),
+                    }
+                }
+                t if t.is_integer() => ("int", Serializer::Int, false),
+                DataType::Float32 | DataType::Float64 => ("float", Serializer::Float, false),
+                DataType::Boolean => ("bool", Serializer::Bool, false),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                    ("str", Serializer::Str, false)
+                }
+                DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+                    ("bytes", Serializer::Bytes, false)
+                }
+                _ => return Err(unsupported()),
+            };
+            fields.push(FieldSpec {
+                name: name.clone(),
+                format: format.into(),
+                serializer,
+            });
+            images.push(image);
+        }
+        Ok(Parquet {
+            root,
+            files,
+            arrow,
+            images,
+            schema: Schema {
+                layout: Layout::Dict,
+                fields,
+            },
+            fingerprint,
+            parts: OnceLock::new(),
+        })
+    }
+
+    fn listing(&self) -> Result<&[(usize, usize, Part)]> {
+        if let Some(parts) = self.parts.get() {
+            return Ok(parts);
+        }
+        let groups: Vec<Vec<(u64, u64, u64)>> = self
+            .files
+            .par_iter()
+            .map(|path| {
+                let builder = builder(path)?;
+                if builder.schema().fields() != self.arrow.fields() {
+                    return Err(Error::format(
+                        Location::file(path),
+                        format!(
+                            "its columns ({}) differ from the first file's ({}): every file of \
+                             a dataset must have one schema",
+                            builder.schema(),
+                            self.arrow
+                        ),
+                    ));
+                }
+                let metadata = builder.metadata();
+                Ok(metadata
+                    .row_groups()
+                    .iter()
+                    .map(|g| {
+                        let size = |n: i64| u64::try_from(n).unwrap_or(0);
+                        let rows = size(g.num_rows());
+                        (rows, size(g.compressed_size()), size(g.total_byte_size()))
+                    })
+                    .collect())
+            })
+            .collect::<Result<_>>()?;
+        let mut parts = Vec::new();
+        let mut first_sample = 0;
+        for (f, groups) in groups.into_iter().enumerate() {
+            for (g, (rows, compressed, inflated)) in groups.into_iter().enumerate() {
+                parts.push((
+                    f,
+                    g,
+                    Part {
+                        path: self.files[f].clone(),
+                        first_sample,
+                        samples: rows,
+                        file_bytes: compressed,
+                        item_bytes: inflated + rows * 4 * self.images.len() as u64,
+                    },
+                ));
+                first_sample += rows;
+            }
+        }
+        Ok(self.parts.get_or_init(|| parts))
+    }
+
+    /// Row group `group` of `file`, as record batches.
+    fn read_group(&self, path: &Path, group: usize) -> Result<Vec<RecordBatch>> {
+        let bad =
+            |e: String| Error::format(Location::file(path), format!("row group {group}: {e}"));
+        let reader = builder(path)?
+            .with_row_groups(vec![group])
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        // The Parquet reader panics on some damaged files instead of returning an error.
+        catch_quietly(std::panic::AssertUnwindSafe(|| {
+            reader.collect::<std::result::Result<Vec<_>, _>>()
+        }))
+        .map_err(|_| bad("the Parquet reader failed on it (a damaged file?)".into()))?
+        .map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// A Parquet reader of the file at `path`, with its footer read.
+fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let file = open_regular(path)?;
+    catch_quietly(|| ParquetRecordBatchReaderBuilder::try_new(file))
+        .map_err(|_| "the Parquet reader failed on its footer".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| {
+            Error::format(
+                Location::file(path),
+                format!("not a readable Parquet file: {e}"),
+            )
+        })
+}
+
+/// The hub names shards `<split>-<i>-of-<n>.parquet`; a dataset is one split.
+fn check_one_split(root: &Path, files: &[PathBuf]) -> Result<()> {
+    let mut splits: Vec<String> = files
+        .iter()
+        .filter_map(|p| {
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            let (split, rest) = name.split_once('-')?;
+            rest.contains("-of-").then(|| split.to_string())
+        })
+        .collect();
+    splits.sort();
+    splits.dedup();
+    if splits.len() > 1 {
+        let dir = if root.is_dir() {
+            root
+        } else {
+            root.parent().unwrap_or(root)
+        };
+        return Err(Error::invalid(format!(
+            "{} holds the splits {}: name one, e.g. {}",
+            root.display(),
+            splits.join(", "),
+            dir.join(format!("{}-*.parquet", splits[0])).display()
+        )));
+    }
+    Ok(())
+}
+
+impl Source for Parquet {
+    fn kind(&self) -> &'static str {
+        "parquet"
+    }
+
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn parts(&self) -> Result<Vec<Part>> {
+        Ok(self.listing()?.iter().map(|p| p.2.clone()).collect())
+    }
+
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    fn config(&self) -> Value {
+        let files: Vec<String> = self
+            .files
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        json!({"files": files})
+    }
+
+    fn read_part(&self, i: usize, recycler: &Recycler) -> Result<DecodedChunk> {
+        let (f, group, part) = &self.listing()?[i];
+        let path = &self.files[*f];
+        let mut bytes = recycler
+            .take(part.item_bytes as usize)
+            .map_err(|e| Error::format(Location::file(path), e))?;
+        let mut items = Vec::with_capacity(part.samples as usize);
+        let mut row_base = part.first_sample;
+        for batch in self.read_group(path, *group)? {
+            let at = |row: Option<usize>, message: String| match row {
+                Some(r) => Error::format(Location::sample(path, row_base + r as u64), message),
+                None => Error::format(Location::file(path), message),
+            };
+            let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.images.len());
+            for (column, &image) in batch.columns().iter().zip(&self.images) {
+                if !image {
+                    arrays.push(column.clone());
+                    continue;
+                }
+                let image = column.as_struct();
+                if let Some(row) = (0..image.len()).find(|&r| image.is_null(r)) {
+                    return Err(at(Some(row), "an image is null".into()));
+                }
+                let data = image.column_by_name("bytes").expect("checked at open");
+                if let Some(row) = (0..data.len()).find(|&r| data.is_null(r)) {
+                    return Err(at(
+                        Some(row),
+                        "an image without embedded bytes (only a path): slipstream reads the \
+                         images stored in the files (datasets' push_to_hub and \
+                         to_parquet embed them)"
+                            .into(),
+                    ));
+                }
+                arrays.push(Arc::clone(data));
+            }
+            let refs: Vec<&ArrayRef> = arrays.iter().collect();
+            encode_rows(&refs, &self.schema, &mut bytes, &mut items)
+                .map_err(|(row, message)| at(row, message))?;
+            row_base += batch.num_rows() as u64;
+        }
+        Ok(DecodedChunk { bytes, items })
+    }
+}
