@@ -85,11 +85,11 @@ class SlipstreamDataset:
     Args:
         path: the dataset: a directory (holding ``index.json``, class folders, ``.tar`` or
             ``.parquet`` shards), a ``.tar``, ``.parquet`` or ``.beton`` file, a pattern
-            naming shards (``/data/train-*.parquet``), a ``.slipcache`` file, or
-            ``s3://bucket/prefix/`` (LitData): the dataset is downloaded (parallel ranged
-            GETs, retried, resumed, skipping files already mirrored) into the cache
-            directory while its cache is built, and not downloaded again while it is
-            unchanged.
+            naming shards (``/data/train-*.parquet``), a ``.slipcache`` file, or any of these
+            on S3 (``s3://bucket/prefix/``, ``s3://bucket/prefix/train.beton``): the dataset
+            is downloaded (parallel ranged GETs, retried, resumed, skipping files already
+            mirrored) into the cache directory when its cache is built, and not downloaded
+            again while it is unchanged.
         cache_dir: where caches live; default ``$SLIPSTREAM_CACHE_DIR``, else
             ``~/.cache/slipstream``.
         rebuild: build the cache again even if an up-to-date one exists.

@@ -32,8 +32,11 @@ def write(path: Path, data: bytes) -> None:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
+    return make_tree(tmp_path / "train")
+
+
+def make_tree(root: Path, link: bool = True) -> Path:
     """Classes whose order, nesting, names and extensions exercise torchvision's rules."""
-    root = tmp_path / "train"
     files = [
         "n02/b.jpg",
         "n02/a.JPEG",  # extensions compare lower-cased
@@ -50,7 +53,8 @@ def tree(tmp_path: Path) -> Path:
         write(root / name, image_bytes(k, fmt))
     write(root / "n01" / "notes.txt", b"not an image")  # skipped: not an image extension
     write(root / "README", b"a file at the top is not a class")
-    (root / "linked").symlink_to(root / "n01")  # a linked class folder is followed
+    if link:
+        (root / "linked").symlink_to(root / "n01")  # a linked class folder is followed
     return root
 
 

@@ -218,15 +218,6 @@ pub fn open_source(
     options: &OpenOptions,
 ) -> Result<CacheReader> {
     if source.starts_with("s3://") {
-        if !matches!(options.format, Format::Auto | Format::LitData) {
-            return Err(Error::Unsupported {
-                dataset: PathBuf::from(source),
-                feature: format!("{:?} datasets on s3://", options.format),
-                hint: "slipstream reads LitData datasets from s3:// so far; download the tree \
-                       and pass its local path"
-                    .into(),
-            });
-        }
         #[cfg(feature = "s3")]
         return open_s3(source, &crate::s3::S3Options::from_pairs(storage)?, options);
         #[cfg(not(feature = "s3"))]
@@ -255,14 +246,37 @@ pub fn open_source(
     open(Path::new(source), options)
 }
 
-/// The cache of the LitData dataset at `url` (`s3://bucket/prefix/`), downloading and building
-/// it when there is none for the dataset's current version.
+/// The cache of the dataset at `url` (`s3://bucket/prefix/`, or a file or pattern under it:
+/// `s3://bucket/prefix/train-*.parquet`), downloading and building it when there is none for
+/// the dataset's current version: a LitData dataset's chunks are built as they arrive, other
+/// formats' files once downloaded.
 #[cfg(feature = "s3")]
 pub fn open_s3(url: &str, s3: &crate::s3::S3Options, options: &OpenOptions) -> Result<CacheReader> {
-    let at = crate::s3::S3Location::parse(url)?;
+    let (prefix, file) = split_file(url);
+    let at = crate::s3::S3Location::parse(prefix)?;
     let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let client = crate::s3::S3Client::new(s3)?;
-    let remote = crate::source::s3::open(&client, &at, &from_s3::mirror_dir(&cache_dir, &at))?;
+    let mirror = from_s3::mirror_dir(&cache_dir, &at);
+    let listing = client.list(&at)?;
+    let litdata = file.is_none()
+        && (options.format == Format::LitData
+            || (options.format == Format::Auto
+                && listing.iter().any(|o| o.name == INDEX_FILENAME)));
+    if !litdata {
+        let remote = crate::source::s3::RemoteFiles::new(
+            &client,
+            &at,
+            &listing,
+            file,
+            options.format,
+            &mirror,
+            options.build.progress,
+        )?;
+        return open_or_build(&remote, &cache_dir, options, &|path: &Path| {
+            build_cache(&remote, path, &options.build).map(drop)
+        });
+    }
+    let remote = crate::source::s3::open(&client, &at, &listing, &mirror)?;
     let build = |path: &Path| -> Result<()> {
         from_s3::download_and_build(
             &client,
@@ -274,6 +288,25 @@ pub fn open_s3(url: &str, s3: &crate::s3::S3Options, options: &OpenOptions) -> R
         )
     };
     open_or_build(&remote.dataset, &cache_dir, options, &build)
+}
+
+/// `s3://bucket/prefix/name` split into the prefix and `name` when `name` is a file of a
+/// sharded format or a pattern (`train.beton`, `shard-*.tar`), not a folder.
+#[cfg(feature = "s3")]
+fn split_file(url: &str) -> (&str, Option<&str>) {
+    let Some((prefix, name)) = url.rsplit_once('/') else {
+        return (url, None);
+    };
+    let lower = name.to_lowercase();
+    let file = name.contains(['*', '?'])
+        || [".tar", ".parquet", ".beton"]
+            .iter()
+            .any(|e| lower.ends_with(e));
+    if file && prefix.len() > "s3:/".len() {
+        (prefix, Some(name))
+    } else {
+        (url, None)
+    }
 }
 
 /// Delete temporary files of builds of `path` that were killed. Only called with the lock

@@ -26,11 +26,13 @@ pub struct Part {
 }
 
 /// A dataset in one of the formats slipstream reads.
-pub trait Source: Sync {
+pub trait Source: Send + Sync {
     /// The format's name, recorded in the cache: `"litdata"`, `"imagefolder"`, ...
     fn kind(&self) -> &'static str;
     /// The directory (or file) the dataset is; its cache is named after it.
     fn root(&self) -> &Path;
+    /// The fields; a build asks for it after [`Source::parts`], which may have had to fetch
+    /// the files it is read from (datasets on S3).
     fn schema(&self) -> &Schema;
     /// Every sample, in order, as consecutive parts. May read the source (a tar shard's
     /// headers), so only builds call it.

@@ -180,7 +180,7 @@ pub fn shard_files(root: &Path, ext: &str) -> Result<(PathBuf, Vec<PathBuf>)> {
 }
 
 /// Whether `name` matches `pattern`, where `*` is any run of characters and `?` one.
-fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+pub fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
     match (pattern.first(), name.first()) {
         (None, None) => true,
         (Some(b'*'), _) => {

@@ -58,6 +58,17 @@ pub struct ImageFolder {
 impl ImageFolder {
     /// List the tree at `root`; `fingerprint` says how each file's version is recognised.
     pub fn open(root: &Path, fingerprint: Fingerprint) -> Result<ImageFolder> {
+        let name = root
+            .canonicalize()
+            .at(root)?
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        ImageFolder::open_named(root, &name.unwrap_or_default(), fingerprint)
+    }
+
+    /// [`ImageFolder::open`], with `name` for the first component of `path` values (the tree
+    /// of an S3 prefix, mirrored under another name).
+    pub fn open_named(root: &Path, name: &str, fingerprint: Fingerprint) -> Result<ImageFolder> {
         let root = root.canonicalize().at(root)?;
         let classes = class_names(&root)?;
         if classes.is_empty() {
@@ -96,9 +107,7 @@ impl ImageFolder {
             hasher.update(&versions);
             files.extend(class_files);
         }
-        let name = root
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let name = name.to_string();
         let parts = parts(&root, &files, &name);
         Ok(ImageFolder {
             schema: Schema {
