@@ -64,12 +64,13 @@ MISSING: dict[str, str] = {
     "get_decoder": "SlipstreamLoader(..., device=..., decoder=...)",
     "check_turbojpeg_available": "slipstream.info() (libjpeg-turbo is built in)",
     "check_gpu_decoder_available": "slipstream.info()",
-    "FFCVFileDataset": "SlipstreamDataset on a LitData dataset (FFCV files are not read yet)",
+    "FFCVFileDataset": "SlipstreamDataset('train.ffcv') (FFCV files are read directly)",
     "FFCVFilePrefetchingDataLoader": "SlipstreamLoader",
-    "FFCVFileReader": "SlipstreamDataset on a LitData dataset (FFCV files are not read yet)",
-    "SlipstreamImageFolder": "SlipstreamDataset on a LitData dataset (ImageFolder trees are "
-    "not read yet: litdata.optimize converts one)",
-    "open_imagefolder": "SlipstreamDataset on a LitData dataset",
+    "FFCVFileReader": "SlipstreamDataset('train.ffcv') (FFCV files are read directly)",
+    "SlipstreamImageFolder": "SlipstreamDataset(root) (an ImageFolder tree: image, label and "
+    "path fields, classes numbered as torchvision's; the index is the batch's index)",
+    "open_imagefolder": "SlipstreamDataset(root or s3://prefix/) on the extracted tree (a .tar "
+    "file is read as WebDataset shards)",
     "StreamingReader": "SlipstreamDataset",
     "CropParams": "RandomResizedCrop(...).get_params(height, width, seed=, epoch=, index=)",
     "align_to_mcu": "nothing: slipstream decodes exactly the rows and MCUs a crop needs",

@@ -84,7 +84,7 @@ class SlipstreamDataset:
 
     Args:
         path: the dataset: a directory (holding ``index.json``, class folders, ``.tar`` or
-            ``.parquet`` shards), a ``.tar``, ``.parquet`` or ``.beton`` file, a pattern
+            ``.parquet`` shards), a ``.tar``, ``.parquet`` or ``.beton``/``.ffcv`` file, a pattern
             naming shards (``/data/train-*.parquet``), a ``.slipcache`` file, or any of these
             on S3 (``s3://bucket/prefix/``, ``s3://bucket/prefix/train.beton``): the dataset
             is downloaded (parallel ranged GETs, retried, resumed, skipping files already
@@ -130,7 +130,7 @@ class SlipstreamDataset:
             recognised by its objects' ETags either way.
         format: ``"auto"`` (default: a directory with ``index.json`` is LitData's; ``.tar``
             files WebDataset shards; ``.parquet`` files (also in a ``data/`` folder, as the
-            Hugging Face hub lays them out) Parquet shards; a ``.beton`` file FFCV's; a
+            Hugging Face hub lays them out) Parquet shards; a ``.beton`` or ``.ffcv`` file FFCV's; a
             directory with subdirectories an ImageFolder tree), ``"litdata"``,
             ``"imagefolder"``, ``"webdataset"``, ``"parquet"`` or ``"beton"``. An
             ImageFolder's samples are ``image`` (the file's bytes), ``label`` and ``path``

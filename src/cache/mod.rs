@@ -75,7 +75,7 @@ pub fn open(source: &Path, options: &OpenOptions) -> Result<CacheReader> {
     ) || (options.format == Format::Auto
         && source
             .extension()
-            .is_some_and(|e| e == "tar" || e == "parquet" || e == "beton"));
+            .is_some_and(|e| ["tar", "parquet", "beton", "ffcv"].iter().any(|x| e == *x)));
     if source.is_file() && !shard {
         if source.file_name().is_some_and(|n| n == INDEX_FILENAME) {
             return open(source.parent().unwrap_or(Path::new(".")), options);
@@ -299,7 +299,7 @@ fn split_file(url: &str) -> (&str, Option<&str>) {
     };
     let lower = name.to_lowercase();
     let file = name.contains(['*', '?'])
-        || [".tar", ".parquet", ".beton"]
+        || [".tar", ".parquet", ".beton", ".ffcv"]
             .iter()
             .any(|e| lower.ends_with(e));
     if file && prefix.len() > "s3:/".len() {

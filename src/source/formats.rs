@@ -16,7 +16,7 @@ use crate::error::{Error, IoContext, Result};
 pub enum Format {
     /// Recognised from the files: `index.json` makes a LitData dataset, `.tar` files
     /// WebDataset shards, `.parquet` files (or a `data/` folder of them) Parquet shards, class
-    /// folders an ImageFolder tree, a `.beton` file an FFCV dataset.
+    /// folders an ImageFolder tree, a `.beton` (or `.ffcv`) file an FFCV dataset.
     #[default]
     Auto,
     LitData,
@@ -63,7 +63,7 @@ pub fn open_local(
     })
 }
 
-/// By the files: a `.beton` file is FFCV's; a `.tar` file (or a pattern naming them) or a
+/// By the files: a `.beton` or `.ffcv` file is FFCV's; a `.tar` file (or a pattern naming them) or a
 /// directory of them holds WebDataset shards; `.parquet` files, in the directory or its `data/` folder, Parquet shards; a
 /// directory with `index.json` is LitData's; one with subdirectories is taken for an
 /// ImageFolder tree, which says what it lacks when it is not one either.
@@ -71,7 +71,7 @@ fn detect(root: &Path) -> Result<Format> {
     let by_name = |p: &Path| match p.extension().and_then(|e| e.to_str()) {
         Some("tar") => Some(Format::WebDataset),
         Some("parquet") => Some(Format::Parquet),
-        Some("beton") => Some(Format::Beton),
+        Some("beton" | "ffcv") => Some(Format::Beton),
         _ => None,
     };
     let pattern = root

@@ -9,14 +9,15 @@
 //! the file. The cache is built one row group at a time; opening a dataset whose cache is
 //! current reads only the first file's footer and stats the others.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
@@ -28,6 +29,15 @@ use super::litdata::{FieldSpec, Layout, Schema};
 use super::serializer::Serializer;
 use crate::error::{Error, Location, Result};
 
+/// What the build reads the files with.
+#[derive(Debug)]
+struct Listing {
+    /// Every row group: (file, row group in it, part).
+    parts: Vec<(usize, usize, Part)>,
+    /// Each file's footer, read once.
+    footers: Vec<ArrowReaderMetadata>,
+}
+
 #[derive(Debug)]
 pub struct Parquet {
     root: PathBuf,
@@ -38,8 +48,8 @@ pub struct Parquet {
     images: Vec<bool>,
     schema: Schema,
     fingerprint: String,
-    /// Every row group: (file, row group in it, part).
-    parts: OnceLock<Vec<(usize, usize, Part)>>,
+    /// Read when the cache is built.
+    listing: OnceLock<Listing>,
 }
 
 impl Parquet {
@@ -57,7 +67,7 @@ impl Parquet {
         }
         check_one_split(&root, &files)?;
         let (fingerprint, _) = files_fingerprint("parquet", &files, fingerprint)?;
-        let arrow = builder(&files[0])?.schema().clone();
+        let arrow = footer(&files[0])?.schema().clone();
         let mut fields = Vec::new();
         let mut images = Vec::new();
         for column in arrow.fields() {
@@ -111,46 +121,36 @@ impl Parquet {
                 fields,
             },
             fingerprint,
-            parts: OnceLock::new(),
+            listing: OnceLock::new(),
         })
     }
 
-    fn listing(&self) -> Result<&[(usize, usize, Part)]> {
-        if let Some(parts) = self.parts.get() {
-            return Ok(parts);
+    fn listing(&self) -> Result<&Listing> {
+        if let Some(listing) = self.listing.get() {
+            return Ok(listing);
         }
-        let groups: Vec<Vec<(u64, u64, u64)>> = self
+        let footers: Vec<ArrowReaderMetadata> = self
             .files
             .par_iter()
-            .map(|path| {
-                let builder = builder(path)?;
-                if builder.schema().fields() != self.arrow.fields() {
-                    return Err(Error::format(
-                        Location::file(path),
-                        format!(
-                            "its columns ({}) differ from the first file's ({}): every file of \
-                             a dataset must have one schema",
-                            builder.schema(),
-                            self.arrow
-                        ),
-                    ));
-                }
-                let metadata = builder.metadata();
-                Ok(metadata
-                    .row_groups()
-                    .iter()
-                    .map(|g| {
-                        let size = |n: i64| u64::try_from(n).unwrap_or(0);
-                        let rows = size(g.num_rows());
-                        (rows, size(g.compressed_size()), size(g.total_byte_size()))
-                    })
-                    .collect())
-            })
+            .map(|path| footer(path))
             .collect::<Result<_>>()?;
         let mut parts = Vec::new();
         let mut first_sample = 0;
-        for (f, groups) in groups.into_iter().enumerate() {
-            for (g, (rows, compressed, inflated)) in groups.into_iter().enumerate() {
+        for (f, (path, footer)) in self.files.iter().zip(&footers).enumerate() {
+            if footer.schema().fields() != self.arrow.fields() {
+                return Err(Error::format(
+                    Location::file(path),
+                    format!(
+                        "its columns ({}) differ from the first file's ({}): every file of a \
+                         dataset must have one schema",
+                        footer.schema(),
+                        self.arrow
+                    ),
+                ));
+            }
+            for (g, group) in footer.metadata().row_groups().iter().enumerate() {
+                let size = |n: i64| u64::try_from(n).unwrap_or(0);
+                let (rows, inflated) = (size(group.num_rows()), size(group.total_byte_size()));
                 parts.push((
                     f,
                     g,
@@ -158,24 +158,27 @@ impl Parquet {
                         path: self.files[f].clone(),
                         first_sample,
                         samples: rows,
-                        file_bytes: compressed,
+                        file_bytes: size(group.compressed_size()),
                         item_bytes: inflated + rows * 4 * self.images.len() as u64,
                     },
                 ));
                 first_sample += rows;
             }
         }
-        Ok(self.parts.get_or_init(|| parts))
+        Ok(self.listing.get_or_init(|| Listing { parts, footers }))
     }
 
-    /// Row group `group` of `file`, as record batches.
-    fn read_group(&self, path: &Path, group: usize) -> Result<Vec<RecordBatch>> {
+    /// Row group `group` of file `f`, as record batches.
+    fn read_group(&self, f: usize, group: usize) -> Result<Vec<RecordBatch>> {
+        let path = &self.files[f];
         let bad =
             |e: String| Error::format(Location::file(path), format!("row group {group}: {e}"));
-        let reader = builder(path)?
-            .with_row_groups(vec![group])
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let footer = self.listing()?.footers[f].clone();
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(open_regular(path)?, footer)
+                .with_row_groups(vec![group])
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
         // The Parquet reader panics on some damaged files instead of returning an error.
         catch_quietly(std::panic::AssertUnwindSafe(|| {
             reader.collect::<std::result::Result<Vec<_>, _>>()
@@ -185,10 +188,10 @@ impl Parquet {
     }
 }
 
-/// A Parquet reader of the file at `path`, with its footer read.
-fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+/// The footer of the Parquet file at `path`: its schema and row groups.
+fn footer(path: &Path) -> Result<ArrowReaderMetadata> {
     let file = open_regular(path)?;
-    catch_quietly(|| ParquetRecordBatchReaderBuilder::try_new(file))
+    catch_quietly(|| ArrowReaderMetadata::load(&file, ArrowReaderOptions::default()))
         .map_err(|_| "the Parquet reader failed on its footer".to_string())
         .and_then(|r| r.map_err(|e| e.to_string()))
         .map_err(|e| {
@@ -241,7 +244,7 @@ impl Source for Parquet {
     }
 
     fn parts(&self) -> Result<Vec<Part>> {
-        Ok(self.listing()?.iter().map(|p| p.2.clone()).collect())
+        Ok(self.listing()?.parts.iter().map(|p| p.2.clone()).collect())
     }
 
     fn fingerprint(&self) -> &str {
@@ -263,14 +266,14 @@ impl Source for Parquet {
     }
 
     fn read_part(&self, i: usize, recycler: &Recycler) -> Result<DecodedChunk> {
-        let (f, group, part) = &self.listing()?[i];
+        let (f, group, part) = &self.listing()?.parts[i];
         let path = &self.files[*f];
         let mut bytes = recycler
             .take(part.item_bytes as usize)
             .map_err(|e| Error::format(Location::file(path), e))?;
         let mut items = Vec::with_capacity(part.samples as usize);
         let mut row_base = part.first_sample;
-        for batch in self.read_group(path, *group)? {
+        for batch in self.read_group(*f, *group)? {
             let at = |row: Option<usize>, message: String| match row {
                 Some(r) => Error::format(Location::sample(path, row_base + r as u64), message),
                 None => Error::format(Location::file(path), message),

@@ -212,7 +212,7 @@ fn select(
     let format = match (format, file) {
         (Format::Auto, Some(f)) if ext(f, ".tar") => Format::WebDataset,
         (Format::Auto, Some(f)) if ext(f, ".parquet") => Format::Parquet,
-        (Format::Auto, Some(f)) if ext(f, ".beton") => Format::Beton,
+        (Format::Auto, Some(f)) if ext(f, ".beton") || ext(f, ".ffcv") => Format::Beton,
         (Format::Auto, None) => {
             let has = |e: &str| listing.iter().any(|o| ext(&o.name, e));
             if listing
@@ -222,7 +222,7 @@ fn select(
                 Format::WebDataset
             } else if has(".parquet") {
                 Format::Parquet
-            } else if has(".beton") {
+            } else if has(".beton") || has(".ffcv") {
                 Format::Beton
             } else {
                 Format::ImageFolder
@@ -239,7 +239,7 @@ fn select(
             .collect(),
         (Format::Beton, None) => listing
             .iter()
-            .filter(|o| top(o, "*.beton"))
+            .filter(|o| top(o, "*.beton") || top(o, "*.ffcv"))
             .cloned()
             .collect(),
         (Format::Parquet, None) => {
