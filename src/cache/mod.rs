@@ -69,13 +69,11 @@ impl std::fmt::Debug for RemoteCacheOptions {
 
 /// Open the cache of a dataset directory (building it if missing or stale) or a cache file.
 pub fn open(source: &Path, options: &OpenOptions) -> Result<CacheReader> {
-    let shard = matches!(
-        options.format,
-        Format::WebDataset | Format::Parquet | Format::Beton
-    ) || (options.format == Format::Auto
-        && source
-            .extension()
-            .is_some_and(|e| ["tar", "parquet", "beton", "ffcv"].iter().any(|x| e == *x)));
+    let name = source.file_name().map(|n| n.to_string_lossy());
+    let shard = match options.format {
+        Format::Auto => name.and_then(|n| Format::of_file(&n)).is_some(),
+        format => matches!(format, Format::WebDataset | Format::Parquet | Format::Beton),
+    };
     if source.is_file() && !shard {
         if source.file_name().is_some_and(|n| n == INDEX_FILENAME) {
             return open(source.parent().unwrap_or(Path::new(".")), options);
@@ -297,11 +295,7 @@ fn split_file(url: &str) -> (&str, Option<&str>) {
     let Some((prefix, name)) = url.rsplit_once('/') else {
         return (url, None);
     };
-    let lower = name.to_lowercase();
-    let file = name.contains(['*', '?'])
-        || [".tar", ".parquet", ".beton", ".ffcv"]
-            .iter()
-            .any(|e| lower.ends_with(e));
+    let file = name.contains(['*', '?']) || Format::of_file(name).is_some();
     if file && prefix.len() > "s3:/".len() {
         (prefix, Some(name))
     } else {

@@ -125,6 +125,19 @@ pub fn files_fingerprint(
     Ok((format!("{:032x}", hasher.digest128()), sizes))
 }
 
+/// The file names of `paths`, for a source's description in its cache header.
+pub fn file_names(paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 /// A hash of the bytes of the regular file at `path` (xxh3, read at disk speed).
 fn content_hash(path: &Path) -> Result<u64> {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();

@@ -44,6 +44,31 @@ impl std::str::FromStr for Format {
     }
 }
 
+impl Format {
+    /// The format a single file of a sharded dataset is in, by its extension (`.tar`,
+    /// `.parquet`, `.beton` or `.ffcv`); `None` for any other name.
+    pub fn of_file(name: &str) -> Option<Format> {
+        let (_, ext) = name.rsplit_once('.')?;
+        match ext.to_ascii_lowercase().as_str() {
+            "tar" => Some(Format::WebDataset),
+            "parquet" => Some(Format::Parquet),
+            "beton" | "ffcv" => Some(Format::Beton),
+            _ => None,
+        }
+    }
+
+    /// The name the cache header gives a source in this format.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Format::Auto | Format::LitData => "litdata",
+            Format::ImageFolder => "imagefolder",
+            Format::WebDataset => "webdataset",
+            Format::Parquet => "parquet",
+            Format::Beton => "beton",
+        }
+    }
+}
+
 /// The local dataset directory `root`, in `format`.
 pub fn open_local(
     root: &Path,
@@ -68,12 +93,7 @@ pub fn open_local(
 /// directory with `index.json` is LitData's; one with subdirectories is taken for an
 /// ImageFolder tree, which says what it lacks when it is not one either.
 fn detect(root: &Path) -> Result<Format> {
-    let by_name = |p: &Path| match p.extension().and_then(|e| e.to_str()) {
-        Some("tar") => Some(Format::WebDataset),
-        Some("parquet") => Some(Format::Parquet),
-        Some("beton" | "ffcv") => Some(Format::Beton),
-        _ => None,
-    };
+    let by_name = |p: &Path| Format::of_file(&p.file_name()?.to_string_lossy());
     let pattern = root
         .file_name()
         .is_some_and(|n| n.to_string_lossy().contains(['*', '?']));

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use super::arrow::{catch_quietly, encode_rows};
 use super::dataset::{Part, Source};
-use super::files::{Fingerprint, files_fingerprint, open_regular, shard_files};
+use super::files::{Fingerprint, file_names, files_fingerprint, open_regular, shard_files};
 use super::items::{DecodedChunk, Recycler};
 use super::litdata::{FieldSpec, Layout, Schema};
 use super::serializer::Serializer;
@@ -252,17 +252,7 @@ impl Source for Parquet {
     }
 
     fn config(&self) -> Value {
-        let files: Vec<String> = self
-            .files
-            .iter()
-            .map(|p| {
-                p.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        json!({"files": files})
+        json!({"files": file_names(&self.files)})
     }
 
     fn read_part(&self, i: usize, recycler: &Recycler) -> Result<DecodedChunk> {

@@ -210,19 +210,18 @@ fn select(
         !o.name.contains('/') && glob_match(pattern.as_bytes(), o.name.as_bytes())
     };
     let format = match (format, file) {
-        (Format::Auto, Some(f)) if ext(f, ".tar") => Format::WebDataset,
-        (Format::Auto, Some(f)) if ext(f, ".parquet") => Format::Parquet,
-        (Format::Auto, Some(f)) if ext(f, ".beton") || ext(f, ".ffcv") => Format::Beton,
+        (Format::Auto, Some(f)) => Format::of_file(f).unwrap_or(Format::Auto),
         (Format::Auto, None) => {
-            let has = |e: &str| listing.iter().any(|o| ext(&o.name, e));
-            if listing
-                .iter()
-                .any(|o| !o.name.contains('/') && ext(&o.name, ".tar"))
-            {
+            let has = |format: Format, top_only: bool| {
+                listing.iter().any(|o| {
+                    Format::of_file(&o.name) == Some(format) && !(top_only && o.name.contains('/'))
+                })
+            };
+            if has(Format::WebDataset, true) {
                 Format::WebDataset
-            } else if has(".parquet") {
+            } else if has(Format::Parquet, false) {
                 Format::Parquet
-            } else if has(".beton") || has(".ffcv") {
+            } else if has(Format::Beton, false) {
                 Format::Beton
             } else {
                 Format::ImageFolder
@@ -275,13 +274,7 @@ fn inside(name: &str) -> bool {
 
 impl Source for RemoteFiles<'_> {
     fn kind(&self) -> &'static str {
-        match self.format {
-            Format::ImageFolder => "imagefolder",
-            Format::WebDataset => "webdataset",
-            Format::Parquet => "parquet",
-            Format::Beton => "beton",
-            Format::Auto | Format::LitData => "litdata",
-        }
+        self.format.kind()
     }
 
     fn root(&self) -> &Path {

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use serde_json::{Value, json};
 
 use super::dataset::{Part, Source};
-use super::files::{Fingerprint, files_fingerprint, open_regular, shard_files};
+use super::files::{Fingerprint, file_names, files_fingerprint, open_regular, shard_files};
 use super::items::{DecodedChunk, Recycler};
 use super::litdata::{FieldSpec, Layout, Schema};
 use super::serializer::Serializer;
@@ -291,18 +291,8 @@ impl Source for WebDataset {
     }
 
     fn config(&self) -> Value {
-        let shards: Vec<String> = self
-            .shards
-            .iter()
-            .map(|s| {
-                s.path
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        json!({"shards": shards})
+        let paths: Vec<PathBuf> = self.shards.iter().map(|s| s.path.clone()).collect();
+        json!({"shards": file_names(&paths)})
     }
 
     fn read_part(&self, i: usize, recycler: &Recycler) -> Result<DecodedChunk> {
@@ -321,34 +311,36 @@ impl Source for WebDataset {
                     format!("sample '{}': {message}", sample.key),
                 )
             };
+            // The leaf sizes first (the key's now, the members' once read), then the leaves.
             let start = bytes.len();
-            let mut values: Vec<Vec<u8>> = Vec::with_capacity(sample.members.len());
-            for (&(offset, size), (name, kind)) in sample.members.iter().zip(&self.fields) {
-                let mut value = vec![0u8; size as usize];
-                file.read_exact_at(&mut value, offset).at(&shard.path)?;
-                values.push(match kind {
-                    Kind::Bytes => value,
+            let sizes = start + 4;
+            bytes.extend_from_slice(&(sample.key.len() as u32).to_le_bytes());
+            bytes.resize(sizes + 4 * sample.members.len(), 0);
+            bytes.extend_from_slice(sample.key.as_bytes());
+            for (f, (&(offset, size), (name, kind))) in
+                sample.members.iter().zip(&self.fields).enumerate()
+            {
+                let leaf = bytes.len();
+                bytes.resize(leaf + size as usize, 0);
+                file.read_exact_at(&mut bytes[leaf..], offset)
+                    .at(&shard.path)?;
+                match kind {
+                    Kind::Bytes => {}
                     Kind::Text => {
-                        std::str::from_utf8(&value)
+                        std::str::from_utf8(&bytes[leaf..])
                             .map_err(|_| at(format!("'{name}' is not UTF-8 text")))?;
-                        value
                     }
                     Kind::Int => {
-                        let text = std::str::from_utf8(&value).unwrap_or("").trim();
+                        let text = std::str::from_utf8(&bytes[leaf..]).unwrap_or("").trim();
                         let n: i64 = text
                             .parse()
                             .map_err(|_| at(format!("'{name}' holds {text:?}, not an integer")))?;
-                        n.to_le_bytes().to_vec()
+                        bytes.truncate(leaf);
+                        bytes.extend_from_slice(&n.to_le_bytes());
                     }
-                });
-            }
-            bytes.extend_from_slice(&(sample.key.len() as u32).to_le_bytes());
-            for v in &values {
-                bytes.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            }
-            bytes.extend_from_slice(sample.key.as_bytes());
-            for v in &values {
-                bytes.extend_from_slice(v);
+                }
+                let len = (bytes.len() - leaf) as u32;
+                bytes[sizes + 4 * f..sizes + 4 * f + 4].copy_from_slice(&len.to_le_bytes());
             }
             ranges.push(start..bytes.len());
         }
