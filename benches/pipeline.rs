@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::Criterion;
 use slipstream::decode::cpu::CpuDecoder;
-use slipstream::decode::{DecodePlan, ImagePolicy};
+use slipstream::decode::{DecodePlan, Image, ImagePolicy};
 use slipstream::demo::scene;
 use slipstream::dtype::DType;
 use slipstream::transform::cpu::{Job, Lut, Workspace, process_image, write_view};
@@ -75,7 +75,7 @@ fn main() {
                 }];
                 process_image(
                     &mut ws,
-                    &images[sample as usize % images.len()],
+                    Image::Encoded(&images[sample as usize % images.len()]),
                     draw,
                     ImagePolicy::DEFAULT,
                     &mut jobs,

@@ -2,8 +2,8 @@
 //!
 //! Every failure a user can cause (bad input, a bad argument, a corrupt cache) is an [`Error`]
 //! that names the file and, where there is one, the sample. The Python glue maps each variant
-//! to a `slipstream.SlipstreamError` subclass in one place (`python.rs`), so the grouping here
-//! is the grouping users catch.
+//! to a `slipstream.SlipstreamError` subclass in one place (`python/errors.rs`), so the
+//! grouping here is the grouping users catch.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

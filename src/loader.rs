@@ -357,7 +357,7 @@ impl Loader {
                     }
                     FieldBatch::Tensor(HostTensor::new(Arc::new(g.buffer), dtype, shape))
                 }
-                FieldKind::Bytes | FieldKind::Pil | FieldKind::Array => {
+                FieldKind::Bytes | FieldKind::Pil | FieldKind::Array | FieldKind::Yuv420 => {
                     let g = gather_values(r, f, samples, &self.pool)?;
                     let sizes = |pick: fn(&Record) -> u32| {
                         HostTensor::from_i64(

@@ -73,6 +73,9 @@ class Dataset:
         remote_cache: str | None = None,
         fingerprint: str = "mtime",
         format: str = "auto",
+        encoding: str = "original",
+        max_side: int | None = None,
+        quality: int | None = None,
     ) -> Dataset: ...
     def __len__(self) -> int: ...
     @property

@@ -16,6 +16,11 @@ _VIEWS = (
     "field='image'), 'view_1': Pipeline([...], field='image')}, or Pipeline(..., views=N)"
 )
 
+_YUV = (
+    "every stage reads a yuv420 cache (SlipstreamDataset(..., encoding='yuv420'), or "
+    "SlipstreamLoader(..., image_format='yuv420')) and outputs RGB: "
+)
+
 # Module-level names of upstream slipstream with no counterpart here → what to use instead.
 MISSING: dict[str, str] = {
     "DecodeDirectRandomResizedCrop": "RandomResizedCrop (torchvision's ten-try sampling)",
@@ -26,11 +31,11 @@ MISSING: dict[str, str] = {
     "MultiRandomResizeShortCropLong": _VIEWS,
     "DecodeOnly": "no pipeline (the field arrives as a RaggedBatch of encoded images) and "
     "slipstream.decode_image",
-    "DecodeYUVFullRes": "the default RGB output (YUV420 caches are not supported yet)",
-    "DecodeYUVPlanes": "the default RGB output (YUV420 caches are not supported yet)",
-    "DecodeYUVCenterCrop": "DecodeCenterCrop (RGB; YUV420 caches are not supported yet)",
-    "DecodeYUVRandomResizedCrop": "DecodeRandomResizedCrop (RGB)",
-    "DecodeYUVResizeCrop": "DecodeResizeCrop (RGB)",
+    "DecodeYUVFullRes": _YUV + "no pipeline, and ds[i] (RGB images)",
+    "DecodeYUVPlanes": _YUV + "no pipeline, and the raw planes in the field's RaggedBatch",
+    "DecodeYUVCenterCrop": _YUV + "DecodeCenterCrop",
+    "DecodeYUVRandomResizedCrop": _YUV + "DecodeRandomResizedCrop",
+    "DecodeYUVResizeCrop": _YUV + "DecodeResizeCrop",
     "DecodeMultiRandomResizedCrop": _VIEWS,
     "MultiRandomResizedCrop": _VIEWS,
     "DecodeUniformMultiRandomResizedCrop": "Pipeline([RandomResizedCrop(...)], views=N)",
@@ -150,8 +155,9 @@ def module_getattr(module: str, names: dict[str, str] | None = None) -> Any:
 
 
 def loader_options(dataset: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """Upstream's SlipstreamLoader options: ``force_rebuild`` and ``verbose`` returned, the
-    ones that change nothing here checked, the rest refused with what to use instead."""
+    """Upstream's SlipstreamLoader options: ``force_rebuild``, ``verbose`` and the encoding
+    ``image_format`` asks for returned, the ones that change nothing here checked, the rest
+    refused with what to use instead."""
     out = {
         "force_rebuild": bool(options.pop("force_rebuild", False)),
         "verbose": bool(options.pop("verbose", True)),
@@ -161,11 +167,10 @@ def loader_options(dataset: Any, options: dict[str, Any]) -> dict[str, Any]:
         images = [f.name for f in dataset.fields if f.images]
         if image_field not in images:
             raise ConfigError(f"image_field={image_field!r} is not an image field ({images})")
-    if options.pop("image_format", "jpeg") != "jpeg":
-        raise ConfigError(
-            "image_format: slipstream reads images as the dataset stores them (JPEG, PNG); "
-            "YUV420 caches are not supported yet: leave image_format out"
-        )
+    image_format = options.pop("image_format", "jpeg")
+    if image_format not in ("jpeg", "yuv420"):
+        raise ConfigError(f'image_format={image_format!r}: upstream\'s are "jpeg" and "yuv420"')
+    out["encoding"] = "yuv420" if image_format == "yuv420" else None
     # Prefetching on a thread and downloading s3:// datasets whole are what slipstream always
     # does, so these change nothing.
     for name in ("use_threading", "presync_s3", "presync_s3_workers"):

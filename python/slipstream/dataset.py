@@ -3,6 +3,7 @@ slipstream's cache."""
 
 from __future__ import annotations
 
+import copy
 import json
 import operator
 import os
@@ -19,7 +20,8 @@ from ._tensors import torch_available
 class Field:
     """One field of a dataset's samples.
 
-    ``kind`` is one of ``int``, ``float``, ``bool``, ``bytes``, ``str``, ``pil``, ``array``;
+    ``kind`` is one of ``int``, ``float``, ``bool``, ``bytes``, ``str``, ``pil``, ``array``,
+    ``yuv420`` (decode-free images, ``encoding="yuv420"``);
     ``litdata_format`` is the LitData serializer the values were written with. For arrays,
     ``dtype`` and (when every sample has the same one) ``shape``; ``images`` is true when every
     value is an encoded or PIL image whose height and width are known.
@@ -43,6 +45,19 @@ def _pil_value(mode: str, width: int, height: int, pixels: bytes) -> Any:
         shape = (height, width) if channels == 1 else (height, width, channels)
         return np.frombuffer(pixels, dtype=np.uint8).reshape(shape).copy()
     return Image.frombytes(mode, (width, height), pixels)
+
+
+def _rgb_value(mode: str, width: int, height: int, pixels: bytes, *, as_tensor: bool) -> Any:
+    """A decode-free image (converted to RGB by the native side) as a PIL image, or as the
+    tensor ``decode_images=True, to_pil=False`` asks for."""
+    if as_tensor:
+        hwc = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3).copy()
+        if torch_available():
+            import torch
+
+            return torch.from_numpy(hwc).permute(2, 0, 1).contiguous()
+        return hwc
+    return _pil_value(mode, width, height, pixels)
 
 
 def _array_value(field: dict[str, Any], shape: list[int], data: bytearray) -> Any:
@@ -145,6 +160,20 @@ class SlipstreamDataset:
             floats, booleans, strings, binary (other types are an error). FFCV fields keep
             theirs: ints, floats, bytes, JSON as text, arrays, and images as JPEG bytes (raw
             ones as PNG when a field mixes both, as a ``pil`` field when all are raw).
+        encoding: how the cache stores image fields (docs/FORMAT.md): ``"original"``
+            (default: the source's bytes), ``"jpeg"`` (every image decoded and re-encoded as
+            a baseline 4:2:0 JPEG at ``quality``, scaled down to fit ``max_side``: FFCV's
+            ``max_resolution`` and ``jpeg_quality``) or ``"yuv420"`` (upstream's
+            ``image_format="yuv420"``: the JPEG's own YUV 4:2:0 planes, kept raw, so reading
+            needs no decoding; ~1.7x the size of typical JPEGs at full size, optionally scaled
+            to ``max_side``). Raw ``pil`` image fields (RGB, RGBA, L) are encoded too. Each
+            encoding is a cache file of its own beside the original cache (which is built
+            first and kept), rebuilt when the dataset changes; ``ds[i]`` returns a yuv420
+            image as a PIL RGB image. yuv420 caches are read by the CPU pipelines only, for
+            now.
+        max_side: with ``encoding="jpeg"`` or ``"yuv420"``: images whose longer side
+            exceeds it are scaled down (antialiased bilinear) so that it equals it.
+        quality: with ``encoding="jpeg"``: the JPEG quality, 1 to 100 (default 90).
 
     Example:
         >>> ds = SlipstreamDataset(demo_dir, cache_dir=cache_dir, progress=False)
@@ -169,6 +198,9 @@ class SlipstreamDataset:
         remote_cache: str | None = None,
         fingerprint: str = "mtime",
         format: str = "auto",
+        encoding: str = "original",
+        max_side: int | None = None,
+        quality: int | None = None,
         remote_dir: str | os.PathLike[str] | None = None,
         local_dir: str | os.PathLike[str] | None = None,
         input_dir: str | os.PathLike[str] | None = None,
@@ -189,6 +221,9 @@ class SlipstreamDataset:
             "remote_cache": remote_cache,
             "fingerprint": fingerprint,
             "format": format,
+            "encoding": encoding,
+            "max_side": max_side,
+            "quality": quality,
         }
         self._decode_images = bool(decode_images)
         self._to_pil = bool(to_pil)
@@ -208,6 +243,9 @@ class SlipstreamDataset:
             remote_cache=a["remote_cache"],
             fingerprint=a["fingerprint"],
             format=a["format"],
+            encoding=a["encoding"],
+            max_side=a["max_side"],
+            quality=a["quality"],
         )
         self._header: dict[str, Any] = json.loads(self._native.header_json())
         self._raw_fields: list[dict[str, Any]] = self._header["fields"]
@@ -223,6 +261,27 @@ class SlipstreamDataset:
             for f in self._raw_fields
         )
         self._layout: str = self._header["layout"]
+
+    def encoded(
+        self, encoding: str, *, max_side: int | None = None, quality: int | None = None
+    ) -> SlipstreamDataset:
+        """This dataset with its images in ``encoding`` (see the class's ``encoding``): a new
+        dataset reading that encoding's cache, which is built on first use.
+
+        Example:
+            >>> yuv = demo_dataset.encoded("yuv420", max_side=64)
+            >>> yuv.fields[0].kind, max(yuv[0]["image"].size)
+            ('yuv420', 64)
+        """
+        other = copy.copy(self)
+        other._open_args = {
+            **self._open_args,
+            "encoding": encoding,
+            "max_side": max_side,
+            "quality": quality,
+        }
+        other._reopen(rebuild=False)
+        return other
 
     def __len__(self) -> int:
         return len(self._native)
@@ -242,6 +301,8 @@ class SlipstreamDataset:
         for field, raw in zip(self._raw_fields, self._native.sample(i), strict=True):
             if field["kind"] == "pil":
                 raw = _pil_value(*raw)
+            elif field["kind"] == "yuv420":
+                raw = _rgb_value(*raw, as_tensor=self._decode_images and not self._to_pil)
             elif field["kind"] == "array":
                 raw = _array_value(field, *raw)
             elif self._decode_images and field.get("images") and isinstance(raw, bytes):

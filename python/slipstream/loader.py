@@ -246,9 +246,9 @@ class SlipstreamLoader:
             each pipeline's own ``Pipeline(after_batch=[...])`` functions.
         upstream_options: upstream slipstream's other loader options, accepted where they
             mean the same here (``force_rebuild``, ``verbose``, ``image_field``,
-            ``image_format="jpeg"``, ``use_threading``, ``presync_s3``,
-            ``presync_s3_workers``); the rest raise an error that says what to use instead
-            (docs/MIGRATING.md).
+            ``image_format`` (``"yuv420"``: the dataset's yuv420 encoding),
+            ``use_threading``, ``presync_s3``, ``presync_s3_workers``); the rest raise an
+            error that says what to use instead (docs/MIGRATING.md).
 
     Example:
         >>> loader = SlipstreamLoader(demo_dataset, batch_size=32, seed=0, output="numpy")
@@ -308,6 +308,8 @@ class SlipstreamLoader:
         upstream = _upstream.loader_options(dataset, upstream_options)
         if upstream["force_rebuild"]:
             dataset._reopen(rebuild=True)
+        if upstream["encoding"]:
+            self.dataset = dataset = dataset.encoded(upstream["encoding"])
         self._verbose = upstream["verbose"]
         self._fields = _field_selection(dataset, fields, exclude_fields)
         self._num_threads = 0 if num_threads is None else int(num_threads)

@@ -278,7 +278,7 @@ def test_uint8_with_normalize_is_refused(variants_dataset) -> None:
         loader(ds, [ss.Normalize()])
     with pytest.raises(ss.ConfigError, match="which the dataset does not have"):
         ss.SlipstreamLoader(ds, batch_size=4, pipelines={"img": [ss.RandomResizedCrop(8)]})
-    with pytest.raises(ss.ConfigError, match="not encoded images"):
+    with pytest.raises(ss.ConfigError, match="Int values, not images"):
         ss.SlipstreamLoader(ds, batch_size=4, pipelines={"label": [ss.RandomResizedCrop(8)]})
 
 

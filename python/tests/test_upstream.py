@@ -150,8 +150,13 @@ def test_loader_takes_upstream_options(demo_dataset) -> None:
     assert seen == [32, 32, 32] and all(b["counted"] for b in batches)
     assert sorted(batches[0]) == ["_indices", "counted", "index", "label"]
     assert torch.equal(batches[0]["_indices"], batches[0]["index"])
+    yuv = ss.SlipstreamLoader(
+        demo_dataset, batch_size=8, image_format="yuv420", pipelines={"image": [ss.CenterCrop(32)]}
+    )
+    assert yuv.dataset.fields[0].kind == "yuv420" and demo_dataset.fields[0].kind == "bytes"
+    assert next(iter(yuv))["image"].shape == (8, 3, 32, 32)
     for options, message in [
-        ({"image_format": "yuv420"}, "YUV420"),
+        ({"image_format": "png"}, "upstream's are"),
         ({"remote_cache": "s3://x/"}, "SlipstreamDataset\\(..., remote_cache="),
         ({"exclude_fields": ["nope"]}, "lacks"),
         ({"exclude_fields": ["image"], "fields": ["label"]}, "not both"),

@@ -1,4 +1,4 @@
-//! The `slipstream` command; see `slipstream --help` and src/cli.rs.
+//! The `slipstream` command; see `slipstream --help` and src/cli/.
 
 fn main() {
     std::process::exit(slipstream::cli::run(std::env::args()));

@@ -142,6 +142,9 @@ pub enum FieldKind {
     Pil,
     /// `records` and `shapes`; the value is the array's elements, C order, little-endian.
     Array,
+    /// `records` (height/width set); the value is an image's YUV 4:2:0 planes
+    /// (`decode::yuv420`), made by the `yuv420` encoding.
+    Yuv420,
 }
 
 impl FieldKind {
@@ -195,6 +198,28 @@ pub struct FieldHeader {
     pub total_bytes: u64,
 }
 
+impl FieldHeader {
+    /// A field of `kind` with no values yet: its tables are written once the data is.
+    pub fn empty(name: &str, kind: FieldKind, litdata_format: &str) -> FieldHeader {
+        FieldHeader {
+            name: name.to_string(),
+            kind,
+            litdata_format: litdata_format.to_string(),
+            values: None,
+            records: None,
+            shapes: None,
+            modes: None,
+            dtype: None,
+            ndim: None,
+            fixed_shape: None,
+            framework: None,
+            mode_names: (kind == FieldKind::Pil).then(Vec::new),
+            images: false,
+            total_bytes: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceInfo {
     /// `"litdata"`.
@@ -217,10 +242,35 @@ pub struct Header {
     pub data: Region,
     pub sample_alignment: u64,
     pub source: SourceInfo,
+    /// How image fields were stored: absent for the source's own bytes (`original`).
+    #[serde(default, skip_serializing_if = "Encoding::is_original")]
+    pub encoding: Encoding,
     pub created_by: String,
     pub created_unix: u64,
 }
 
 pub fn align_up(x: u64, to: u64) -> u64 {
     x.div_ceil(to) * to
+}
+
+/// How a cache stores its image fields (`encoding.rs` builds the encodings other than the
+/// original).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Original,
+    Jpeg {
+        max_side: Option<u32>,
+        quality: u8,
+    },
+    Yuv420 {
+        max_side: Option<u32>,
+    },
+}
+
+impl Encoding {
+    pub fn is_original(&self) -> bool {
+        *self == Encoding::Original
+    }
 }

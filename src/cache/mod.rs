@@ -5,6 +5,7 @@
 //! not, under a lock so that several processes on one machine (the ranks of a job) build it
 //! once while the others wait and reuse it. Given a `.slipcache` file it just opens it.
 
+pub mod encoding;
 pub mod format;
 #[cfg(feature = "s3")]
 mod from_s3;
@@ -18,6 +19,7 @@ mod writer;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+pub use format::Encoding;
 pub use paths::{CACHE_EXTENSION, cache_path, default_cache_dir};
 pub use reader::{CacheReader, FieldValue};
 #[cfg(feature = "s3")]
@@ -46,6 +48,9 @@ pub struct OpenOptions {
     pub fingerprint: Fingerprint,
     /// The source's format; `Auto` recognises it from the files.
     pub format: Format,
+    /// How image fields are stored: another encoding than the original is a cache of its
+    /// own, built from the original cache.
+    pub encoding: Encoding,
 }
 
 /// Where built caches are shared between machines: an `s3://` prefix, and the storage options
@@ -78,31 +83,69 @@ pub fn open(source: &Path, options: &OpenOptions) -> Result<CacheReader> {
         if source.file_name().is_some_and(|n| n == INDEX_FILENAME) {
             return open(source.parent().unwrap_or(Path::new(".")), options);
         }
-        return CacheReader::open(source);
+        return encoded(CacheReader::open(source)?, options);
     }
     let dataset = open_local(source, options.format, options.fingerprint)?;
-    let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    open_or_build(&*dataset, &cache_dir, options, &|path: &Path| {
+    let original = open_or_build(&Wanted::of(&*dataset, options), options, &|path: &Path| {
         build_cache(&*dataset, path, &options.build).map(drop)
+    })?;
+    encoded(original, options)
+}
+
+/// The cache of `original` in `options.encoding`: `original` itself, or a cache beside it,
+/// built from it when missing or stale.
+fn encoded(original: CacheReader, options: &OpenOptions) -> Result<CacheReader> {
+    let encoding = options.encoding;
+    if encoding.is_original() {
+        return Ok(original);
+    }
+    let source = &original.header().source;
+    let wanted = Wanted {
+        path: encoding.path(original.path()),
+        root: PathBuf::from(&source.path),
+        fingerprint: encoding.fingerprint(&source.fingerprint),
+    };
+    open_or_build(&wanted, options, &|path: &Path| {
+        encoding::build_encoded(&original, encoding, path, &options.build).map(drop)
     })
 }
 
-/// The cache of `dataset` under `cache_dir`: reused when it matches, else built by `build`
-/// under the lock that makes concurrent processes build once.
+/// The cache a dataset needs: its file, the dataset (named in messages and the shared store)
+/// and the fingerprint it must have been built with.
+struct Wanted {
+    path: PathBuf,
+    root: PathBuf,
+    fingerprint: String,
+}
+
+impl Wanted {
+    /// The original cache of `dataset`, under the options' cache directory.
+    fn of(dataset: &dyn Source, options: &OpenOptions) -> Wanted {
+        let cache_dir = options.cache_dir.clone().unwrap_or_else(default_cache_dir);
+        Wanted {
+            path: cache_path(dataset.root(), &cache_dir),
+            root: dataset.root().to_path_buf(),
+            fingerprint: dataset.fingerprint().to_string(),
+        }
+    }
+}
+
+/// The cache `wanted` names: reused when it matches, else built by `build` under the lock
+/// that makes concurrent processes build once.
 fn open_or_build(
-    dataset: &dyn Source,
-    cache_dir: &Path,
+    wanted: &Wanted,
     options: &OpenOptions,
     build: &dyn Fn(&Path) -> Result<()>,
 ) -> Result<CacheReader> {
     #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
     let shared = shared_cache(options)?;
-    let path = cache_path(dataset.root(), cache_dir);
+    let path = &wanted.path;
     if !options.rebuild
-        && let Some(reader) = reusable(&path, dataset, options.build.progress)
+        && let Some(reader) = reusable(wanted, options.build.progress)
     {
         return Ok(reader);
     }
+    let cache_dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(cache_dir).at(cache_dir)?;
     let lock_path = path.with_extension(format!("{CACHE_EXTENSION}.lock"));
     let lock = File::create(&lock_path).at(&lock_path)?;
@@ -121,7 +164,7 @@ fn open_or_build(
     }
     // Whoever held the lock may have just built it.
     if !options.rebuild
-        && let Some(reader) = reusable(&path, dataset, false)
+        && let Some(reader) = reusable(wanted, false)
     {
         return Ok(reader);
     }
@@ -129,13 +172,18 @@ fn open_or_build(
     if let Some(shared) = &shared
         && !options.rebuild
     {
-        match shared.fetch(dataset, &path, options.build.progress) {
-            Ok(true) => return CacheReader::open(&path),
+        match shared.fetch(
+            &wanted.root,
+            &wanted.fingerprint,
+            path,
+            options.build.progress,
+        ) {
+            Ok(true) => return CacheReader::open(path),
             Ok(false) if options.remote_only => {
                 return Err(Error::invalid(format!(
                     "{} holds no cache of {} as it is now",
                     options.remote_cache.as_ref().map_or("", |r| &r.url),
-                    dataset.root().display()
+                    wanted.root.display()
                 )));
             }
             Ok(false) => {}
@@ -145,18 +193,18 @@ fn open_or_build(
             )),
         }
     }
-    remove_abandoned_builds(&path);
-    build(&path)?;
+    remove_abandoned_builds(path);
+    build(path)?;
     #[cfg(feature = "s3")]
     if let Some(shared) = &shared
-        && let Err(e) = shared.publish(&path, options.build.progress)
+        && let Err(e) = shared.publish(path, options.build.progress)
     {
         crate::progress::say(&format!(
             "slipstream: the cache was built but could not be shared: {e}"
         ));
     }
     drop(lock);
-    CacheReader::open(&path)
+    CacheReader::open(path)
 }
 
 /// The store of `options.remote_cache`, if any.
@@ -270,9 +318,10 @@ pub fn open_s3(url: &str, s3: &crate::s3::S3Options, options: &OpenOptions) -> R
             &mirror,
             options.build.progress,
         )?;
-        return open_or_build(&remote, &cache_dir, options, &|path: &Path| {
+        let original = open_or_build(&Wanted::of(&remote, options), options, &|path: &Path| {
             build_cache(&remote, path, &options.build).map(drop)
-        });
+        })?;
+        return encoded(original, options);
     }
     let remote = crate::source::s3::open(&client, &at, &listing, &mirror)?;
     let build = |path: &Path| -> Result<()> {
@@ -285,7 +334,8 @@ pub fn open_s3(url: &str, s3: &crate::s3::S3Options, options: &OpenOptions) -> R
             &options.build,
         )
     };
-    open_or_build(&remote.dataset, &cache_dir, options, &build)
+    let original = open_or_build(&Wanted::of(&remote.dataset, options), options, &build)?;
+    encoded(original, options)
 }
 
 /// `s3://bucket/prefix/name` split into the prefix and `name` when `name` is a file of a
@@ -319,18 +369,18 @@ fn remove_abandoned_builds(path: &Path) {
     }
 }
 
-/// The existing cache at `path` if it is intact and was built from this exact source.
-fn reusable(path: &Path, dataset: &dyn Source, say_why: bool) -> Option<CacheReader> {
-    if !path.exists() {
+/// The existing cache `wanted` names if it is intact and was built from this exact source.
+fn reusable(wanted: &Wanted, say_why: bool) -> Option<CacheReader> {
+    if !wanted.path.exists() {
         return None;
     }
-    match CacheReader::open(path) {
-        Ok(reader) if reader.header().source.fingerprint == dataset.fingerprint() => Some(reader),
+    match CacheReader::open(&wanted.path) {
+        Ok(reader) if reader.header().source.fingerprint == wanted.fingerprint => Some(reader),
         Ok(_) => {
             if say_why {
                 crate::progress::say(&format!(
                     "slipstream: {} changed since its cache was built; rebuilding",
-                    dataset.root().display()
+                    wanted.root.display()
                 ));
             }
             None

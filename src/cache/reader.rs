@@ -16,6 +16,7 @@ use memmap2::Mmap;
 use super::format::{
     FieldHeader, FieldKind, Header, MAX_HEADER_LEN, Preamble, RECORD_LEN, Record, Table, VERSION,
 };
+use crate::decode::yuv420::Yuv420;
 use crate::error::{Error, IoContext, Location, Result};
 
 pub struct CacheReader {
@@ -53,6 +54,7 @@ pub enum FieldValue<'a> {
         shape: Vec<u32>,
         data: &'a [u8],
     },
+    Yuv420(Yuv420<'a>),
 }
 
 impl CacheReader {
@@ -261,6 +263,16 @@ impl CacheReader {
                 shape: self.shape(field, sample),
                 data: self.value_bytes(field, sample)?,
             },
+            FieldKind::Yuv420 => {
+                let r = self.record(field, sample);
+                let planes = Yuv420::new(r.width, r.height, self.value_bytes(field, sample)?);
+                FieldValue::Yuv420(planes.map_err(|m| {
+                    Error::cache(
+                        Location::sample(&self.path, sample),
+                        format!("field '{}': {m}", f.name),
+                    )
+                })?)
+            }
         })
     }
 

@@ -10,7 +10,6 @@ use super::paths::file_name_part;
 use super::reader::CacheReader;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::s3::{S3Client, S3Location, S3Options};
-use crate::source::dataset::Source;
 
 /// A built cache in the shared store: the cache file, then this manifest, which is written
 /// last so that a cache whose upload did not finish is never used.
@@ -67,9 +66,15 @@ impl SharedCache {
 
     /// The shared cache of `dataset`, downloaded to `path` and every checksum verified;
     /// `Ok(false)` when the store has none for this version of the dataset.
-    pub fn fetch(&self, dataset: &dyn Source, path: &Path, progress: bool) -> Result<bool> {
+    pub fn fetch(
+        &self,
+        root: &Path,
+        fingerprint: &str,
+        path: &Path,
+        progress: bool,
+    ) -> Result<bool> {
         let started = Instant::now();
-        let entry = self.entry(&dataset_name(dataset.root()), dataset.fingerprint());
+        let entry = self.entry(&dataset_name(root), fingerprint);
         let client = self.client()?;
         let listing = client.list(&entry)?;
         if !listing.iter().any(|o| o.name == SHARED_MANIFEST) {
@@ -106,7 +111,7 @@ impl SharedCache {
                 progress,
                 &|_, _| {},
             )
-            .and_then(|()| verify(&downloaded, dataset.fingerprint()));
+            .and_then(|()| verify(&downloaded, fingerprint));
         if let Err(e) = checked {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);

@@ -15,14 +15,16 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::format::{
-    DATA_START, FORMAT_NAME, FieldHeader, FieldKind, Header, PREAMBLE_LEN, Preamble, Record,
-    Region, SourceInfo, TABLE_ALIGN, Table, VALUE_ALIGN, VERSION, align_up,
+    DATA_START, Encoding, FORMAT_NAME, FieldHeader, FieldKind, Header, PREAMBLE_LEN, Preamble,
+    Record, Region, SourceInfo, TABLE_ALIGN, Table, VALUE_ALIGN, VERSION, align_up,
 };
 use super::parse::{ParsedChunk, Value, VarValue, parse_part};
 use crate::dtype::DType;
 use crate::error::{Error, IoContext, Location, Result};
+use crate::source::Layout;
 use crate::source::dataset::{Part, Source};
 use crate::source::items::Recycler;
+use crate::source::litdata::FieldSpec;
 use crate::source::serializer::{Framework, Serializer};
 
 /// Blocks until part `i` is on disk (a download still running), or says why it never will be.
@@ -69,9 +71,47 @@ pub struct BuildReport {
     pub seconds: f64,
 }
 
+/// A part read by a worker, its items split into values.
+pub(super) type ReadPart<'a> = dyn Fn(usize, &Part, &Recycler) -> Result<ParsedChunk> + Sync + 'a;
+
+/// What a build writes: the header's description of the source, the fields (their tables
+/// still empty), and the parts of samples with how a worker reads one.
+pub(super) struct Input<'a> {
+    pub source: SourceInfo,
+    pub encoding: Encoding,
+    pub layout: Layout,
+    pub fields: Vec<FieldHeader>,
+    pub parts: Vec<Part>,
+    pub read: &'a ReadPart<'a>,
+}
+
 /// Build the cache for `dataset` at `dest`, replacing whatever is there.
 pub fn build_cache(
     dataset: &dyn Source,
+    dest: &Path,
+    options: &BuildOptions,
+) -> Result<BuildReport> {
+    let parts = dataset.parts()?;
+    let read = |i: usize, part: &Part, recycler: &Recycler| parse_part(dataset, i, part, recycler);
+    let input = Input {
+        source: SourceInfo {
+            kind: dataset.kind().into(),
+            path: dataset.root().display().to_string(),
+            fingerprint: dataset.fingerprint().to_string(),
+            config: dataset.config(),
+        },
+        encoding: Encoding::Original,
+        layout: dataset.schema().layout,
+        fields: dataset.schema().fields.iter().map(field_header).collect(),
+        parts,
+        read: &read,
+    };
+    write_cache(input, dest, options)
+}
+
+/// Write the cache `input` describes at `dest`, replacing whatever is there.
+pub(super) fn write_cache(
+    input: Input,
     dest: &Path,
     options: &BuildOptions,
 ) -> Result<BuildReport> {
@@ -80,13 +120,13 @@ pub fn build_cache(
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let parts = dataset.parts()?;
+    let parts = &input.parts;
     let num_samples: u64 = parts.iter().map(|p| p.samples).sum();
     let source_bytes: u64 = parts.iter().map(|p| p.file_bytes).sum();
-    let progress = Progress::new(options.progress, source_bytes, dataset, &parts);
+    let progress = Progress::new(options.progress, source_bytes, &input);
 
     let tmp = TempFile::create(dest)?;
-    let mut out = Output::new(&tmp.path, dataset, &parts, num_samples)?;
+    let mut out = Output::new(&tmp.path, input.fields.clone(), parts, num_samples)?;
 
     // Bounded, ordered pipeline: a worker takes a permit before it claims the next part, so
     // the lowest unwritten part always holds a permit and the writer can always progress.
@@ -97,7 +137,8 @@ pub fn build_cache(
     std::thread::scope(|scope| -> Result<()> {
         for _ in 0..threads.min(parts.len()) {
             let tx = tx.clone();
-            let (permits, next_chunk, recycler, parts) = (&permits, &next_chunk, &recycler, &parts);
+            let (permits, next_chunk, recycler, read) =
+                (&permits, &next_chunk, &recycler, input.read);
             scope.spawn(move || {
                 loop {
                     if !permits.acquire() {
@@ -112,7 +153,7 @@ pub fn build_cache(
                         if let Some(ready) = &options.chunk_ready {
                             ready(i)?;
                         }
-                        parse_part(dataset, i, part, recycler)
+                        read(i, part, recycler)
                     }))
                     .unwrap_or_else(|_| {
                         Err(Error::Internal(format!(
@@ -158,7 +199,7 @@ pub fn build_cache(
         result
     })?;
 
-    let cache_bytes = out.finish(dataset, num_samples)?;
+    let cache_bytes = out.finish(&input, num_samples)?;
     tmp.persist(dest)?;
     let report = BuildReport {
         path: dest.to_path_buf(),
@@ -190,7 +231,12 @@ struct Output {
 }
 
 impl Output {
-    fn new(path: &Path, dataset: &dyn Source, parts: &[Part], num_samples: u64) -> Result<Output> {
+    fn new(
+        path: &Path,
+        fields: Vec<FieldHeader>,
+        parts: &[Part],
+        num_samples: u64,
+    ) -> Result<Output> {
         let mut file = File::create(path).at(path)?;
         file.write_all(&vec![0u8; DATA_START as usize]).at(path)?;
         // Direct I/O wants sample blocks on block boundaries; for small samples that would
@@ -201,35 +247,10 @@ impl Output {
         } else {
             VALUE_ALIGN
         };
-        let fields = dataset
-            .schema()
-            .fields
-            .iter()
-            .map(|f| FieldTables {
-                header: FieldHeader {
-                    name: f.name.clone(),
-                    kind: field_kind(&f.serializer),
-                    litdata_format: f.format.clone(),
-                    values: None,
-                    records: None,
-                    shapes: None,
-                    modes: None,
-                    dtype: None,
-                    ndim: None,
-                    fixed_shape: None,
-                    framework: f.serializer.framework().map(|fw| {
-                        match fw {
-                            Framework::Numpy => "numpy",
-                            Framework::Torch => "torch",
-                        }
-                        .to_string()
-                    }),
-                    mode_names: (f.serializer == Serializer::Pil).then(Vec::new),
-                    images: matches!(f.serializer, Serializer::Pil)
-                        || f.serializer.is_encoded_image()
-                        || f.serializer == Serializer::Bytes,
-                    total_bytes: 0,
-                },
+        let fields = fields
+            .into_iter()
+            .map(|header| FieldTables {
+                header,
                 values: Vec::new(),
                 records: Vec::new(),
                 shapes: Vec::new(),
@@ -286,7 +307,7 @@ impl Output {
     }
 
     /// Write the tables and the header, then the preamble. Returns the file size.
-    fn finish(mut self, dataset: &dyn Source, num_samples: u64) -> Result<u64> {
+    fn finish(mut self, input: &Input, num_samples: u64) -> Result<u64> {
         let data = Region {
             offset: DATA_START,
             size: self.pos - DATA_START,
@@ -302,16 +323,12 @@ impl Output {
             format: FORMAT_NAME.into(),
             version: VERSION,
             num_samples,
-            layout: dataset.schema().layout,
+            layout: input.layout,
             fields: fields.into_iter().map(|f| f.header).collect(),
             data,
             sample_alignment: self.alignment,
-            source: SourceInfo {
-                kind: dataset.kind().into(),
-                path: dataset.root().display().to_string(),
-                fingerprint: dataset.fingerprint().to_string(),
-                config: dataset.config(),
-            },
+            source: input.source.clone(),
+            encoding: input.encoding,
             created_by: format!("slipstream {}", env!("CARGO_PKG_VERSION")),
             created_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -350,6 +367,23 @@ impl Output {
         self.file.write_all(bytes).at(&self.path)?;
         self.pos += bytes.len() as u64;
         Ok(Some(table))
+    }
+}
+
+/// The header of a source field, its tables still empty.
+fn field_header(f: &FieldSpec) -> FieldHeader {
+    FieldHeader {
+        framework: f.serializer.framework().map(|fw| {
+            match fw {
+                Framework::Numpy => "numpy",
+                Framework::Torch => "torch",
+            }
+            .to_string()
+        }),
+        images: matches!(f.serializer, Serializer::Pil)
+            || f.serializer.is_encoded_image()
+            || f.serializer == Serializer::Bytes,
+        ..FieldHeader::empty(&f.name, field_kind(&f.serializer), &f.format)
     }
 }
 
@@ -511,16 +545,17 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(enabled: bool, total: u64, dataset: &dyn Source, parts: &[Part]) -> Progress {
+    fn new(enabled: bool, total: u64, input: &Input) -> Progress {
+        let parts = &input.parts;
         if enabled {
-            let unit = if dataset.kind() == "litdata" {
+            let unit = if input.source.kind == "litdata" && input.encoding == Encoding::Original {
                 "chunks"
             } else {
                 "parts"
             };
             crate::progress::say(&format!(
                 "slipstream: building cache for {} ({} samples, {} {unit}, {:.1} MB)",
-                dataset.root().display(),
+                input.source.path,
                 parts.iter().map(|p| p.samples).sum::<u64>(),
                 parts.len(),
                 total as f64 / 1e6

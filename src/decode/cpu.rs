@@ -8,8 +8,9 @@ use std::ptr::NonNull;
 
 use turbojpeg_sys as tj;
 
+use super::image::Image;
 use super::libjpeg_warnings::{Warning, all_warnings, classify};
-use super::plan::{DecodePlan, Decoded};
+use super::plan::{DecodePlan, Decoded, ImagePolicy};
 use super::probe::{ImageFormat, not_an_image, probe};
 
 /// iMCU width in pixels per TurboJPEG subsampling (444, 422, 420, gray, 440, 411, 441):
@@ -25,7 +26,23 @@ pub fn scaled(x: u32, eighths: u32) -> u32 {
     (x * eighths).div_ceil(8)
 }
 
-struct Handle(NonNull<std::ffi::c_void>);
+/// A TurboJPEG instance (a decompressor here, a compressor in `encode`).
+pub(super) struct Handle(NonNull<std::ffi::c_void>);
+
+impl Handle {
+    /// A new instance of `kind` (`TJINIT_*`).
+    pub(super) fn new(kind: tj::TJINIT) -> Result<Handle, String> {
+        // SAFETY: plain constructor; a null result is handled.
+        let raw = unsafe { tj::tj3Init(kind as c_int) };
+        NonNull::new(raw)
+            .map(Handle)
+            .ok_or_else(|| "libjpeg-turbo could not allocate an instance".into())
+    }
+
+    pub(super) fn ptr(&self) -> *mut std::ffi::c_void {
+        self.0.as_ptr()
+    }
+}
 
 // SAFETY: a TurboJPEG handle is plain heap state with no thread affinity; it may move between
 // threads as long as one thread uses it at a time, which `&mut CpuDecoder` guarantees.
@@ -52,13 +69,9 @@ impl CpuDecoder {
 
     fn handle(&mut self) -> Result<*mut std::ffi::c_void, String> {
         if self.handle.is_none() {
-            // SAFETY: plain constructor; a null result is handled.
-            let raw = unsafe { tj::tj3Init(tj::TJINIT_TJINIT_DECOMPRESS as c_int) };
-            self.handle = Some(Handle(
-                NonNull::new(raw).ok_or("libjpeg-turbo could not allocate a decompressor")?,
-            ));
+            self.handle = Some(Handle::new(tj::TJINIT_TJINIT_DECOMPRESS)?);
         }
-        Ok(self.handle.as_ref().unwrap().0.as_ptr())
+        Ok(self.handle.as_ref().unwrap().ptr())
     }
 
     /// Decode `bytes` into `out` (packed RGB, resized to fit) following `plan` as far as the
@@ -74,6 +87,73 @@ impl CpuDecoder {
             Some((ImageFormat::Png, _, _)) => decode_png(bytes, plan, out),
             None => Err(not_an_image(bytes)),
         }
+    }
+
+    /// [`CpuDecoder::decode`] for an image of either kind a cache holds.
+    pub fn decode_image(
+        &mut self,
+        image: Image,
+        plan: DecodePlan,
+        out: &mut Vec<u8>,
+    ) -> Result<Decoded, String> {
+        match image {
+            Image::Encoded(bytes) => self.decode(bytes, plan, out),
+            Image::Yuv420(planes) => planes.to_rgb(plan, out),
+        }
+    }
+
+    /// A baseline 4:2:0 JPEG's own planes (no upsampling, no colour conversion) into `out` as
+    /// [`super::yuv420`] lays them out, and its size; `None` for other JPEGs.
+    pub fn jpeg_planes(
+        &mut self,
+        bytes: &[u8],
+        policy: ImagePolicy,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<(u32, u32)>, String> {
+        let h = self.handle()?;
+        // SAFETY (every call below): `h` is a live decompressor owned by `self`, `bytes`
+        // outlives the calls, and `out` has the size TurboJPEG writes for align 1.
+        if unsafe { tj::tj3DecompressHeader(h, bytes.as_ptr(), bytes.len() as tj::size_t) } != 0 {
+            return Ok(None); // decode() reports it
+        }
+        let get = |p| unsafe { tj::tj3Get(h, p as c_int) };
+        let (width, height) = (
+            get(tj::TJPARAM_TJPARAM_JPEGWIDTH) as u32,
+            get(tj::TJPARAM_TJPARAM_JPEGHEIGHT) as u32,
+        );
+        let yuv420 = get(tj::TJPARAM_TJPARAM_SUBSAMP) == tj::TJSAMP_TJSAMP_420 as c_int
+            && get(tj::TJPARAM_TJPARAM_COLORSPACE) == tj::TJCS_TJCS_YCbCr as c_int
+            && get(tj::TJPARAM_TJPARAM_PRECISION) == 8;
+        if !yuv420 || width == 0 || height == 0 {
+            return Ok(None);
+        }
+        policy.check_size(width, height)?;
+        let whole = tj::tjregion {
+            x: 0,
+            y: 0,
+            w: 0,
+            h: 0,
+        };
+        let unscaled = tj::tjscalingfactor { num: 1, denom: 1 };
+        if unsafe { tj::tj3SetScalingFactor(h, unscaled) } != 0
+            || unsafe { tj::tj3SetCroppingRegion(h, whole) } != 0
+        {
+            return Err("JPEG: libjpeg-turbo refused a full-size decode".into());
+        }
+        resize_fallibly(out, super::yuv420::planes_len(width, height))?;
+        let status = unsafe {
+            tj::tj3DecompressToYUV8(
+                h,
+                bytes.as_ptr(),
+                bytes.len() as tj::size_t,
+                out.as_mut_ptr(),
+                1,
+            )
+        };
+        if status != 0 {
+            decode_failure(h, bytes, policy)?;
+        }
+        Ok(Some((width, height)))
     }
 
     fn decode_jpeg(
@@ -154,23 +234,7 @@ impl CpuDecoder {
             )
         };
         if status != 0 {
-            let message = error(h);
-            // SAFETY: as above.
-            let fatal = unsafe { tj::tj3GetErrorCode(h) } != tj::TJERR_TJERR_WARNING as c_int;
-            // libjpeg finishes the image after a warning; what it could not read is grey.
-            let accepted = |message: &str| match classify(message) {
-                Warning::Harmless => true,
-                Warning::Truncated => plan.policy.load_truncated,
-                Warning::Corrupt => false,
-            };
-            if fatal || !accepted(&message) {
-                return Err(format!("JPEG data: {message}"));
-            }
-            // TurboJPEG reports the first warning only: a harmless one may hide others.
-            let later = all_warnings(bytes).ok_or("JPEG data: it does not decode to its end")?;
-            if let Some(bad) = later.iter().find(|m| !accepted(m)) {
-                return Err(format!("JPEG data: {bad}"));
-            }
+            decode_failure(h, bytes, plan.policy)?;
         }
         if cmyk {
             cmyk_to_rgb(&self.cmyk[..pixels * 4], out)?;
@@ -183,6 +247,36 @@ impl CpuDecoder {
             height: hh,
         })
     }
+}
+
+/// After a decompression of `bytes` by `h` returned an error: `Ok` when it was only warnings
+/// that `policy` accepts (libjpeg finishes the image after a warning; what it could not read
+/// is grey), else the error.
+fn decode_failure(
+    h: *mut std::ffi::c_void,
+    bytes: &[u8],
+    policy: ImagePolicy,
+) -> Result<(), String> {
+    // SAFETY: `h` is a live handle; its error string is copied at once.
+    let message = unsafe { CStr::from_ptr(tj::tj3GetErrorStr(h)) }
+        .to_string_lossy()
+        .into_owned();
+    // SAFETY: as above.
+    let fatal = unsafe { tj::tj3GetErrorCode(h) } != tj::TJERR_TJERR_WARNING as c_int;
+    let accepted = |message: &str| match classify(message) {
+        Warning::Harmless => true,
+        Warning::Truncated => policy.load_truncated,
+        Warning::Corrupt => false,
+    };
+    if fatal || !accepted(&message) {
+        return Err(format!("JPEG data: {message}"));
+    }
+    // TurboJPEG reports the first warning only: a harmless one may hide others.
+    let later = all_warnings(bytes).ok_or("JPEG data: it does not decode to its end")?;
+    if let Some(bad) = later.iter().find(|m| !accepted(m)) {
+        return Err(format!("JPEG data: {bad}"));
+    }
+    Ok(())
 }
 
 /// libjpeg-turbo's scaling factor for `eighths`/8, in lowest terms (1/2, not 4/8) as it lists
@@ -232,7 +326,7 @@ fn scaled_region(
 
 /// `v` holding `len` bytes (their values unspecified), or an error when the memory cannot be
 /// had: a decoder's buffers are sized by untrusted headers.
-fn resize_fallibly(v: &mut Vec<u8>, len: usize) -> Result<(), String> {
+pub(super) fn resize_fallibly(v: &mut Vec<u8>, len: usize) -> Result<(), String> {
     v.clear();
     v.try_reserve(len)
         .map_err(|_| format!("not enough memory to decode the image ({len} bytes)"))?;

@@ -100,9 +100,15 @@ fn image_field(reader: &CacheReader, spec: &PipelineSpec) -> Result<usize> {
         ))
     })?;
     let kind = reader.fields()[field].kind;
-    if kind != FieldKind::Bytes {
+    if !matches!(kind, FieldKind::Bytes | FieldKind::Yuv420) {
+        let hint = match kind {
+            FieldKind::Pil => {
+                "; open the dataset with encoding=\"yuv420\" or \"jpeg\" to read them"
+            }
+            _ => "",
+        };
         return Err(Error::invalid(format!(
-            "pipeline '{}' reads field '{}', which holds {kind:?} values, not encoded images",
+            "pipeline '{}' reads field '{}', which holds {kind:?} values, not images{hint}",
             spec.name, spec.field
         )));
     }

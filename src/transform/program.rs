@@ -213,7 +213,7 @@ pub fn reference_view<T: OutputElement>(
 mod tests {
     use super::*;
     use crate::decode::cpu::CpuDecoder;
-    use crate::decode::{DecodePlan, ImagePolicy};
+    use crate::decode::{DecodePlan, Image, ImagePolicy};
     use crate::demo::scene;
     use crate::dtype::DType;
     use crate::transform::cpu::{Job, Lut, Workspace, process_image};
@@ -272,7 +272,7 @@ mod tests {
             };
             process_image(
                 &mut Workspace::default(),
-                &jpeg,
+                Image::Encoded(&jpeg),
                 draw,
                 ImagePolicy::DEFAULT,
                 &mut [job],

@@ -272,7 +272,7 @@ pub fn resample_view<T: OutputElement>(
 mod tests {
     use super::*;
     use crate::decode::cpu::CpuDecoder;
-    use crate::decode::{DecodePlan, ImagePolicy};
+    use crate::decode::{DecodePlan, Image, ImagePolicy};
     use crate::demo::scene;
     use crate::dtype::DType;
     use crate::transform::cpu::{Job, Lut, Workspace, process_image};
@@ -324,7 +324,14 @@ mod tests {
             first_view: 0,
             out: &mut pipeline,
         }];
-        process_image(&mut ws, jpeg, draw, ImagePolicy::DEFAULT, &mut jobs).unwrap();
+        process_image(
+            &mut ws,
+            Image::Encoded(jpeg),
+            draw,
+            ImagePolicy::DEFAULT,
+            &mut jobs,
+        )
+        .unwrap();
         let mut rgb = Vec::new();
         let decoded = CpuDecoder::new()
             .decode(jpeg, DecodePlan::FULL, &mut rgb)

@@ -1,5 +1,5 @@
 //! The CPU pipeline on one image, fused: decode once (only the region the crops need,
-//! DCT-downscaled when allowed), then for each view resize the crop (antialiased bilinear, the
+//! DCT-downscaled when allowed; a decode-free image's region converted to RGB), then for each view resize the crop (antialiased bilinear, the
 //! convolution torchvision and Pillow use, by `fast_image_resize`'s SIMD kernels), flip, and
 //! convert/normalize straight into the view's slot of the batch tensor.
 
@@ -9,7 +9,7 @@ use fr::pixels::U8x3;
 
 use super::convert::{Lut, erase_view, write_view};
 use crate::decode::cpu::CpuDecoder;
-use crate::decode::{DecodePlan, Decoded, ImagePolicy, image_size};
+use crate::decode::{DecodePlan, Decoded, Image, ImagePolicy};
 use crate::transform::geometry::{Target, ViewGeometry, read_region, source_region, view_geometry};
 use crate::transform::params::{
     ColorOp, Draw, erase_noise_key, erasing_for, flip_for, photometric_for,
@@ -62,12 +62,12 @@ fn reduced_eighths(views: &[(ViewGeometry, (u32, u32))], height: u32, width: u32
 /// Decode `bytes` once and write every view of every job.
 pub fn process_image(
     ws: &mut Workspace,
-    bytes: &[u8],
+    image: Image,
     draw: Draw,
     policy: ImagePolicy,
     jobs: &mut [Job],
 ) -> Result<(), String> {
-    let (width, height) = image_size(bytes)?;
+    let (width, height) = image.size()?;
     policy.check_size(width, height)?;
     let mut views = Vec::new();
     for job in jobs.iter() {
@@ -89,7 +89,7 @@ pub fn process_image(
         region,
         policy,
     };
-    let decoded = ws.decoder.decode(bytes, plan, &mut ws.decoded)?;
+    let decoded = ws.decoder.decode_image(image, plan, &mut ws.decoded)?;
 
     let mut views = views.into_iter();
     for job in jobs.iter_mut() {

@@ -16,7 +16,8 @@ use rayon::prelude::*;
 use super::output::{Failure, Outputs, Produced, Replacement, Retry};
 use super::params::Draw;
 use crate::buffer::BufferPool;
-use crate::cache::CacheReader;
+use crate::cache::{CacheReader, FieldValue};
+use crate::decode::Image;
 use crate::error::Result;
 use crate::tensor::{HostTensor, Tensor};
 use crate::threads::parallelism_enabled;
@@ -121,9 +122,12 @@ impl CpuPipeline {
             slots.iter_mut().map(|s| Some(&mut **s)).collect();
         for group in &outputs.groups {
             let name = &reader.fields()[group.field].name;
-            let bytes = reader
-                .value_bytes(group.field, draw.sample)
-                .map_err(Failure::Cache)?;
+            let image = match reader.value(group.field, draw.sample) {
+                Ok(FieldValue::Bytes(bytes)) => Image::Encoded(bytes),
+                Ok(FieldValue::Yuv420(planes)) => Image::Yuv420(planes),
+                Ok(_) => unreachable!("pipelines read image fields (Outputs::new checks)"),
+                Err(e) => return Err(Failure::Cache(e)),
+            };
             let mut jobs: Vec<Job> = group
                 .outputs
                 .iter()
@@ -138,7 +142,7 @@ impl CpuPipeline {
                 .collect();
             WORKSPACE
                 .with(|ws| {
-                    process_image(&mut ws.borrow_mut(), bytes, draw, outputs.policy, &mut jobs)
+                    process_image(&mut ws.borrow_mut(), image, draw, outputs.policy, &mut jobs)
                 })
                 .map_err(|message| Failure::Image(name.clone(), message))?;
         }

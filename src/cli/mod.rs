@@ -3,7 +3,6 @@
 //! The same entry point serves the Rust binary and `python -m slipstream` (through the
 //! extension module), so both behave identically.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +10,6 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use rayon::prelude::*;
 
-use crate::cache::format::FieldKind;
 use crate::cache::{self, BuildOptions, CacheReader, OpenOptions, RemoteCacheOptions};
 use crate::demo::{self, DemoOptions};
 use crate::error::{Error, Result};
@@ -19,6 +17,10 @@ use crate::info::Info;
 use crate::loader::{FieldBatch, Loader, LoaderOptions};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::source::{Fingerprint, Format};
+
+mod inspect;
+pub use inspect::describe;
+use inspect::human_bytes;
 
 #[derive(Parser)]
 #[command(
@@ -33,39 +35,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the cache of a LitData dataset (skipped when an up-to-date cache exists).
-    Build {
-        /// A LitData dataset directory (the one holding index.json), or s3://bucket/prefix/.
-        source: String,
-        #[command(flatten)]
-        remote: RemoteArgs,
-        /// Where caches live [default: $SLIPSTREAM_CACHE_DIR, else ~/.cache/slipstream].
-        #[arg(long)]
-        cache_dir: Option<PathBuf>,
-        /// Build even if an up-to-date cache exists.
-        #[arg(long)]
-        rebuild: bool,
-        /// Decoding threads [default: one per core].
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Share caches through this S3 prefix: download the dataset's cache from it instead of
-        /// building, or upload it after building.
-        #[arg(long, value_name = "s3://BUCKET/PREFIX/")]
-        remote_cache: Option<String>,
-        /// How a local dataset's chunks are known unchanged since the cache was built: "mtime"
-        /// (size and modification time) or "content" (a hash of their bytes, for chunks
-        /// rewritten in place).
-        #[arg(long, default_value = "mtime")]
-        fingerprint: Fingerprint,
-        /// The dataset's format: "auto" (index.json: LitData; .tar: WebDataset; .parquet:
-        /// Parquet; .beton: FFCV; class folders: ImageFolder), or one of "litdata",
-        /// "imagefolder", "webdataset", "parquet", "beton".
-        #[arg(long, default_value = "auto")]
-        format: Format,
-        /// No progress bar or summary.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    /// Build the cache of a dataset (skipped when an up-to-date cache exists).
+    Build(BuildArgs),
     /// Push a dataset's cache to a shared store (building it first if needed), or pull it
     /// from there into the local cache directory.
     Sync {
@@ -137,6 +108,51 @@ enum Command {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// A dataset (a directory, shard or file of a --format), or s3://bucket/prefix/.
+    source: String,
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// Where caches live [default: $SLIPSTREAM_CACHE_DIR, else ~/.cache/slipstream].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Build even if an up-to-date cache exists.
+    #[arg(long)]
+    rebuild: bool,
+    /// Decoding threads [default: one per core].
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Share caches through this S3 prefix: download the dataset's cache from it instead of
+    /// building, or upload it after building.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX/")]
+    remote_cache: Option<String>,
+    /// How a local dataset's chunks are known unchanged since the cache was built: "mtime"
+    /// (size and modification time) or "content" (a hash of their bytes, for chunks
+    /// rewritten in place).
+    #[arg(long, default_value = "mtime")]
+    fingerprint: Fingerprint,
+    /// The dataset's format: "auto" (index.json: LitData; .tar: WebDataset; .parquet:
+    /// Parquet; .beton: FFCV; class folders: ImageFolder), or one of "litdata",
+    /// "imagefolder", "webdataset", "parquet", "beton".
+    #[arg(long, default_value = "auto")]
+    format: Format,
+    /// How image fields are stored: "original" (the source's bytes), "jpeg" (re-encoded at
+    /// --quality, scaled to fit --max-side) or "yuv420" (decode-free planes); the last two
+    /// are caches of their own, built from the original cache, which stays beside them.
+    #[arg(long, default_value = "original")]
+    encoding: String,
+    /// With --encoding jpeg or yuv420: scale images down so no side exceeds this.
+    #[arg(long)]
+    max_side: Option<u32>,
+    /// With --encoding jpeg: the JPEG quality, 1 to 100 [default: 90].
+    #[arg(long)]
+    quality: Option<u8>,
+    /// No progress bar or summary.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -214,41 +230,7 @@ fn open(target: &std::path::Path, cache_dir: Option<PathBuf>) -> Result<CacheRea
 
 fn execute(command: Command) -> Result<i32> {
     match command {
-        Command::Build {
-            source,
-            remote,
-            cache_dir,
-            rebuild,
-            threads,
-            remote_cache,
-            fingerprint,
-            format,
-            quiet,
-        } => {
-            let storage = remote.pairs()?;
-            let reader = cache::open_source(
-                &source,
-                &storage,
-                &OpenOptions {
-                    cache_dir,
-                    rebuild,
-                    build: BuildOptions {
-                        threads,
-                        progress: !quiet,
-                        ..Default::default()
-                    },
-                    remote_cache: remote_cache.map(|url| RemoteCacheOptions {
-                        url,
-                        storage: storage.clone(),
-                    }),
-                    remote_only: false,
-                    fingerprint,
-                    format,
-                },
-            )?;
-            println!("{}", reader.path().display());
-            Ok(0)
-        }
+        Command::Build(args) => build(args),
         Command::Sync {
             direction,
             source,
@@ -331,120 +313,32 @@ fn execute(command: Command) -> Result<i32> {
     }
 }
 
-/// `1.2 MB`, `340 B`: decimal units, as storage is sold.
-fn human_bytes(bytes: f64) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB"];
-    let mut value = bytes;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < units.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value:.0} B")
-    } else {
-        format!("{value:.1} {}", units[unit])
-    }
-}
-
-/// The human-readable summary `slipstream inspect` prints.
-pub fn describe(reader: &CacheReader) -> Result<String> {
-    use std::fmt::Write;
-    let h = reader.header();
-    let n = h.num_samples;
-    let file_len = std::fs::metadata(reader.path()).map_or(0, |m| m.len());
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "cache     {} ({}, format v{})",
-        reader.path().display(),
-        human_bytes(file_len as f64),
-        h.version
-    );
-    let _ = writeln!(out, "source    {} ({})", h.source.path, h.source.kind);
-    let layout = format!("{:?}", h.layout).to_lowercase();
-    let _ = writeln!(out, "samples   {n} ({layout} samples)");
-    let _ = writeln!(out, "fields");
-    let mut histogram: BTreeMap<(u32, u32), u64> = BTreeMap::new();
-    for (i, f) in h.fields.iter().enumerate() {
-        let what = match f.kind {
-            FieldKind::Int | FieldKind::Float | FieldKind::Bool => {
-                let values: Vec<f64> = (0..n)
-                    .map(|s| match f.kind {
-                        FieldKind::Int => reader.int(i, s) as f64,
-                        FieldKind::Float => reader.float(i, s),
-                        _ => reader.bool(i, s) as u8 as f64,
-                    })
-                    .collect();
-                let min = values.iter().cloned().fold(f64::INFINITY, f64::min);
-                let max = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let mut distinct: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
-                distinct.sort_unstable();
-                distinct.dedup();
-                format!("min {min}, max {max}, {} distinct", distinct.len())
-            }
-            _ => {
-                let sizes: Vec<u32> = (0..n).map(|s| reader.record(i, s).size).collect();
-                let min = sizes.iter().min().copied().unwrap_or(0);
-                let max = sizes.iter().max().copied().unwrap_or(0);
-                let mut s = format!(
-                    "{} in all, {} mean, {} to {}",
-                    human_bytes(f.total_bytes as f64),
-                    human_bytes(f.total_bytes as f64 / n.max(1) as f64),
-                    human_bytes(min as f64),
-                    human_bytes(max as f64)
-                );
-                if f.images && histogram.is_empty() {
-                    for sample in 0..n {
-                        let r = reader.record(i, sample);
-                        *histogram.entry((r.height, r.width)).or_default() += 1;
-                    }
-                    s.push_str(", images");
-                }
-                if let (Some(dtype), Some(shape)) = (f.dtype, &f.fixed_shape) {
-                    let _ = write!(s, ", {} {shape:?}", dtype.name());
-                } else if let Some(dtype) = f.dtype {
-                    let _ = write!(s, ", {} of varying shape", dtype.name());
-                }
-                if let Some(modes) = &f.mode_names {
-                    let _ = write!(s, ", modes {modes:?}");
-                }
-                s
-            }
-        };
-        let kind = format!("{:?}", f.kind).to_lowercase();
-        let _ = writeln!(
-            out,
-            "  {:<12} {:<6} {:<22} {what}",
-            f.name,
-            kind,
-            format!("(litdata {})", f.litdata_format)
-        );
-    }
-    if !histogram.is_empty() {
-        let _ = writeln!(out, "image sizes (height x width), most common first");
-        let mut common: Vec<_> = histogram.iter().collect();
-        common.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let top = *common[0].1;
-        for ((height, width), count) in common.iter().take(8) {
-            let bar = "#".repeat(((**count as f64 / top as f64) * 40.0).ceil() as usize);
-            let _ = writeln!(out, "  {:>5} x {:<5} {:>8}  {bar}", height, width, count);
-        }
-        if common.len() > 8 {
-            let _ = writeln!(out, "  ... {} other sizes", common.len() - 8);
-        }
-        let _ = writeln!(out, "shorter side");
-        let mut buckets: BTreeMap<u32, u64> = BTreeMap::new();
-        for ((height, width), count) in &histogram {
-            *buckets
-                .entry((*height).min(*width) / 100 * 100)
-                .or_default() += count;
-        }
-        for (low, count) in buckets {
-            let _ = writeln!(out, "  {:>5}-{:<5} {:>8}", low, low + 99, count);
-        }
-    }
-    Ok(out)
+/// `slipstream build`: open (building if needed) the cache and print its path.
+fn build(args: BuildArgs) -> Result<i32> {
+    let storage = args.remote.pairs()?;
+    let reader = cache::open_source(
+        &args.source,
+        &storage,
+        &OpenOptions {
+            cache_dir: args.cache_dir,
+            rebuild: args.rebuild,
+            build: BuildOptions {
+                threads: args.threads,
+                progress: !args.quiet,
+                ..Default::default()
+            },
+            remote_cache: args.remote_cache.map(|url| RemoteCacheOptions {
+                url,
+                storage: storage.clone(),
+            }),
+            remote_only: false,
+            fingerprint: args.fingerprint,
+            format: args.format,
+            encoding: cache::Encoding::new(&args.encoding, args.max_side, args.quality)?,
+        },
+    )?;
+    println!("{}", reader.path().display());
+    Ok(0)
 }
 
 fn verify(reader: &CacheReader) -> Result<i32> {

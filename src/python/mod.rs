@@ -9,7 +9,9 @@ use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 
-use crate::cache::{self, BuildOptions, CacheReader, FieldValue, OpenOptions, RemoteCacheOptions};
+use crate::cache::{
+    self, BuildOptions, CacheReader, Encoding, FieldValue, OpenOptions, RemoteCacheOptions,
+};
 use crate::decode::cpu::CpuDecoder;
 use crate::decode::{DecodePlan, ImagePolicy};
 use crate::error::Error;
@@ -19,50 +21,12 @@ use crate::source::{Fingerprint, Format};
 use crate::tensor::dlpack::PyTensor;
 use crate::tensor::{HostTensor, Tensor};
 use crate::transform::gpu_api::GpuStages;
-use crate::transform::params::{self, ColorOp, ViewKey};
-use crate::transform::spec::{Erasing, Photometric};
 use crate::transform::{Device, GpuDecoder, OnError, PipelineSpec};
 
-/// Raise `error` as the matching `slipstream.errors` class.
-fn to_py(py: Python<'_>, error: Error) -> PyErr {
-    let class = match &error {
-        Error::Io { .. } => "SlipstreamIOError",
-        Error::Format { .. } => "FormatError",
-        Error::Unsupported { .. } => "UnsupportedError",
-        Error::Cache { .. } => "CacheError",
-        Error::Checksum { .. } => "ChecksumError",
-        Error::Decode { .. } => "DecodeError",
-        Error::Cuda(_) => "CudaError",
-        Error::InvalidArgument(_) => "ConfigError",
-        Error::IndexOutOfRange { .. } => "SampleIndexError",
-        Error::Internal(_) => "SlipstreamError",
-    };
-    error_of_class(py, class, error.to_string())
-}
+mod errors;
+mod params;
 
-/// An instance of the `slipstream.errors` class named `class`.
-fn error_of_class(py: Python<'_>, class: &str, message: String) -> PyErr {
-    match py
-        .import("slipstream.errors")
-        .and_then(|m| m.getattr(class))
-    {
-        Ok(class) => match class.call1((message,)) {
-            Ok(instance) => PyErr::from_value(instance),
-            Err(e) => e,
-        },
-        Err(e) => e,
-    }
-}
-
-trait IntoPy<T> {
-    fn py_err(self, py: Python<'_>) -> PyResult<T>;
-}
-
-impl<T> IntoPy<T> for crate::Result<T> {
-    fn py_err(self, py: Python<'_>) -> PyResult<T> {
-        self.map_err(|e| to_py(py, e))
-    }
-}
+use errors::{IntoPy, error_of_class};
 
 fn tensor(py: Python<'_>, t: HostTensor) -> PyResult<Py<PyTensor>> {
     Py::new(
@@ -82,7 +46,7 @@ struct Dataset {
 #[pymethods]
 impl Dataset {
     #[new]
-    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0, storage_options=Vec::new(), remote_cache=None, fingerprint="mtime", format="auto"))]
+    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0, storage_options=Vec::new(), remote_cache=None, fingerprint="mtime", format="auto", encoding="original", max_side=None, quality=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -95,6 +59,9 @@ impl Dataset {
         remote_cache: Option<String>,
         fingerprint: &str,
         format: &str,
+        encoding: &str,
+        max_side: Option<u32>,
+        quality: Option<u8>,
     ) -> PyResult<Dataset> {
         let options = OpenOptions {
             cache_dir,
@@ -111,6 +78,7 @@ impl Dataset {
             remote_only: false,
             fingerprint: fingerprint.parse::<Fingerprint>().py_err(py)?,
             format: format.parse::<Format>().py_err(py)?,
+            encoding: Encoding::new(encoding, max_side, quality).py_err(py)?,
         };
         let reader = py
             .detach(|| cache::open_source(&path, &storage_options, &options))
@@ -154,6 +122,21 @@ impl Dataset {
                     } => (mode, width, height, PyBytes::new(py, pixels))
                         .into_pyobject(py)?
                         .into_any(),
+                    // Decode-free images as PIL's RGB values: there is nothing to decode.
+                    FieldValue::Yuv420(planes) => {
+                        let mut rgb = Vec::new();
+                        let plan = DecodePlan::full(ImagePolicy {
+                            max_pixels: 0,
+                            ..Default::default()
+                        });
+                        planes
+                            .to_rgb(plan, &mut rgb)
+                            .map_err(Error::invalid)
+                            .py_err(py)?;
+                        ("RGB", planes.width, planes.height, PyBytes::new(py, &rgb))
+                            .into_pyobject(py)?
+                            .into_any()
+                    }
                     // A bytearray, so numpy views it writable (LitData returns fresh arrays).
                     FieldValue::Array { shape, data } => (shape, PyByteArray::new(py, data))
                         .into_pyobject(py)?
@@ -451,90 +434,6 @@ fn decode_image<'py>(
     Ok((decoded.height, decoded.width, PyBytes::new(py, &rgb)))
 }
 
-fn view_key(seed: u64, epoch: u64, sample: u64, view: u64) -> ViewKey {
-    ViewKey {
-        seed,
-        epoch,
-        sample,
-        view,
-    }
-}
-
-/// RandomResizedCrop's (top, left, height, width) for one view of one sample.
-#[pyfunction]
-#[allow(clippy::too_many_arguments)]
-fn random_resized_crop_params(
-    seed: u64,
-    epoch: u64,
-    sample: u64,
-    view: u64,
-    height: u32,
-    width: u32,
-    scale: (f64, f64),
-    ratio: (f64, f64),
-) -> (u32, u32, u32, u32) {
-    let key = view_key(seed, epoch, sample, view);
-    let c = params::random_resized_crop_for(key, height, width, scale, ratio);
-    (c.top, c.left, c.height, c.width)
-}
-
-/// Whether one view of one sample is flipped, with probability `p`.
-#[pyfunction]
-fn flip_param(seed: u64, epoch: u64, sample: u64, view: u64, p: f64) -> bool {
-    let key = view_key(seed, epoch, sample, view);
-    params::flip_for(key, p)
-}
-
-/// The photometric operations one view of one sample undergoes, in order: (name, parameter),
-/// for the stages in `stages_json` (a list, as in a pipeline's JSON).
-#[pyfunction]
-fn photometric_params(
-    py: Python<'_>,
-    stages_json: &str,
-    seed: u64,
-    epoch: u64,
-    sample: u64,
-    view: u64,
-) -> PyResult<Vec<(&'static str, Option<f64>)>> {
-    let stages: Vec<Photometric> = serde_json::from_str(stages_json)
-        .map_err(|e| Error::invalid(format!("photometric stages: {e}")))
-        .py_err(py)?;
-    let key = view_key(seed, epoch, sample, view);
-    Ok(params::photometric_for(&stages, key)
-        .into_iter()
-        .map(|op| match op {
-            ColorOp::Brightness(f) => ("brightness", Some(f)),
-            ColorOp::Contrast(f) => ("contrast", Some(f)),
-            ColorOp::Saturation(f) => ("saturation", Some(f)),
-            ColorOp::Hue(f) => ("hue", Some(f)),
-            ColorOp::Grayscale => ("grayscale", None),
-            ColorOp::Blur { sigma, .. } => ("gaussian_blur", Some(sigma)),
-            ColorOp::Solarize(t) => ("solarize", Some(t)),
-        })
-        .collect())
-}
-
-/// RandomErasing's (top, left, height, width) for one view of `height` x `width`, if any.
-#[pyfunction]
-#[allow(clippy::too_many_arguments)]
-fn erasing_params(
-    py: Python<'_>,
-    erasing_json: &str,
-    seed: u64,
-    epoch: u64,
-    sample: u64,
-    view: u64,
-    height: u32,
-    width: u32,
-) -> PyResult<Option<(u32, u32, u32, u32)>> {
-    let erasing: Erasing = serde_json::from_str(erasing_json)
-        .map_err(|e| Error::invalid(format!("erasing: {e}")))
-        .py_err(py)?;
-    let key = view_key(seed, epoch, sample, view);
-    Ok(params::erasing_for(key, &erasing, (height, width))
-        .map(|b| (b.top, b.left, b.height, b.width)))
-}
-
 /// Run the `slipstream` command line with these arguments (argv[0] included).
 #[pyfunction]
 fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
@@ -585,10 +484,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTensor>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(info_json, m)?)?;
-    m.add_function(wrap_pyfunction!(random_resized_crop_params, m)?)?;
-    m.add_function(wrap_pyfunction!(flip_param, m)?)?;
-    m.add_function(wrap_pyfunction!(photometric_params, m)?)?;
-    m.add_function(wrap_pyfunction!(erasing_params, m)?)?;
+    m.add_function(wrap_pyfunction!(params::random_resized_crop_params, m)?)?;
+    m.add_function(wrap_pyfunction!(params::flip_param, m)?)?;
+    m.add_function(wrap_pyfunction!(params::photometric_params, m)?)?;
+    m.add_function(wrap_pyfunction!(params::erasing_params, m)?)?;
     m.add_function(wrap_pyfunction!(decode_image, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(set_progress_reporter, m)?)?;
