@@ -91,6 +91,7 @@ bench: build
 	$(PY) benches/python/cpu_pipeline.py
 	$(PY) benches/python/s3_cold_start.py
 	$(PY) benches/python/sources.py
+	$(PY) benches/python/encodings.py
 	$(PY) benches/python/soak.py
 
 # Coverage-guided fuzzing of the targets in tests/fuzz_targets/ (which `make test` runs on a

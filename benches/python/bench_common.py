@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -12,6 +13,37 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def photo_arguments(
+    parser: argparse.ArgumentParser, images: int, batch_size: int, seconds: float
+) -> None:
+    """The options of the benchmarks that time batches of `photos`, with these defaults."""
+    parser.add_argument("--images", type=int, default=images)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument("--data", type=Path, default=ROOT / "target" / "bench-data")
+    parser.add_argument("--out", type=Path, default=ROOT / "benches" / "results")
+
+
+def torchvision_train() -> Any:
+    """The baseline's training transform: torchvision v2's RandomResizedCrop(224) + flip +
+    normalize to float16, what every pipeline benchmark asks of slipstream."""
+    import slipstream as ss
+    import torch
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(224, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(ss.IMAGENET_MEAN, ss.IMAGENET_STD),
+            v2.ToDtype(torch.float16),
+        ]
+    )
 
 
 def photos(data: Path, images: int) -> Any:

@@ -22,20 +22,13 @@ import argparse
 import io
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from bench_common import machine, photos, rate, save
-
-ROOT = Path(__file__).resolve().parents[2]
+from bench_common import machine, photo_arguments, photos, rate, save, torchvision_train
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--data", type=Path, default=ROOT / "target" / "bench-data")
-    parser.add_argument("--out", type=Path, default=ROOT / "benches" / "results")
+    photo_arguments(parser, images=600, batch_size=64, seconds=3.0)
     args = parser.parse_args()
 
     import numpy as np
@@ -51,15 +44,7 @@ def main() -> None:
     sizes = [ss.decode_image(j).shape[:2] for j in jpegs[:50]]
     b = args.batch_size
 
-    tv = v2.Compose(
-        [
-            v2.RandomResizedCrop(224, antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(ss.IMAGENET_MEAN, ss.IMAGENET_STD),
-            v2.ToDtype(torch.float16),
-        ]
-    )
+    tv = torchvision_train()
     tensors = [torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs]
     cursor = {"i": 0}
 

@@ -27,11 +27,8 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-from bench_common import machine, photos, save
-
-ROOT = Path(__file__).resolve().parents[2]
+from bench_common import machine, photo_arguments, photos, save, torchvision_train
 
 
 def measure(batches: Callable[[], Iterator[int]], seconds: float) -> dict[str, float]:
@@ -67,12 +64,8 @@ def measure(batches: Callable[[], Iterator[int]], seconds: float) -> dict[str, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=4096)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--seconds", type=float, default=6.0)
+    photo_arguments(parser, images=4096, batch_size=256, seconds=6.0)
     parser.add_argument("--threads", type=int, default=2, help="slipstream host threads")
-    parser.add_argument("--data", type=Path, default=ROOT / "target" / "bench-data")
-    parser.add_argument("--out", type=Path, default=ROOT / "benches" / "results")
     args = parser.parse_args()
 
     import numpy as np
@@ -80,7 +73,6 @@ def main() -> None:
     import torch
     import torchvision
     from torchvision.io import decode_jpeg
-    from torchvision.transforms import v2
 
     if not torch.cuda.is_available():
         sys.exit("gpu_pipeline.py needs a CUDA GPU")
@@ -90,15 +82,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
 
     # Baseline: torchvision on the GPU, the bytes already in host memory.
-    tv = v2.Compose(
-        [
-            v2.RandomResizedCrop(224, antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(ss.IMAGENET_MEAN, ss.IMAGENET_STD),
-            v2.ToDtype(torch.float16),
-        ]
-    )
+    tv = torchvision_train()
     tensors = [torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs]
 
     def torchvision_batches() -> Iterator[int]:
