@@ -165,12 +165,13 @@ class SlipstreamDataset:
             a baseline 4:2:0 JPEG at ``quality``, scaled down to fit ``max_side``: FFCV's
             ``max_resolution`` and ``jpeg_quality``) or ``"yuv420"`` (upstream's
             ``image_format="yuv420"``: the JPEG's own YUV 4:2:0 planes, kept raw, so reading
-            needs no decoding; ~1.7x the size of typical JPEGs at full size, optionally scaled
-            to ``max_side``). Raw ``pil`` image fields (RGB, RGBA, L) are encoded too. Each
-            encoding is a cache file of its own beside the original cache (which is built
-            first and kept), rebuilt when the dataset changes; ``ds[i]`` returns a yuv420
-            image as a PIL RGB image. yuv420 caches are read by the CPU pipelines only, for
-            now.
+            needs no decoding; 1.5 bytes per pixel, 2-3x the size of typical JPEGs at full
+            size, optionally scaled to ``max_side``). Raw ``pil`` image fields (RGB, RGBA, L)
+            are encoded too. Each encoding is a cache file of its own beside the original
+            cache (which is built first and kept), rebuilt when the dataset changes;
+            ``ds[i]`` returns a yuv420 image as a PIL RGB image. With ``device="cuda"`` the
+            planes are converted to RGB on the loader's host threads, then resampled on the
+            GPU.
         max_side: with ``encoding="jpeg"`` or ``"yuv420"``: images whose longer side
             exceeds it are scaled down (antialiased bilinear) so that it equals it.
         quality: with ``encoding="jpeg"``: the JPEG quality, 1 to 100 (default 90).

@@ -167,6 +167,22 @@ def test_same_crops_and_flips_as_the_cpu_pipeline(
 
 
 @needs_gpu
+def test_yuv420_cache_matches_the_cpu_pipeline(demo_dataset) -> None:
+    # Both devices convert the planes with the same code (on the host), so what differs is the
+    # resample: the kernel against its CPU twin, within one level per value.
+    yuv = demo_dataset.encoded("yuv420")
+    stages = [ss.RandomResizedCrop(224), ss.RandomHorizontalFlip()]
+    gpu = gpu_loader(yuv, stages, device="cuda")
+    cpu = gpu_loader(yuv, stages)
+    for g, c in zip(gpu, cpu, strict=True):
+        assert torch.equal(g["index"].cpu(), c["index"])
+        diff = (g["image"].cpu().int() - c["image"].int()).abs()
+        assert diff.max() <= 1, diff.max().item()
+    stats = gpu.stats()
+    assert stats["decoded_cpu"] == stats["images"] > 0, stats
+
+
+@needs_gpu
 def test_random_resized_crop_matches_torchvision(demo_dataset) -> None:
     from torchvision.io import decode_jpeg
     from torchvision.transforms.v2 import functional as F

@@ -3,9 +3,9 @@
 //! retry loop that both devices follow, so that they replace a broken sample by the same one.
 
 use super::spec::{OnError, PipelineSpec};
-use crate::cache::CacheReader;
 use crate::cache::format::FieldKind;
-use crate::decode::ImagePolicy;
+use crate::cache::{CacheReader, FieldValue};
+use crate::decode::{Image, ImagePolicy};
 use crate::error::{Error, Location, Result};
 use crate::tensor::Tensor;
 
@@ -132,6 +132,15 @@ pub struct Produced {
 /// `replacement(sample, attempt)`: the sample tried instead of a broken `sample` at attempt
 /// 1, 2, ... (the sampler's deterministic choice).
 pub type Replacement<'a> = dyn Fn(u64, u64) -> u64 + Sync + 'a;
+
+/// The image `sample` holds in `field`, one that [`Outputs::new`] accepted as an image field.
+pub fn image_of(reader: &CacheReader, field: usize, sample: u64) -> Result<Image<'_>> {
+    Ok(match reader.value(field, sample)? {
+        FieldValue::Bytes(bytes) => Image::Encoded(bytes),
+        FieldValue::Yuv420(planes) => Image::Yuv420(planes),
+        _ => unreachable!("pipelines read image fields (Outputs::new checks)"),
+    })
+}
 
 /// Samples tried for one slot of a batch before giving up, under `OnError::Skip`.
 pub const MAX_ATTEMPTS: u64 = 16;

@@ -7,9 +7,8 @@ use super::output::{Outputs, Produced, Replacement};
 use super::spec::{Device, OnError, PipelineSpec};
 use crate::buffer::BufferPool;
 use crate::cache::CacheReader;
-use crate::cache::format::FieldKind;
 use crate::decode::ImagePolicy;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub struct Pipelines {
     outputs: Outputs,
@@ -38,18 +37,6 @@ impl Pipelines {
                 decoder,
                 roi_decode,
             } if !outputs.is_empty() => {
-                let planes = outputs
-                    .source_fields()
-                    .into_iter()
-                    .map(|f| &reader.fields()[f]);
-                if let Some(f) = planes.into_iter().find(|f| f.kind == FieldKind::Yuv420) {
-                    return Err(Error::invalid(format!(
-                        "field '{}' holds yuv420 planes, which the GPU pipelines do not read \
-                         yet: use device=\"cpu\" with this encoding, or open the dataset with \
-                         encoding=\"original\" or \"jpeg\" for the GPU",
-                        f.name
-                    )));
-                }
                 let gpu = GpuPipeline::open(ordinal, ring_slots, decoder, roi_decode)?;
                 Runner::Gpu(Box::new(gpu))
             }

@@ -13,11 +13,10 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::output::{Failure, Outputs, Produced, Replacement, Retry};
+use super::output::{Failure, Outputs, Produced, Replacement, Retry, image_of};
 use super::params::Draw;
 use crate::buffer::BufferPool;
-use crate::cache::{CacheReader, FieldValue};
-use crate::decode::Image;
+use crate::cache::CacheReader;
 use crate::error::Result;
 use crate::tensor::{HostTensor, Tensor};
 use crate::threads::parallelism_enabled;
@@ -122,12 +121,7 @@ impl CpuPipeline {
             slots.iter_mut().map(|s| Some(&mut **s)).collect();
         for group in &outputs.groups {
             let name = &reader.fields()[group.field].name;
-            let image = match reader.value(group.field, draw.sample) {
-                Ok(FieldValue::Bytes(bytes)) => Image::Encoded(bytes),
-                Ok(FieldValue::Yuv420(planes)) => Image::Yuv420(planes),
-                Ok(_) => unreachable!("pipelines read image fields (Outputs::new checks)"),
-                Err(e) => return Err(Failure::Cache(e)),
-            };
+            let image = image_of(reader, group.field, draw.sample).map_err(Failure::Cache)?;
             let mut jobs: Vec<Job> = group
                 .outputs
                 .iter()

@@ -1,5 +1,5 @@
-//! The CPU route of `submit`: slots nvJPEG could not take are decoded by libjpeg-turbo on the
-//! loader's threads (replacing broken samples in the CPU pipeline's order, so both devices
+//! The CPU route of `submit`: slots nvJPEG could not take are decoded by libjpeg-turbo (or,
+//! for a yuv420 cache, their planes converted to RGB) on the loader's threads (replacing broken samples in the CPU pipeline's order, so both devices
 //! replace a broken sample by the same one), then uploaded beside nvJPEG's output.
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::decode::nvjpeg::Route;
 use crate::decode::{DecodePlan, ImagePolicy};
 use crate::error::Result;
 use crate::threads::in_pool;
-use crate::transform::output::{Failure, Outputs, Retry};
+use crate::transform::output::{Failure, Outputs, Retry, image_of};
 
 /// Pixels decoded on the host for a slot: per image field, RGB pixels, width and height.
 pub(super) struct HostDecoded {
@@ -78,10 +78,10 @@ fn decode_slot(
     let (sample, _, images) = retry.fill(requested, resolved.attempt, |sample| {
         let mut images = Vec::with_capacity(fields.len());
         for &f in fields {
-            let bytes = reader.value_bytes(f, sample).map_err(Failure::Cache)?;
+            let image = image_of(reader, f, sample).map_err(Failure::Cache)?;
             let mut pixels = Vec::new();
             let d = decoder
-                .decode(bytes, DecodePlan::full(policy), &mut pixels)
+                .decode_image(image, DecodePlan::full(policy), &mut pixels)
                 .map_err(|message| Failure::Image(reader.fields()[f].name.clone(), message))?;
             images.push((pixels, d.width, d.height));
         }

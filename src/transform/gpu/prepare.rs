@@ -12,10 +12,10 @@ use super::ring::{Ring, SlotLease};
 use crate::cache::CacheReader;
 use crate::cuda::Gpu;
 use crate::decode::nvjpeg::{Planner, Route};
-use crate::decode::{ImagePolicy, Rect, image_size};
+use crate::decode::{Image as CachedImage, ImagePolicy, Rect};
 use crate::error::Result;
 use crate::transform::geometry::{ViewGeometry, read_region, view_geometry};
-use crate::transform::output::{Failure, Group, Outputs, Replacement, Retry};
+use crate::transform::output::{Failure, Group, Outputs, Replacement, Retry, image_of};
 use crate::transform::params::Draw;
 
 /// A batch ready for the GPU: samples resolved, compressed bytes in a pinned slot, each
@@ -54,9 +54,20 @@ impl Prepared<'_> {
 
 /// One image of a batch: a sample's value of one image field.
 pub(super) struct Image<'a> {
-    pub(super) bytes: &'a [u8],
+    pub(super) value: CachedImage<'a>,
     pub(super) width: u32,
     pub(super) height: u32,
+}
+
+impl<'a> Image<'a> {
+    /// What goes into the pinned slot for nvJPEG: an encoded image's bytes. Planes need no
+    /// decode: the host converts them to RGB (`fallback.rs`), so they take no room.
+    fn compressed(&self) -> &'a [u8] {
+        match self.value {
+            CachedImage::Encoded(bytes) => bytes,
+            CachedImage::Yuv420(_) => &[],
+        }
+    }
 }
 
 /// A batch slot after choosing which sample fills it.
@@ -138,7 +149,7 @@ impl Preparer {
         let mut offsets = Vec::with_capacity(images.len() + 1);
         offsets.push(0usize);
         for image in &images {
-            offsets.push(offsets.last().unwrap() + image.bytes.len());
+            offsets.push(offsets.last().unwrap() + image.compressed().len());
         }
         let total = *offsets.last().unwrap();
         if slot.bytes.len() < total {
@@ -148,17 +159,18 @@ impl Preparer {
             let mut rest = &mut slot.bytes.as_mut_slice()[..total];
             let mut parts = Vec::with_capacity(images.len());
             for image in &images {
-                let (head, tail) = rest.split_at_mut(image.bytes.len());
+                let (head, tail) = rest.split_at_mut(image.compressed().len());
                 parts.push(head);
                 rest = tail;
             }
             parts
                 .into_par_iter()
                 .zip(images.par_iter())
-                .for_each(|(dst, image)| dst.copy_from_slice(image.bytes));
+                .for_each(|(dst, image)| dst.copy_from_slice(image.compressed()));
         }
         let pinned = slot.bytes.as_slice();
         let data: Vec<&[u8]> = offsets.windows(2).map(|w| &pinned[w[0]..w[1]]).collect();
+        // Planes leave an empty slice, which no decoder takes: the CPU route converts them.
         let plan = match &self.planner {
             Some(planner) => planner
                 .lock()
@@ -204,12 +216,13 @@ fn probe_sample<'a>(
     fields
         .iter()
         .map(|&f| {
-            let bytes = reader.value_bytes(f, sample).map_err(Failure::Cache)?;
-            let (width, height) = image_size(bytes)
+            let value = image_of(reader, f, sample).map_err(Failure::Cache)?;
+            let (width, height) = value
+                .size()
                 .and_then(|(w, h)| policy.check_size(w, h).map(|()| (w, h)))
                 .map_err(|m| Failure::Image(reader.fields()[f].name.clone(), m))?;
             Ok(Image {
-                bytes,
+                value,
                 width,
                 height,
             })
