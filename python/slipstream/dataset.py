@@ -302,8 +302,10 @@ class SlipstreamDataset:
         for field, raw in zip(self._raw_fields, self._native.sample(i), strict=True):
             if field["kind"] == "pil":
                 raw = _pil_value(*raw)
-            elif field["kind"] == "yuv420":
+            elif field["kind"] == "yuv420" and isinstance(raw, tuple):
                 raw = _rgb_value(*raw, as_tensor=self._decode_images and not self._to_pil)
+            elif field["kind"] == "yuv420":  # not decodable when the cache was built
+                raw = _decoded(raw, self._to_pil) if self._decode_images else raw
             elif field["kind"] == "array":
                 raw = _array_value(field, *raw)
             elif self._decode_images and field.get("images") and isinstance(raw, bytes):

@@ -200,6 +200,33 @@ def test_encoding_errors(demo_dir: Path, tmp_path: Path) -> None:
         ss.SlipstreamDataset(yuv.cache_path, encoding="jpeg", progress=False)
 
 
+@pytest.mark.parametrize("encoding", ["jpeg", "yuv420"])
+def test_an_image_that_does_not_decode_fails_at_load_time_as_in_the_original(
+    tmp_path: Path, capfd: pytest.CaptureFixture, encoding: str
+) -> None:
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    for i in range(6):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((40, 50, 3), 40 * i, np.uint8)).save(buffer, "JPEG")
+        (tree / "a" / f"{i}.jpg").write_bytes(buffer.getvalue())
+    cut = (tree / "a" / "2.jpg").read_bytes()[:200]  # no scan: nothing to decode
+    (tree / "a" / "2.jpg").write_bytes(cut)
+    ds = ss.SlipstreamDataset(tree, cache_dir=tmp_path / "cache", progress=False)
+    encoded = ds.encoded(encoding)
+    said = capfd.readouterr().err
+    assert "1 image(s) could not be decoded" in said and "sample 2, field 'image'" in said
+    assert encoded[2]["image"] == cut  # the original's bytes, kept
+    encoded.verify()
+    stages = [ss.CenterCrop(32)]
+    skip = ss.SlipstreamLoader(encoded, batch_size=6, pipelines={"image": stages}, on_error="skip")
+    (batch,) = list(skip)
+    assert skip.stats()["replaced"] == 1 and batch["image"].shape == (6, 3, 32, 32)
+    raising = ss.SlipstreamLoader(encoded, batch_size=6, pipelines={"image": stages})
+    with pytest.raises(ss.DecodeError, match="sample 2"):
+        list(raising)
+
+
 def test_cli_builds_an_encoding(demo_dir: Path, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "slipstream", "build", str(demo_dir), "--cache-dir", str(tmp_path)]
     out = subprocess.run(

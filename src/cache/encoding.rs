@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::format::{Encoding, FieldHeader, FieldKind};
 use super::parse::{ParsedChunk, Value, VarValue};
@@ -99,6 +100,44 @@ thread_local! {
     static ENCODER: RefCell<CpuEncoder> = RefCell::new(CpuEncoder::default());
 }
 
+/// The images of a build that did not decode.
+#[derive(Default)]
+struct Broken(Mutex<BrokenImages>);
+
+#[derive(Default)]
+struct BrokenImages {
+    count: u64,
+    /// The first by sample: the sample, its field and the decoder's message.
+    first: Option<(u64, String, String)>,
+}
+
+impl Broken {
+    fn note(&self, field: &str, sample: u64, message: String) {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        state.count += 1;
+        if state
+            .first
+            .as_ref()
+            .is_none_or(|(first, _, _)| sample < *first)
+        {
+            state.first = Some((sample, field.to_string(), message));
+        }
+    }
+
+    /// Say how many there were, whether or not progress is shown: these samples will fail
+    /// at load time.
+    fn report(self, format: &str) {
+        let BrokenImages { count, first } = self.0.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some((sample, field, message)) = first {
+            crate::progress::say(&format!(
+                "slipstream: {count} image(s) could not be decoded for the {format} encoding \
+                 (the first: sample {sample}, field '{field}': {message}); they keep the \
+                 original's bytes, and the pipelines treat them as broken images (on_error)"
+            ));
+        }
+    }
+}
+
 /// Build at `dest` the cache of `original` with its image fields (encoded images, and raw
 /// PIL images in RGB, RGBA or L) in `encoding`; every other value is copied as it is.
 pub fn build_encoded(
@@ -136,6 +175,7 @@ pub fn build_encoded(
         .zip(&images)
         .map(|(f, &image)| empty_field(f, image.then_some((target, format))))
         .collect();
+    let broken = Broken::default();
     let read = |_: usize, part: &Part, recycler: &Recycler| {
         ENCODER.with(|encoder| {
             let mut encoder = encoder.borrow_mut();
@@ -144,7 +184,7 @@ pub fn build_encoded(
                 (&images, encoding.max_side(), target),
                 part,
                 recycler,
-                &mut encoder,
+                (&mut encoder, &broken),
             )
         })
     };
@@ -159,7 +199,9 @@ pub fn build_encoded(
         parts: parts(original),
         read: &read,
     };
-    write_cache(input, dest, options)
+    let report = write_cache(input, dest, options)?;
+    broken.report(format);
+    Ok(report)
 }
 
 /// The header of `f` with its tables empty, as an encoded image field when `image` says how.
@@ -215,7 +257,7 @@ fn read_part(
     (images, max_side, target): (&[bool], Option<u32>, Target),
     part: &Part,
     recycler: &Recycler,
-    encoder: &mut CpuEncoder,
+    (encoder, broken): (&mut CpuEncoder, &Broken),
 ) -> Result<ParsedChunk> {
     let mut bytes = recycler
         .take(part.item_bytes as usize)
@@ -262,17 +304,27 @@ fn read_part(
                             },
                             None => Pixels::Encoded(value),
                         };
-                        let (width, height) = encoder
-                            .encode(pixels, max_side, target, ImagePolicy::DEFAULT, &mut encoded)
-                            .map_err(|message| Error::Decode {
-                                location: Location::sample(original.path(), s),
-                                field: field.name.clone(),
-                                message,
-                            })?;
-                        bytes.extend_from_slice(&encoded);
+                        let encoding = encoder.encode(
+                            pixels,
+                            max_side,
+                            target,
+                            ImagePolicy::DEFAULT,
+                            &mut encoded,
+                        );
+                        // An image that does not decode keeps the original's bytes, sized 0 x 0:
+                        // readers decode those as the original cache would, so `on_error`
+                        // decides at load time, as it does for the original.
+                        let ((width, height), kept) = match encoding {
+                            Ok(size) => (size, encoded.as_slice()),
+                            Err(message) => {
+                                broken.note(&field.name, s, message);
+                                ((0, 0), value)
+                            }
+                        };
+                        bytes.extend_from_slice(kept);
                         Value::Var(VarValue {
                             range: start..bytes.len(),
-                            crc32c: crc32c::crc32c(&encoded),
+                            crc32c: crc32c::crc32c(kept),
                             height,
                             width,
                             dtype: None,

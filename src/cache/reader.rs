@@ -265,6 +265,10 @@ impl CacheReader {
             },
             FieldKind::Yuv420 => {
                 let r = self.record(field, sample);
+                if r.width == 0 || r.height == 0 {
+                    // An image the build could not decode: the original's bytes.
+                    return Ok(FieldValue::Bytes(self.value_bytes(field, sample)?));
+                }
                 let planes = Yuv420::new(r.width, r.height, self.value_bytes(field, sample)?);
                 FieldValue::Yuv420(planes.map_err(|m| {
                     Error::cache(
