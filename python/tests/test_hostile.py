@@ -91,6 +91,29 @@ def test_truncated_jpeg_ending_with_eoi_is_skipped_in_pipelines(
     assert [i for b in keeping for i in b["index"].tolist()] == list(range(8))
 
 
+def test_a_header_that_does_not_parse_leaves_the_next_image_intact(
+    demo_dataset, tmp_path: Path
+) -> None:
+    """libjpeg-turbo left a decompressor whose header read failed mid-header, and the next
+    image on that thread then failed (or decoded at another size) too."""
+    images = [demo_dataset[i]["image"] for i in range(6)]
+    sos = images[0].index(b"\xff\xda")
+    images[0] = images[0][: sos + 4]  # "Bogus marker length": the header read itself fails
+    ds = ss.SlipstreamDataset(m.make_images(tmp_path / "ds", images), progress=False)
+    pipeline = {"image": [ss.CenterCrop(64, resize=64)]}
+
+    def crops(**kw) -> dict[int, bytes]:
+        lo = ss.SlipstreamLoader(ds, batch_size=1, shuffle=False, num_threads=1, **kw)
+        return {b["index"].item(): b["image"].numpy().tobytes() for b in lo}
+
+    after_broken = crops(pipelines=pipeline, on_error="skip")  # 0 replaced by 1, on one thread
+    alone = crops(pipelines=pipeline, indices=list(range(1, 6)))
+    assert {k: v for k, v in after_broken.items() if k != 1} == {
+        k: v for k, v in alone.items() if k != 1
+    }
+    assert after_broken[1] == alone[1]
+
+
 # -- 2. decompression bombs -----------------------------------------------------------------
 
 

@@ -67,6 +67,13 @@ impl CpuDecoder {
         CpuDecoder::default()
     }
 
+    /// Drop the decompressor after a failure: libjpeg-turbo leaves one whose header could not
+    /// be read mid-header, and it then misreads the next image's header (a good image after a
+    /// broken one failed, or decoded at the wrong size). A new one costs microseconds.
+    fn forget_failure(&mut self) {
+        self.handle = None;
+    }
+
     fn handle(&mut self) -> Result<*mut std::ffi::c_void, String> {
         if self.handle.is_none() {
             self.handle = Some(Handle::new(tj::TJINIT_TJINIT_DECOMPRESS)?);
@@ -83,7 +90,13 @@ impl CpuDecoder {
         out: &mut Vec<u8>,
     ) -> Result<Decoded, String> {
         match probe(bytes) {
-            Some((ImageFormat::Jpeg, _, _)) => self.decode_jpeg(bytes, plan, out),
+            Some((ImageFormat::Jpeg, _, _)) => {
+                let decoded = self.decode_jpeg(bytes, plan, out);
+                if decoded.is_err() {
+                    self.forget_failure();
+                }
+                decoded
+            }
             Some((ImageFormat::Png, _, _)) => decode_png(bytes, plan, out),
             None => Err(not_an_image(bytes)),
         }
@@ -105,6 +118,19 @@ impl CpuDecoder {
     /// A baseline 4:2:0 JPEG's own planes (no upsampling, no colour conversion) into `out` as
     /// [`super::yuv420`] lays them out, and its size; `None` for other JPEGs.
     pub fn jpeg_planes(
+        &mut self,
+        bytes: &[u8],
+        policy: ImagePolicy,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<(u32, u32)>, String> {
+        let planes = self.jpeg_planes_of(bytes, policy, out);
+        if !matches!(planes, Ok(Some(_))) {
+            self.forget_failure();
+        }
+        planes
+    }
+
+    fn jpeg_planes_of(
         &mut self,
         bytes: &[u8],
         policy: ImagePolicy,
