@@ -106,6 +106,61 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The same error again, for reporting one failure to several callers (the readers of a
+    /// cache whose download failed); an I/O error keeps its kind and message.
+    pub fn again(&self) -> Error {
+        match self {
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Format { location, message } => Error::Format {
+                location: location.clone(),
+                message: message.clone(),
+            },
+            Error::Unsupported {
+                dataset,
+                feature,
+                hint,
+            } => Error::Unsupported {
+                dataset: dataset.clone(),
+                feature: feature.clone(),
+                hint: hint.clone(),
+            },
+            Error::Cache { location, message } => Error::Cache {
+                location: location.clone(),
+                message: message.clone(),
+            },
+            Error::Checksum {
+                location,
+                field,
+                expected,
+                actual,
+            } => Error::Checksum {
+                location: location.clone(),
+                field: field.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            Error::Decode {
+                location,
+                field,
+                message,
+            } => Error::Decode {
+                location: location.clone(),
+                field: field.clone(),
+                message: message.clone(),
+            },
+            Error::Cuda(m) => Error::Cuda(m.clone()),
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Internal(m) => Error::Internal(m.clone()),
+            Error::IndexOutOfRange { index, len } => Error::IndexOutOfRange {
+                index: *index,
+                len: *len,
+            },
+        }
+    }
+
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),

@@ -400,9 +400,13 @@ impl Loader {
         let stop = Arc::new(AtomicBool::new(false));
         let loader = Arc::clone(self);
         let thread_stop = Arc::clone(&stop);
+        let batches = self.sampler.batches(epoch);
+        // A cache still streaming in from S3 fetches its chunks in this epoch's order from now.
+        self.reader
+            .prefer(batches.iter().skip(start).flatten().copied());
         let handle = std::thread::Builder::new()
             .name("slipstream-prefetch".into())
-            .spawn(move || loader.produce(epoch, start, tx, &thread_stop))
+            .spawn(move || loader.produce(epoch, &batches, start, tx, &thread_stop))
             .expect("spawn the prefetch thread");
         BatchIter {
             rx: Some(rx),
@@ -412,8 +416,14 @@ impl Loader {
         }
     }
 
-    fn produce(&self, epoch: u64, start: usize, tx: SyncSender<Result<Batch>>, stop: &AtomicBool) {
-        let batches = self.sampler.batches(epoch);
+    fn produce(
+        &self,
+        epoch: u64,
+        batches: &[Vec<u64>],
+        start: usize,
+        tx: SyncSender<Result<Batch>>,
+        stop: &AtomicBool,
+    ) {
         let todo = batches.iter().enumerate().skip(start);
         if self.pipelines.gpu().is_none() {
             for (position, samples) in todo {
@@ -442,8 +452,9 @@ impl Loader {
                         if stop.load(Ordering::Relaxed) {
                             return;
                         }
-                        let prepared = self
-                            .in_pool(|| {
+                        let arrived = samples.iter().try_for_each(|&s| self.reader.check_index(s));
+                        let prepared = arrived.and_then(|()| {
+                            self.in_pool(|| {
                                 self.pipelines.prepare(
                                     &self.reader,
                                     self.sampler.config().seed,
@@ -452,7 +463,8 @@ impl Loader {
                                     &replacement,
                                 )
                             })
-                            .expect("GPU pipelines prepare");
+                            .expect("GPU pipelines prepare")
+                        });
                         let failed = prepared.is_err();
                         if ready_tx.send((position, samples, prepared)).is_err() || failed {
                             return;

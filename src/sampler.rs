@@ -7,7 +7,8 @@
 //! (or cut to one when `drop_last`), rank `r` taking positions `r, r + world, ...`.
 //!
 //! `Order::QuasiRandom` is for datasets larger than RAM (FFCV's QUASI_RANDOM): samples are
-//! grouped into pages of consecutive cache bytes, pages are shuffled, and samples are shuffled
+//! grouped into the cache's pages of consecutive samples ([`CacheReader::page_starts`]: a
+//! LitData dataset's chunks, else ~8 MiB of cache bytes), pages are shuffled, and samples are shuffled
 //! only within windows of a few batches' worth of pages, so at any moment a rank reads from a
 //! bounded set of pages. Ranks take contiguous stretches of that order (not strided
 //! positions), so each rank's working set stays bounded too.
@@ -18,11 +19,6 @@ use std::sync::Arc;
 use crate::cache::CacheReader;
 use crate::error::{Error, Result};
 use crate::rng::{Stream, domain, key};
-
-/// Quasi-random order groups samples into pages of about this many cache bytes.
-pub const PAGE_BYTES: u64 = 8 << 20;
-/// Pages of datasets without variable-length fields hold this many samples.
-const SCALAR_PAGE_SAMPLES: u64 = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -154,7 +150,7 @@ impl Sampler {
     /// needs it and `config` does not give one.
     pub fn for_cache(reader: &CacheReader, mut config: SamplerConfig) -> Result<Sampler> {
         if config.order == Order::QuasiRandom && config.page_starts.is_none() {
-            config.page_starts = Some(Arc::new(page_starts(reader)));
+            config.page_starts = Some(Arc::new(reader.page_starts()));
         }
         Sampler::new(config)
     }
@@ -293,24 +289,6 @@ impl Sampler {
 /// Samples per quasi-random shuffle window: enough for several batches to mix.
 pub fn quasi_random_window(batch_size: usize) -> usize {
     8 * batch_size
-}
-
-/// Sample indices at which the cache's ~`PAGE_BYTES` pages begin, for quasi-random order.
-pub fn page_starts(reader: &CacheReader) -> Vec<u64> {
-    let n = reader.len();
-    let Some(field) = reader.fields().iter().position(|f| !f.kind.is_scalar()) else {
-        return (0..n).step_by(SCALAR_PAGE_SAMPLES as usize).collect();
-    };
-    let mut starts = vec![0];
-    let mut page_offset = reader.record(field, 0).offset;
-    for s in 1..n {
-        let offset = reader.record(field, s).offset;
-        if offset.saturating_sub(page_offset) >= PAGE_BYTES {
-            starts.push(s);
-            page_offset = offset;
-        }
-    }
-    starts
 }
 
 #[cfg(test)]

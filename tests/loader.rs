@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use slipstream::cache::CacheReader;
 use slipstream::loader::{Batch, FieldBatch, Loader, LoaderOptions, Ragged};
-use slipstream::sampler::{Order, Sampler, SamplerConfig, page_starts};
+use slipstream::sampler::{Order, Sampler, SamplerConfig};
 
 fn reader(n: u64) -> (tempfile::TempDir, Arc<CacheReader>) {
     let tmp = tempfile::tempdir().unwrap();
@@ -23,7 +23,7 @@ fn loader(
 ) -> Arc<Loader> {
     let sampler = Sampler::new(SamplerConfig {
         order,
-        page_starts: (order == Order::QuasiRandom).then(|| Arc::new(page_starts(reader))),
+        page_starts: (order == Order::QuasiRandom).then(|| Arc::new(reader.page_starts())),
         ..SamplerConfig::shuffled(reader.len(), batch, 11)
     })
     .unwrap();

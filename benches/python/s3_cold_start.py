@@ -117,6 +117,7 @@ def main() -> None:
                         cache_dir=scratch / cache,
                         progress=False,
                         storage_options=options,
+                        stream=False,  # the whole cache, as `aws s3 sync` + build gives
                         **kw,
                     )
                 )

@@ -76,6 +76,7 @@ class Dataset:
         encoding: str = "original",
         max_side: int | None = None,
         quality: int | None = None,
+        stream: bool = True,
     ) -> Dataset: ...
     def __len__(self) -> int: ...
     @property

@@ -97,3 +97,14 @@ def pin_ahead(batches: Iterator[dict[str, Any]], value: Converter) -> Iterator[d
     finally:
         stop.set()
         thread.join()
+
+
+def torch_distributed() -> Any:
+    """``torch.distributed`` if torch is loaded and a process group is initialised."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist
+    return None

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import _native, _progress, _upstream
-from ._tensors import torch_available
+from ._tensors import torch_available, torch_distributed
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,15 @@ def _array_value(field: dict[str, Any], shape: list[int], data: bytearray) -> An
             return torch.empty(shape, dtype=getattr(torch, dtype))
         return torch.frombuffer(data, dtype=getattr(torch, dtype)).reshape(shape)
     return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
+
+
+def _several_ranks() -> bool:
+    """Whether this process is one of several ranks of a job (``torch.distributed``, else
+    torchrun's ``WORLD_SIZE``)."""
+    dist = torch_distributed()
+    if dist is not None:
+        return bool(dist.get_world_size() > 1)
+    return int(os.environ.get("WORLD_SIZE") or 1) > 1
 
 
 def _decoded(data: bytes, to_pil: bool) -> Any:
@@ -175,6 +184,18 @@ class SlipstreamDataset:
         max_side: with ``encoding="jpeg"`` or ``"yuv420"``: images whose longer side
             exceeds it are scaled down (antialiased bilinear) so that it equals it.
         quality: with ``encoding="jpeg"``: the JPEG quality, 1 to 100 (default 90).
+        stream: for a LitData dataset on S3 whose cache is not built yet: ``True`` returns at
+            once and builds the cache while the chunks download, in the order a loader's
+            epoch reads them, so that with ``order="quasi_random"`` the first batch comes after
+            a few chunks instead of after the whole dataset; a sample read before its chunk
+            arrived waits for it, and a failed download is raised by that read (``verify()``
+            waits for every chunk). ``False`` downloads and builds the whole cache before
+            returning. The default (``None``) streams unless this process is one of several
+            ranks: the other ranks of a machine wait for the whole download anyway, and a rank
+            that went ahead would wait in its first collective instead, where it could time
+            out. Datasets with array or PIL fields, other encodings than
+            ``"original"``, ``remote_cache`` and a cache another process is building are
+            always built first. See docs/TUNING.md.
 
     Example:
         >>> ds = SlipstreamDataset(demo_dir, cache_dir=cache_dir, progress=False)
@@ -202,6 +223,7 @@ class SlipstreamDataset:
         encoding: str = "original",
         max_side: int | None = None,
         quality: int | None = None,
+        stream: bool | None = None,
         remote_dir: str | os.PathLike[str] | None = None,
         local_dir: str | os.PathLike[str] | None = None,
         input_dir: str | os.PathLike[str] | None = None,
@@ -225,6 +247,7 @@ class SlipstreamDataset:
             "encoding": encoding,
             "max_side": max_side,
             "quality": quality,
+            "stream": not _several_ranks() if stream is None else bool(stream),
         }
         self._decode_images = bool(decode_images)
         self._to_pil = bool(to_pil)
@@ -247,6 +270,7 @@ class SlipstreamDataset:
             encoding=a["encoding"],
             max_side=a["max_side"],
             quality=a["quality"],
+            stream=a["stream"],
         )
         self._header: dict[str, Any] = json.loads(self._native.header_json())
         self._raw_fields: list[dict[str, Any]] = self._header["fields"]
@@ -351,6 +375,8 @@ class SlipstreamDataset:
     @property
     def header(self) -> dict[str, Any]:
         """The cache header (docs/FORMAT.md): table offsets for ``numpy.memmap``, the source.
+        While a dataset on S3 streams in, the header of the file being written (its
+        ``cache_path`` appears once every chunk has arrived).
 
         Example:
             >>> import numpy as np

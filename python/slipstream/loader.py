@@ -13,7 +13,14 @@ from typing import Any, overload
 
 from . import _native, _upstream, mixing
 from ._cuda import parse_device, point_at_nvjpeg
-from ._tensors import Converter, check_pin_memory, converter, pin_ahead, torch_available
+from ._tensors import (
+    Converter,
+    check_pin_memory,
+    converter,
+    pin_ahead,
+    torch_available,
+    torch_distributed,
+)
 from .dataset import SlipstreamDataset
 from .errors import ConfigError
 from .transforms import MAX_IMAGE_PIXELS, PipelineSpec, pipeline_spec
@@ -67,17 +74,6 @@ class RaggedBatch(Sequence[bytes]):
         return f"RaggedBatch({len(self)} values, {len(self.data)} bytes)"
 
 
-def _torch_distributed() -> Any:
-    """``torch.distributed`` if torch is loaded and a process group is initialised."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return None
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist
-    return None
-
-
 def _resolve_rank(
     distributed: bool | None, rank: int | None, world_size: int | None
 ) -> tuple[int, int]:
@@ -89,7 +85,7 @@ def _resolve_rank(
         if not 0 <= int(rank) < int(world_size):
             raise ConfigError(f"rank {rank} is not in 0..world_size={world_size}")
         return int(rank), int(world_size)
-    dist = _torch_distributed()
+    dist = torch_distributed()
     if dist is not None:
         return dist.get_rank(), dist.get_world_size()
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
@@ -108,7 +104,7 @@ def _resolve_seed(seed: int | None, world_size: int) -> int:
         return int(seed) & (2**64 - 1)
     if world_size == 1:
         return secrets.randbits(63)
-    dist = _torch_distributed()
+    dist = torch_distributed()
     if dist is not None:
         box = [secrets.randbits(63) if dist.get_rank() == 0 else None]
         dist.broadcast_object_list(box, src=0)
@@ -197,8 +193,10 @@ class SlipstreamLoader:
             ``[B, 3, H, W]`` (``[B, views, 3, H, W]`` with several views). The fields they
             read are not also loaded raw.
         order: ``"random"``, or ``"quasi_random"`` for datasets larger than RAM: shuffled
-            pages of the cache, samples shuffled within a window of pages, so each rank reads
-            a bounded set of pages at a time.
+            pages of the cache (a LitData dataset's chunks), samples shuffled within a window
+            of pages, so each rank reads a bounded set of pages at a time; a LitData dataset
+            on S3 then streams in, its chunks fetched in the order the epoch reads them, and
+            the first batch comes after a few chunks instead of the whole download.
         fields: names of the fields to load (default: all).
         exclude_fields: names of fields not to load (upstream slipstream's option; the
             opposite of ``fields``).

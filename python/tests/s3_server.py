@@ -112,10 +112,11 @@ def upload_dir(client, bucket: str, prefix: str, directory: Path) -> list[str]:
 class Fault:
     """What to do to the first ``times`` requests whose target contains ``match``."""
 
-    kind: str  # "503", "500", "reset", "truncate", "stall", "403"
+    kind: str  # "503", "500", "reset", "truncate", "stall", "403", "hold"
     match: str = ""
     times: int = 1
     seconds: float = 3.0  # for "stall"
+    release: threading.Event | None = None  # for "hold": answered once it is set
 
 
 @dataclass
@@ -172,6 +173,8 @@ class FaultProxy:
                     continue
                 if fault is not None and fault.kind == "stall":
                     time.sleep(fault.seconds)
+                if fault is not None and fault.kind == "hold" and fault.release is not None:
+                    fault.release.wait()
                 response_head, response_body = _forward(self.upstream_port, head, body)
                 if fault is not None and fault.kind in ("reset", "truncate"):
                     conn.sendall(response_head + response_body[: len(response_body) // 3])

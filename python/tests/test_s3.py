@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,7 @@ def test_second_open_downloads_nothing(server, bucket, tmp_path) -> None:
     url = f"s3://{bucket}/demo/"
     with proxy(server) as p:
         first = open_s3(url, p.url, tmp_path)
+        first.verify()  # waits for every chunk (the dataset is read while it downloads)
         n_chunks = len(chunk_gets(p))
         assert n_chunks >= 3
         again = open_s3(url, p.url, tmp_path)
@@ -95,6 +98,7 @@ def test_second_open_downloads_nothing(server, bucket, tmp_path) -> None:
         # Without the cache but with the mirror: an `s3 sync` skips every file, then builds.
         Path(first._native.cache_path).unlink()
         rebuilt = open_s3(url, p.url, tmp_path)
+        rebuilt.verify()
         assert len(chunk_gets(p)) == n_chunks
         assert rebuilt[5]["image"] == first[5]["image"]
 
@@ -137,6 +141,7 @@ def test_transient_faults_do_not_change_the_result(
 ) -> None:
     with proxy(server, fault) as p:
         ds = open_s3(f"s3://{bucket}/demo/", p.url, tmp_path, storage={"read_timeout": 1})
+        ds.verify()
         assert p.injected, "the fault was injected"
     same_samples(ds, ss.SlipstreamDataset(demo_dir, cache_dir=tmp_path / "local"))
 
@@ -147,7 +152,8 @@ def test_missing_object_names_it_and_leaves_no_cache(server, bucket, demo_dir, t
     victim = next(k for k in keys if "chunk-" in k)
     client.delete_object(Bucket=bucket, Key=victim)
     with pytest.raises(ss.FormatError, match=victim.split("/")[-1]):
-        open_s3(f"s3://{bucket}/holed/", server.url, tmp_path)
+        # Opening starts the download; reading a sample of the missing chunk fails.
+        open_s3(f"s3://{bucket}/holed/", server.url, tmp_path).verify()
     assert not list(tmp_path.glob("*.slipcache"))
 
 
@@ -155,7 +161,7 @@ def test_access_denied_names_the_object_and_resumes_later(server, bucket, tmp_pa
     url = f"s3://{bucket}/demo/"
     with proxy(server, Fault("403", "chunk-0-3", times=100)) as p:
         with pytest.raises(ss.SlipstreamIOError) as e:
-            open_s3(url, p.url, tmp_path)
+            open_s3(url, p.url, tmp_path).verify()
         message = str(e.value)
         assert "chunk-0-3" in message and "AccessDenied" in message, message
         assert SECRET not in message and "AKIDTEST" not in message
@@ -165,7 +171,7 @@ def test_access_denied_names_the_object_and_resumes_later(server, bucket, tmp_pa
     complete = completed_parts(tmp_path)
     assert not any("chunk-0-3" in part for part in complete)
     with proxy(server) as p:
-        open_s3(url, p.url, tmp_path)
+        open_s3(url, p.url, tmp_path).verify()
         again = {part_index(r) for r in chunk_gets(p)}
     assert any("chunk-0-3" in part for part in again)
     assert not (again & complete), "parts completed before the failure are not fetched again"
@@ -268,7 +274,7 @@ def test_ranks_on_one_node_download_once(server, bucket, tmp_path) -> None:
         "import sys, slipstream as ss; "
         "ss.SlipstreamDataset(sys.argv[1], cache_dir=sys.argv[2], progress=False, "
         "storage_options={'endpoint_url': sys.argv[3], 'aws_access_key_id': 'a', "
-        "'aws_secret_access_key': 'b'})"
+        "'aws_secret_access_key': 'b'}).verify()"
     )
     with proxy(server) as p:
         ranks = [
@@ -460,3 +466,120 @@ def test_other_formats_on_s3_equal_the_local_ones(server, tmp_path) -> None:
         assert not p.requests(lambda r: r.startswith("GET") and ".jpg" in r.lower())
     with pytest.raises(ss.SlipstreamError, match="holds the splits train, validation"):
         open_s3("s3://formats/hub/", server.url, tmp_path / "cache")
+
+
+# -- reading a dataset while it downloads (order="quasi_random") -------------------------------
+
+
+def chunk_name(request: str) -> str:
+    return request.split()[1].split("?")[0].rsplit("/", 1)[-1]
+
+
+def wait_for(condition, what: str, seconds: float = 120) -> None:
+    """Wait until `condition()` holds (a state, not a duration: the deadline only ends a test
+    that would otherwise hang)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_quasi_random_reads_a_dataset_still_downloading(server, bucket, demo_dir, tmp_path) -> None:
+    index = json.loads((demo_dir / "index.json").read_text())
+    names = [c["filename"] for c in index["chunks"]]
+    chunk_of = [i for i, c in enumerate(index["chunks"]) for _ in range(c["chunk_size"])]
+    kw = {"batch_size": 4, "order": "quasi_random", "seed": 11}
+    local = ss.SlipstreamDataset(demo_dir, cache_dir=tmp_path / "local", progress=False)
+    expected = list(ss.SlipstreamLoader(local, **kw))
+    needed = {names[chunk_of[i]] for i in expected[0]["index"].tolist()}
+
+    held = {name: threading.Event() for name in names}
+    faults = [Fault("hold", name, times=1000, release=held[name]) for name in names]
+    with proxy(server, *faults) as p:
+        try:
+            ds = open_s3(f"s3://{bucket}/demo/", p.url, tmp_path, storage={"concurrency": 2})
+            assert len(ds) == len(local), "the dataset opens before any chunk arrives"
+            loader = ss.SlipstreamLoader(ds, **kw)
+            it = iter(loader)
+            got: dict = {}
+            reader = threading.Thread(target=lambda: got.update(first=next(it)), daemon=True)
+            reader.start()
+            # Once the loader's epoch has begun, its order decides what is fetched next; the
+            # chunks started before it (in index order, as many as keep the GETs busy) are let
+            # through too, as on a real store they would finish.
+            wait_for(lambda: loader._running, "the loader's epoch to begin")
+            started = {chunk_name(r) for r in chunk_gets(p)}
+            assert len(started) <= 2, started
+            for name in needed | started:
+                held[name].set()
+            reader.join(timeout=120)
+            assert "first" in got, "the first batch came"
+            late = [n for n in names if not held[n].is_set()]
+            assert late, "the first batch came while chunks were still held back on the server"
+            assert got["first"]["index"].tolist() == expected[0]["index"].tolist()
+            for event in held.values():
+                event.set()
+            batches = [got["first"], *it]
+        finally:
+            for event in held.values():
+                event.set()
+    # The same batches as from the local dataset: the order is a function of (seed, epoch).
+    assert len(batches) == len(expected)
+    for a, b in zip(batches, expected, strict=True):
+        assert a["index"].tolist() == b["index"].tolist()
+        assert a["label"].tolist() == b["label"].tolist()
+        assert [bytes(x) for x in a["image"]] == [bytes(x) for x in b["image"]]
+    # The streamed build became an ordinary cache: reopened, nothing is fetched.
+    wait_for(lambda: Path(ds.cache_path).exists(), "the cache to be written")
+    with proxy(server) as p:
+        again = open_s3(f"s3://{bucket}/demo/", p.url, tmp_path)
+        assert not chunk_gets(p)
+    same_samples(again, local)
+    assert (
+        list(ss.SlipstreamLoader(again, **kw))[3]["index"].tolist() == expected[3]["index"].tolist()
+    )
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_worker_reads_a_dataset_still_downloading(server, bucket, demo_dir, tmp_path):
+    """A process forked while the cache streams in (a DataLoader worker) has no view of the
+    download's progress: its reads wait for the finished cache instead of hanging."""
+    local = ss.SlipstreamDataset(demo_dir, cache_dir=tmp_path / "local", progress=False)
+    held = threading.Event()
+    with proxy(server, Fault("hold", "chunk-0-9", times=1000, release=held)) as p:
+        try:
+            ds = open_s3(f"s3://{bucket}/demo/", p.url, tmp_path)
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                status = 1
+                try:
+                    os.write(write, ds[95]["image"][-64:] + ds[3]["image"][:64])
+                    status = 0
+                finally:
+                    os._exit(status)
+            os.close(write)
+            wait_for(lambda: chunk_gets(p), "the download to begin")
+            held.set()
+            _, status = os.waitpid(pid, 0)
+            got = os.read(read, 128)
+        finally:
+            held.set()
+    assert status == 0
+    assert got == local[95]["image"][-64:] + local[3]["image"][:64]
+
+
+def test_ranks_of_a_job_do_not_stream_by_default(server, bucket, tmp_path, monkeypatch) -> None:
+    """One of several ranks builds the whole cache before the open returns (the others would
+    wait for all of it anyway); alone, the open returns before the cache file exists."""
+    held = threading.Event()
+    with proxy(server, Fault("hold", "chunk-0-9", times=1000, release=held)) as p:
+        try:
+            alone = open_s3(f"s3://{bucket}/demo/", p.url, tmp_path / "alone")
+            assert not Path(alone.cache_path).exists(), "returned while a chunk was held"
+        finally:
+            held.set()
+        alone.verify()
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        rank = open_s3(f"s3://{bucket}/demo/", p.url, tmp_path / "rank")
+        assert Path(rank.cache_path).exists()

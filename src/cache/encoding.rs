@@ -197,6 +197,8 @@ pub fn build_encoded(
         layout: header.layout,
         fields,
         parts: parts(original),
+        // The original's pages, so that quasi-random order is the same in every encoding.
+        pages: Some(original.page_starts()),
         read: &read,
     };
     let report = write_cache(input, dest, options)?;

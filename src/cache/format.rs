@@ -245,6 +245,11 @@ pub struct Header {
     /// How image fields were stored: absent for the source's own bytes (`original`).
     #[serde(default, skip_serializing_if = "Encoding::is_original")]
     pub encoding: Encoding,
+    /// Where the pages quasi-random order shuffles begin (ascending sample indices from 0):
+    /// a LitData source's chunks, so that the order, which depends on them, is the same
+    /// however the cache was laid out. Absent: pages of about 8 MiB of the data region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<Vec<u64>>,
     pub created_by: String,
     pub created_unix: u64,
 }

@@ -5,6 +5,7 @@
 //! not, under a lock so that several processes on one machine (the ranks of a job) build it
 //! once while the others wait and reuse it. Given a `.slipcache` file it just opens it.
 
+mod arrivals;
 pub mod encoding;
 pub mod format;
 #[cfg(feature = "s3")]
@@ -14,6 +15,8 @@ mod paths;
 mod reader;
 #[cfg(feature = "s3")]
 mod shared;
+#[cfg(feature = "s3")]
+mod streamed;
 mod writer;
 
 use std::fs::File;
@@ -51,6 +54,10 @@ pub struct OpenOptions {
     /// How image fields are stored: another encoding than the original is a cache of its
     /// own, built from the original cache.
     pub encoding: Encoding,
+    /// A LitData dataset on S3 with no cache yet is returned at once, its cache readable as
+    /// its chunks arrive, in the order its readers ask for (`streamed.rs`), when it can be
+    /// (original encoding, no remote cache, no other process building it).
+    pub stream: bool,
 }
 
 /// Where built caches are shared between machines: an `s3://` prefix, and the storage options
@@ -147,7 +154,7 @@ fn open_or_build(
     }
     let cache_dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(cache_dir).at(cache_dir)?;
-    let lock_path = path.with_extension(format!("{CACHE_EXTENSION}.lock"));
+    let lock_path = lock_path(path);
     let lock = File::create(&lock_path).at(&lock_path)?;
     match lock.try_lock() {
         Ok(()) => {}
@@ -207,6 +214,43 @@ fn open_or_build(
     CacheReader::open(path)
 }
 
+/// The file whose lock a builder of the cache at `path` holds.
+fn lock_path(path: &Path) -> PathBuf {
+    path.with_extension(format!("{CACHE_EXTENSION}.lock"))
+}
+
+/// Start a streamed build of the cache `wanted` names, unless a matching cache exists
+/// (returned) or another process is building it (`None`: wait for it as usual).
+#[cfg(feature = "s3")]
+fn open_streamed(
+    wanted: &Wanted,
+    options: &OpenOptions,
+    start: impl FnOnce(File) -> Result<CacheReader>,
+) -> Result<Option<CacheReader>> {
+    let path = &wanted.path;
+    if !options.rebuild
+        && let Some(reader) = reusable(wanted, options.build.progress)
+    {
+        return Ok(Some(reader));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).at(dir)?;
+    let lock_path = lock_path(path);
+    let lock = File::create(&lock_path).at(&lock_path)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+    }
+    if !options.rebuild
+        && let Some(reader) = reusable(wanted, false)
+    {
+        return Ok(Some(reader));
+    }
+    remove_abandoned_builds(path);
+    start(lock).map(Some)
+}
+
 /// The store of `options.remote_cache`, if any.
 #[cfg(feature = "s3")]
 fn shared_cache(options: &OpenOptions) -> Result<Option<SharedCache>> {
@@ -240,6 +284,7 @@ pub fn push(source: &str, storage: &[(String, String)], options: &OpenOptions) -
     };
     let local = OpenOptions {
         remote_cache: None,
+        stream: false,
         ..options.clone()
     };
     // The storage options reach the store, and the dataset only when it is on S3 too.
@@ -324,6 +369,43 @@ pub fn open_s3(url: &str, s3: &crate::s3::S3Options, options: &OpenOptions) -> R
         return encoded(original, options);
     }
     let remote = crate::source::s3::open(&client, &at, &listing, &mirror)?;
+    let wanted = Wanted::of(&remote.dataset, options);
+    if options.stream
+        && options.remote_cache.is_none()
+        && options.encoding.is_original()
+        && streamed::streamable(&remote)
+    {
+        let mut handed = Some((client, at, remote));
+        let started = open_streamed(&wanted, options, |lock| {
+            let (client, at, remote) = handed.take().expect("started once");
+            streamed::start(
+                client,
+                at,
+                remote,
+                wanted.path.clone(),
+                lock,
+                &options.build,
+            )
+        })?;
+        if let Some(reader) = started {
+            return Ok(reader);
+        }
+        // Another process is building it: wait for that build, as any open does.
+        let (client, at, remote) = handed.take().expect("not started");
+        return open_s3_litdata(client, at, remote, wanted, options);
+    }
+    open_s3_litdata(client, at, remote, wanted, options)
+}
+
+/// The cache of `remote`, downloaded and built whole unless it exists.
+#[cfg(feature = "s3")]
+fn open_s3_litdata(
+    client: crate::s3::S3Client,
+    at: crate::s3::S3Location,
+    remote: crate::source::s3::RemoteLitData,
+    wanted: Wanted,
+    options: &OpenOptions,
+) -> Result<CacheReader> {
     let build = |path: &Path| -> Result<()> {
         from_s3::download_and_build(
             &client,
@@ -334,7 +416,7 @@ pub fn open_s3(url: &str, s3: &crate::s3::S3Options, options: &OpenOptions) -> R
             &options.build,
         )
     };
-    let original = open_or_build(&Wanted::of(&remote.dataset, options), options, &build)?;
+    let original = open_or_build(&wanted, options, &build)?;
     encoded(original, options)
 }
 

@@ -1,6 +1,10 @@
-//! Where caches and the files around them live, and how their names are made.
+//! Where caches and the files around them live, how their names are made, and the temporary
+//! file a build writes before it is renamed into place.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
 
 pub const CACHE_EXTENSION: &str = "slipcache";
 
@@ -43,4 +47,43 @@ pub(super) fn file_name_part(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A file under a temporary name next to its destination; removed unless persisted.
+pub(super) struct TempFile {
+    pub(super) path: PathBuf,
+    persisted: bool,
+}
+
+impl TempFile {
+    pub(super) fn create(dest: &Path) -> Result<TempFile> {
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).at(dir)?;
+        let name = dest.file_name().unwrap_or_default().to_string_lossy();
+        let path = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        Ok(TempFile {
+            path,
+            persisted: false,
+        })
+    }
+
+    pub(super) fn persist(mut self, dest: &Path) -> Result<()> {
+        std::fs::rename(&self.path, dest).at(dest)?;
+        self.persisted = true;
+        // Make the rename itself durable.
+        if let Some(dir) = dest.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }

@@ -9,15 +9,22 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::Mmap;
 
+use super::arrivals::Arrivals;
 use super::format::{
     FieldHeader, FieldKind, Header, MAX_HEADER_LEN, Preamble, RECORD_LEN, Record, Table, VERSION,
 };
 use crate::decode::yuv420::Yuv420;
 use crate::error::{Error, IoContext, Location, Result};
+
+/// Without pages in the header, quasi-random pages hold about this many bytes of values.
+const PAGE_BYTES: u64 = 8 << 20;
+/// ... or, in caches without variable-length fields, this many samples.
+const SCALAR_PAGE_SAMPLES: u64 = 4096;
 
 pub struct CacheReader {
     path: PathBuf,
@@ -25,6 +32,9 @@ pub struct CacheReader {
     header: Header,
     /// Per field, one bit per sample: the value's checksum has been checked.
     verified: Vec<Vec<AtomicU64>>,
+    /// Set while the cache is still being written by a streamed build (`streamed.rs`): a
+    /// sample may be read once its part has arrived.
+    arrivals: Option<Arc<Arrivals>>,
 }
 
 impl std::fmt::Debug for CacheReader {
@@ -67,26 +77,57 @@ impl CacheReader {
         // break this, as it would for any mmap reader; that is documented in docs/FORMAT.md.
         let map = unsafe { Mmap::map(&file) }.at(&path)?;
         let header = parse_header(&map, &path)?;
-        let verified = header
-            .fields
-            .iter()
-            .map(|f| {
-                let words = if f.kind.is_scalar() {
-                    0
-                } else {
-                    header.num_samples.div_ceil(64)
-                };
-                (0..words).map(|_| AtomicU64::new(0)).collect()
-            })
-            .collect();
         let reader = CacheReader {
             path,
             map,
+            verified: unverified(&header),
             header,
-            verified,
+            arrivals: None,
         };
         reader.verify_tables()?;
         Ok(reader)
+    }
+
+    #[cfg(feature = "s3")]
+    /// A reader of the cache a streamed build is writing into `file` (to become `path`):
+    /// `header` says where its tables and data region lie, `map_len` bytes cover everything
+    /// the build may write, and `arrivals` says which samples are written.
+    pub(super) fn streaming(
+        path: PathBuf,
+        file: &File,
+        header: Header,
+        map_len: u64,
+        arrivals: Arc<Arrivals>,
+    ) -> Result<CacheReader> {
+        // SAFETY: the builder writes each byte of the file at most once, before publishing
+        // the part it belongs to, and every read of a value or table row waits in
+        // `wait_for` until its part is published, so no byte is read while it can change.
+        // The map may extend past the end of the file: no read goes beyond what was written.
+        let map =
+            unsafe { memmap2::MmapOptions::new().len(map_len as usize).map(file) }.at(&path)?;
+        Ok(CacheReader {
+            path,
+            map,
+            verified: unverified(&header),
+            header,
+            arrivals: Some(arrivals),
+        })
+    }
+
+    /// Fetch the parts of `samples` first while the cache is being streamed in (a loader's
+    /// order); nothing otherwise.
+    pub fn prefer(&self, samples: impl IntoIterator<Item = u64>) {
+        if let Some(arrivals) = &self.arrivals {
+            arrivals.prefer(samples);
+        }
+    }
+
+    /// Block until `sample` has been written, when the cache is being streamed in.
+    fn wait_for(&self, sample: u64) -> Result<()> {
+        match &self.arrivals {
+            Some(arrivals) => arrivals.wait(sample),
+            None => Ok(()),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -126,6 +167,10 @@ impl CacheReader {
             sample < self.header.num_samples,
             "sample {sample} out of range (callers check indices)"
         );
+        // Callers check indices with `check_index`, which reports a failed download; a
+        // sample read without it (a replacement) still waits for its bytes, and if they never
+        // come reads an empty record, which every reader of values rejects.
+        let _ = self.wait_for(sample);
     }
 
     /// The record of a variable-length field.
@@ -288,10 +333,11 @@ impl CacheReader {
             .collect()
     }
 
-    /// `IndexOutOfRange` unless the cache holds `sample` (for indices users pass).
+    /// `IndexOutOfRange` unless the cache holds `sample` (for indices users pass); waits for
+    /// it when the cache is being streamed in.
     pub fn check_index(&self, sample: u64) -> Result<()> {
         if sample < self.len() {
-            Ok(())
+            self.wait_for(sample)
         } else {
             Err(Error::IndexOutOfRange {
                 index: sample as i64,
@@ -303,9 +349,10 @@ impl CacheReader {
     /// Check every sample against its checksums, in parallel; the error names a bad sample.
     pub fn verify_samples(&self) -> Result<()> {
         use rayon::prelude::*;
-        (0..self.len())
-            .into_par_iter()
-            .try_for_each(|sample| self.verify_sample(sample))
+        (0..self.len()).into_par_iter().try_for_each(|sample| {
+            self.check_index(sample)?;
+            self.verify_sample(sample)
+        })
     }
 
     /// Check every variable-length value of one sample against its stored checksum, whether
@@ -354,10 +401,49 @@ impl CacheReader {
         Ok(())
     }
 
+    /// Sample indices at which the pages of quasi-random order begin: the header's `pages`
+    /// when it has them, else a new page every ~`PAGE_BYTES` of the first variable-length
+    /// field's values (every `SCALAR_PAGE_SAMPLES` samples when there is none).
+    pub fn page_starts(&self) -> Vec<u64> {
+        if let Some(pages) = &self.header.pages {
+            return pages.clone();
+        }
+        let n = self.len();
+        let Some(field) = self.fields().iter().position(|f| !f.kind.is_scalar()) else {
+            return (0..n).step_by(SCALAR_PAGE_SAMPLES as usize).collect();
+        };
+        let mut starts = vec![0];
+        let mut page_offset = self.record(field, 0).offset;
+        for s in 1..n {
+            let offset = self.record(field, s).offset;
+            if offset.saturating_sub(page_offset) >= PAGE_BYTES {
+                starts.push(s);
+                page_offset = offset;
+            }
+        }
+        starts
+    }
+
     /// Tell the kernel which pages are about to be read, for sequential sweeps.
     pub fn advise_sequential(&self) {
         let _ = self.map.advise(memmap2::Advice::Sequential);
     }
+}
+
+/// No value checked yet: one bit per sample of each variable-length field.
+fn unverified(header: &Header) -> Vec<Vec<AtomicU64>> {
+    header
+        .fields
+        .iter()
+        .map(|f| {
+            let words = if f.kind.is_scalar() {
+                0
+            } else {
+                header.num_samples.div_ceil(64)
+            };
+            (0..words).map(|_| AtomicU64::new(0)).collect()
+        })
+        .collect()
 }
 
 fn parse_header(map: &[u8], path: &Path) -> Result<Header> {
@@ -393,6 +479,13 @@ fn parse_header(map: &[u8], path: &Path) -> Result<Header> {
     let within = |offset: u64, size: u64| offset.checked_add(size).is_some_and(|e| e <= len);
     if !within(header.data.offset, header.data.size) {
         return Err(bad("data region lies outside the file".into()));
+    }
+    if let Some(pages) = &header.pages
+        && (pages.first().is_some_and(|&p| p != 0)
+            || pages.windows(2).any(|w| w[0] >= w[1])
+            || pages.last().is_some_and(|&p| p >= n.max(1)))
+    {
+        return Err(bad("pages are not ascending sample indices from 0".into()));
     }
     for f in &header.fields {
         let expect = |table: &Option<Table>, what: &str, row: u64| -> Result<()> {

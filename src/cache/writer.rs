@@ -19,6 +19,7 @@ use super::format::{
     Record, Region, SourceInfo, TABLE_ALIGN, Table, VALUE_ALIGN, VERSION, align_up,
 };
 use super::parse::{ParsedChunk, Value, VarValue, parse_part};
+use super::paths::TempFile;
 use crate::dtype::DType;
 use crate::error::{Error, IoContext, Location, Result};
 use crate::source::Layout;
@@ -82,6 +83,8 @@ pub(super) struct Input<'a> {
     pub layout: Layout,
     pub fields: Vec<FieldHeader>,
     pub parts: Vec<Part>,
+    /// The header's `pages`.
+    pub pages: Option<Vec<u64>>,
     pub read: &'a ReadPart<'a>,
 }
 
@@ -94,19 +97,37 @@ pub fn build_cache(
     let parts = dataset.parts()?;
     let read = |i: usize, part: &Part, recycler: &Recycler| parse_part(dataset, i, part, recycler);
     let input = Input {
-        source: SourceInfo {
-            kind: dataset.kind().into(),
-            path: dataset.root().display().to_string(),
-            fingerprint: dataset.fingerprint().to_string(),
-            config: dataset.config(),
-        },
+        source: source_info(dataset),
         encoding: Encoding::Original,
         layout: dataset.schema().layout,
         fields: dataset.schema().fields.iter().map(field_header).collect(),
+        pages: chunk_pages(dataset, &parts),
         parts,
         read: &read,
     };
     write_cache(input, dest, options)
+}
+
+/// What a cache's header says of the dataset it was built from.
+pub(super) fn source_info(dataset: &dyn Source) -> SourceInfo {
+    SourceInfo {
+        kind: dataset.kind().into(),
+        path: dataset.root().display().to_string(),
+        fingerprint: dataset.fingerprint().to_string(),
+        config: dataset.config(),
+    }
+}
+
+/// A LitData dataset's pages are its chunks: the unit its files are downloaded in, so that
+/// quasi-random order can start on a dataset still downloading (`from_s3`).
+pub(super) fn chunk_pages(dataset: &dyn Source, parts: &[Part]) -> Option<Vec<u64>> {
+    (dataset.kind() == "litdata").then(|| {
+        parts
+            .iter()
+            .filter(|p| p.samples > 0)
+            .map(|p| p.first_sample)
+            .collect()
+    })
 }
 
 /// Write the cache `input` describes at `dest`, replacing whatever is there.
@@ -239,14 +260,7 @@ impl Output {
     ) -> Result<Output> {
         let mut file = File::create(path).at(path)?;
         file.write_all(&vec![0u8; DATA_START as usize]).at(path)?;
-        // Direct I/O wants sample blocks on block boundaries; for small samples that would
-        // mostly store padding, so they are only aligned for copying.
-        let source: u64 = parts.iter().map(|p| p.item_bytes).sum();
-        let alignment = if source / num_samples.max(1) >= 4096 {
-            512
-        } else {
-            VALUE_ALIGN
-        };
+        let alignment = sample_alignment(parts, num_samples);
         let fields = fields
             .into_iter()
             .map(|header| FieldTables {
@@ -329,6 +343,7 @@ impl Output {
             sample_alignment: self.alignment,
             source: input.source.clone(),
             encoding: input.encoding,
+            pages: input.pages.clone(),
             created_by: format!("slipstream {}", env!("CARGO_PKG_VERSION")),
             created_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -370,8 +385,20 @@ impl Output {
     }
 }
 
+/// Where each sample's block of values starts: direct I/O wants blocks on block boundaries,
+/// but for small samples that would mostly store padding, so they are only aligned for
+/// copying.
+pub(super) fn sample_alignment(parts: &[Part], num_samples: u64) -> u64 {
+    let source: u64 = parts.iter().map(|p| p.item_bytes).sum();
+    if source / num_samples.max(1) >= 4096 {
+        512
+    } else {
+        VALUE_ALIGN
+    }
+}
+
 /// The header of a source field, its tables still empty.
-fn field_header(f: &FieldSpec) -> FieldHeader {
+pub(super) fn field_header(f: &FieldSpec) -> FieldHeader {
     FieldHeader {
         framework: f.serializer.framework().map(|fw| {
             match fw {
@@ -458,45 +485,6 @@ impl FieldTables {
         h.total_bytes += record.size as u64;
         record.encode(&mut self.records);
         Ok(())
-    }
-}
-
-/// A file under a temporary name next to its destination; removed unless persisted.
-struct TempFile {
-    path: PathBuf,
-    persisted: bool,
-}
-
-impl TempFile {
-    fn create(dest: &Path) -> Result<TempFile> {
-        let dir = dest.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).at(dir)?;
-        let name = dest.file_name().unwrap_or_default().to_string_lossy();
-        let path = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        Ok(TempFile {
-            path,
-            persisted: false,
-        })
-    }
-
-    fn persist(mut self, dest: &Path) -> Result<()> {
-        std::fs::rename(&self.path, dest).at(dest)?;
-        self.persisted = true;
-        // Make the rename itself durable.
-        if let Some(dir) = dest.parent()
-            && let Ok(d) = File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
 

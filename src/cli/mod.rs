@@ -327,6 +327,8 @@ fn build(args: BuildArgs) -> Result<i32> {
                 progress: !args.quiet,
                 ..Default::default()
             },
+            // `build` ends with the cache complete.
+            stream: false,
             remote_cache: args.remote_cache.map(|url| RemoteCacheOptions {
                 url,
                 storage: storage.clone(),

@@ -46,7 +46,7 @@ struct Dataset {
 #[pymethods]
 impl Dataset {
     #[new]
-    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0, storage_options=Vec::new(), remote_cache=None, fingerprint="mtime", format="auto", encoding="original", max_side=None, quality=None))]
+    #[pyo3(signature = (path, cache_dir=None, rebuild=false, progress=true, threads=0, storage_options=Vec::new(), remote_cache=None, fingerprint="mtime", format="auto", encoding="original", max_side=None, quality=None, stream=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -62,6 +62,7 @@ impl Dataset {
         encoding: &str,
         max_side: Option<u32>,
         quality: Option<u8>,
+        stream: bool,
     ) -> PyResult<Dataset> {
         let options = OpenOptions {
             cache_dir,
@@ -79,6 +80,7 @@ impl Dataset {
             fingerprint: fingerprint.parse::<Fingerprint>().py_err(py)?,
             format: format.parse::<Format>().py_err(py)?,
             encoding: Encoding::new(encoding, max_side, quality).py_err(py)?,
+            stream,
         };
         let reader = py
             .detach(|| cache::open_source(&path, &storage_options, &options))

@@ -75,6 +75,10 @@ pub(super) fn backoff(attempt: u32) -> Duration {
 }
 
 impl S3Client {
+    pub fn options(&self) -> &S3Options {
+        &self.options
+    }
+
     pub fn new(options: &S3Options) -> Result<S3Client> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

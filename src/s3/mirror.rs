@@ -35,6 +35,29 @@ impl S3Client {
         progress: bool,
         done: &(dyn Fn(usize, std::result::Result<(), String>) + Sync),
     ) -> Result<()> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let next = || {
+            Some(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                .filter(|&i| i < objects.len())
+        };
+        let order = Order {
+            next: &next,
+            in_flight: &|| objects.len(),
+        };
+        self.download_ordered(at, objects, dir, progress, &order, done)
+    }
+
+    /// [`S3Client::download`] in an order decided as it goes (see [`Order`]).
+    pub fn download_ordered(
+        &self,
+        at: &S3Location,
+        objects: &[RemoteObject],
+        dir: &Path,
+        progress: bool,
+        order: &Order,
+        done: &(dyn Fn(usize, std::result::Result<(), String>) + Sync),
+    ) -> Result<()> {
+        let Order { next, in_flight } = *order;
         fs::create_dir_all(dir).at(dir)?;
         let manifest = Arc::new(Mutex::new(Manifest::load(dir)));
         let total: u64 = objects.iter().map(|o| o.size).sum();
@@ -42,38 +65,49 @@ impl S3Client {
         let semaphore = Arc::new(Semaphore::new(self.options.concurrency));
         let outcome = self.runtime.block_on(async {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            for (i, object) in objects.iter().enumerate() {
-                let dest = dir.join(&object.name);
-                let complete = manifest
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .has(&object.name, object)
-                    && fs::metadata(&dest).is_ok_and(|m| m.len() == object.size);
-                if complete {
-                    bar.inc(object.size);
-                    done(i, Ok(()));
-                    continue;
-                }
-                let job = Job {
-                    client: self.client.clone(),
-                    bucket: at.bucket.clone(),
-                    key: at.key(&object.name),
-                    object: object.clone(),
-                    dest,
-                    part_bytes: self.options.part_bytes,
-                    max_attempts: self.options.max_attempts,
-                    semaphore: Arc::clone(&semaphore),
-                    bar: bar.clone(),
-                };
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send((i, job.run().await));
-                });
-            }
-            drop(tx);
-            // Objects complete in any order; each is announced as soon as it is on disk.
+            let mut running = 0usize;
             let mut first_error = None;
-            while let Some((i, result)) = rx.recv().await {
+            loop {
+                // Start objects until `in_flight` are running (after a failure, none).
+                while running < in_flight().max(1) && first_error.is_none() {
+                    let Some(i) = next() else { break };
+                    let object = &objects[i];
+                    let dest = dir.join(&object.name);
+                    let complete = manifest
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .has(&object.name, object)
+                        && fs::metadata(&dest).is_ok_and(|m| m.len() == object.size);
+                    if complete {
+                        bar.inc(object.size);
+                        done(i, Ok(()));
+                        continue;
+                    }
+                    let job = Job {
+                        client: self.client.clone(),
+                        bucket: at.bucket.clone(),
+                        key: at.key(&object.name),
+                        object: object.clone(),
+                        dest,
+                        part_bytes: self.options.part_bytes,
+                        max_attempts: self.options.max_attempts,
+                        semaphore: Arc::clone(&semaphore),
+                        bar: bar.clone(),
+                    };
+                    let tx = tx.clone();
+                    running += 1;
+                    tokio::spawn(async move {
+                        let _ = tx.send((i, job.run().await));
+                    });
+                }
+                if running == 0 {
+                    break;
+                }
+                // Objects complete in any order; each is announced as soon as it is on disk.
+                let Some((i, result)) = rx.recv().await else {
+                    break;
+                };
+                running -= 1;
                 let object = &objects[i];
                 let result = result.and_then(|()| {
                     let mut m = manifest.lock().unwrap_or_else(|e| e.into_inner());
@@ -97,6 +131,15 @@ impl S3Client {
         bar.finish();
         outcome
     }
+}
+
+/// The order of a download decided as it goes: `next()` names the object to start next
+/// (`None`: no more), asked whenever fewer than `in_flight()` objects are being fetched, so
+/// a later answer can still change what comes next.
+#[derive(Clone, Copy)]
+pub struct Order<'a> {
+    pub next: &'a (dyn Fn() -> Option<usize> + Sync),
+    pub in_flight: &'a (dyn Fn() -> usize + Sync),
 }
 
 /// Object name → (size, ETag) of the complete local copies: an append-only log of JSON lines

@@ -15,4 +15,5 @@ mod upload;
 
 pub use client::S3Client;
 pub use location::{RemoteObject, S3Location};
+pub use mirror::Order;
 pub use options::S3Options;
