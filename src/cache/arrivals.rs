@@ -36,6 +36,9 @@ struct State {
     preferred: Vec<usize>,
     /// Parts the builder has started fetching.
     started: Vec<bool>,
+    /// How many parts are published.
+    #[cfg(any(feature = "s3", test))]
+    published: usize,
 }
 
 impl Arrivals {
@@ -75,9 +78,11 @@ impl Arrivals {
     #[cfg(any(feature = "s3", test))]
     /// Part `i` is written; readers may read its samples.
     pub fn publish(&self, i: usize) {
-        let _state = self.state();
-        self.published[i].store(true, Ordering::Release);
-        if self.published.iter().all(|p| p.load(Ordering::Relaxed)) {
+        let mut state = self.state();
+        if !self.published[i].swap(true, Ordering::Release) {
+            state.published += 1;
+        }
+        if state.published == self.published.len() {
             self.complete.store(true, Ordering::Release);
         }
         self.changed.notify_all();

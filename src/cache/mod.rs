@@ -152,23 +152,7 @@ fn open_or_build(
     {
         return Ok(reader);
     }
-    let cache_dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(cache_dir).at(cache_dir)?;
-    let lock_path = lock_path(path);
-    let lock = File::create(&lock_path).at(&lock_path)?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            if options.build.progress {
-                crate::progress::say(&format!(
-                    "slipstream: waiting for another process building {}",
-                    path.display()
-                ));
-            }
-            lock.lock().at(&lock_path)?;
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
-    }
+    let lock = build_lock(path, true, options.build.progress)?.expect("waited for it");
     // Whoever held the lock may have just built it.
     if !options.rebuild
         && let Some(reader) = reusable(wanted, false)
@@ -214,41 +198,61 @@ fn open_or_build(
     CacheReader::open(path)
 }
 
-/// The file whose lock a builder of the cache at `path` holds.
-fn lock_path(path: &Path) -> PathBuf {
-    path.with_extension(format!("{CACHE_EXTENSION}.lock"))
+/// The lock a builder of the cache at `path` holds, held on return: after waiting for
+/// another process's build when `wait` (saying so when `progress`), else `None` when another
+/// process holds it.
+fn build_lock(path: &Path, wait: bool, progress: bool) -> Result<Option<File>> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).at(dir)?;
+    let lock_path = path.with_extension(format!("{CACHE_EXTENSION}.lock"));
+    let lock = File::create(&lock_path).at(&lock_path)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) if wait => {
+            if progress {
+                crate::progress::say(&format!(
+                    "slipstream: waiting for another process building {}",
+                    path.display()
+                ));
+            }
+            lock.lock().at(&lock_path)?;
+            Ok(Some(lock))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&lock_path, e)),
+    }
 }
 
-/// Start a streamed build of the cache `wanted` names, unless a matching cache exists
-/// (returned) or another process is building it (`None`: wait for it as usual).
+/// What a streamed open may do with the cache `wanted` names.
 #[cfg(feature = "s3")]
-fn open_streamed(
-    wanted: &Wanted,
-    options: &OpenOptions,
-    start: impl FnOnce(File) -> Result<CacheReader>,
-) -> Result<Option<CacheReader>> {
+enum Claim {
+    /// A matching cache exists.
+    Reuse(Box<CacheReader>),
+    /// Build it, holding this lock.
+    Build(File),
+    /// Another process is building it.
+    Busy,
+}
+
+#[cfg(feature = "s3")]
+/// Reuse the cache `wanted` names, or take its build lock without waiting for it.
+fn claim(wanted: &Wanted, options: &OpenOptions) -> Result<Claim> {
     let path = &wanted.path;
     if !options.rebuild
         && let Some(reader) = reusable(wanted, options.build.progress)
     {
-        return Ok(Some(reader));
+        return Ok(Claim::Reuse(Box::new(reader)));
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).at(dir)?;
-    let lock_path = lock_path(path);
-    let lock = File::create(&lock_path).at(&lock_path)?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
-    }
+    let Some(lock) = build_lock(path, false, false)? else {
+        return Ok(Claim::Busy);
+    };
     if !options.rebuild
         && let Some(reader) = reusable(wanted, false)
     {
-        return Ok(Some(reader));
+        return Ok(Claim::Reuse(Box::new(reader)));
     }
     remove_abandoned_builds(path);
-    start(lock).map(Some)
+    Ok(Claim::Build(lock))
 }
 
 /// The store of `options.remote_cache`, if any.
@@ -375,37 +379,16 @@ pub fn open_s3(url: &str, s3: &crate::s3::S3Options, options: &OpenOptions) -> R
         && options.encoding.is_original()
         && streamed::streamable(&remote)
     {
-        let mut handed = Some((client, at, remote));
-        let started = open_streamed(&wanted, options, |lock| {
-            let (client, at, remote) = handed.take().expect("started once");
-            streamed::start(
-                client,
-                at,
-                remote,
-                wanted.path.clone(),
-                lock,
-                &options.build,
-            )
-        })?;
-        if let Some(reader) = started {
-            return Ok(reader);
+        match claim(&wanted, options)? {
+            Claim::Reuse(reader) => return Ok(*reader),
+            Claim::Build(lock) => {
+                let dest = wanted.path.clone();
+                return streamed::start(client, at, remote, dest, lock, &options.build);
+            }
+            // Wait for the other process's build, as any open does.
+            Claim::Busy => {}
         }
-        // Another process is building it: wait for that build, as any open does.
-        let (client, at, remote) = handed.take().expect("not started");
-        return open_s3_litdata(client, at, remote, wanted, options);
     }
-    open_s3_litdata(client, at, remote, wanted, options)
-}
-
-/// The cache of `remote`, downloaded and built whole unless it exists.
-#[cfg(feature = "s3")]
-fn open_s3_litdata(
-    client: crate::s3::S3Client,
-    at: crate::s3::S3Location,
-    remote: crate::source::s3::RemoteLitData,
-    wanted: Wanted,
-    options: &OpenOptions,
-) -> Result<CacheReader> {
     let build = |path: &Path| -> Result<()> {
         from_s3::download_and_build(
             &client,
