@@ -16,18 +16,60 @@
 typedef unsigned char uint8_t;
 typedef unsigned int uint32_t;
 
-// Mirrors `ViewParams` in src/transform/resample.rs (repr(C), 72 bytes).
+// Mirrors `ViewParams` in src/transform/resample.rs (repr(C), 88 bytes).
 struct ViewParams {
-    unsigned long long src;           // device pointer: first pixel of the window the filter reads
-    uint32_t src_pitch;               // bytes between rows of the source
-    uint32_t src_width, src_height;   // the window, in pixels (RGB, 3 bytes each)
+    unsigned long long src;           // device pointer: the image (RGB pixels, or its planes)
+    uint32_t src_pitch;               // bytes between RGB rows
+    uint32_t src_width, src_height;   // the window the filter reads, in pixels
     float box_x, box_y, box_w, box_h; // the region of the window mapped onto the paste rectangle
     uint32_t paste_x, paste_y, paste_w, paste_h;  // where it lands in the view; the rest is 0
     uint32_t flip;                    // mirror the view's columns
     uint32_t bicubic;                 // 1: cubic filter (a = -0.5), 0: bilinear
-    uint32_t unused;
+    uint32_t yuv420;                  // 1: src holds YUV 4:2:0 planes, converted as read
+    uint32_t window_x, window_y;      // the window's first pixel in the image
+    uint32_t image_width, image_height;
     unsigned long long dst_offset;    // element offset of the view in the output tensor
 };
+
+// Decode-free images (src/decode/yuv420.rs, whose `chroma_taps`, `rgb_at` and `ycc_to_rgb`
+// these mirror): luma `2cw x 2ch`, then Cb and Cr `cw x ch`, cw = ceil(width / 2). Chroma
+// interpolated bilinearly at the luma position, then JFIF's matrix.
+__device__ __forceinline__ void chroma_taps(uint32_t i, uint32_t len, uint32_t& a, uint32_t& b,
+                                            float& w) {
+    float c = (float)i * 0.5f - 0.25f;
+    float first = floorf(c);
+    w = c - first;
+    int last = (int)len - 1;
+    int f = (int)first;
+    a = (uint32_t)(f < 0 ? 0 : (f > last ? last : f));
+    b = (uint32_t)(f + 1 < 0 ? 0 : (f + 1 > last ? last : f + 1));
+}
+
+__device__ __forceinline__ float level(float v) {
+    v = v + 0.5f;
+    return truncf(v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v));
+}
+
+__device__ __forceinline__ void rgb_at(const uint8_t* planes, uint32_t width, uint32_t height,
+                                       uint32_t x, uint32_t y, float rgb[3]) {
+    uint32_t cw = (width + 1) / 2, ch = (height + 1) / 2;
+    uint32_t r0, r1, c0, c1;
+    float fy, fx;
+    chroma_taps(y, ch, r0, r1, fy);
+    chroma_taps(x, cw, c0, c1, fx);
+    float chroma[2];
+    for (int p = 0; p < 2; ++p) {
+        const uint8_t* plane = planes + (size_t)4 * cw * ch + (size_t)p * cw * ch;
+        float left = (1.0f - fy) * (float)plane[r0 * cw + c0] + fy * (float)plane[r1 * cw + c0];
+        float right = (1.0f - fy) * (float)plane[r0 * cw + c1] + fy * (float)plane[r1 * cw + c1];
+        chroma[p] = (1.0f - fx) * left + fx * right;
+    }
+    float l = (float)planes[(size_t)y * 2 * cw + x];
+    float cb = chroma[0] - 128.0f, cr = chroma[1] - 128.0f;
+    rgb[0] = level(l + 1.402f * cr);
+    rgb[1] = level(l - 0.344136f * cb - 0.714136f * cr);
+    rgb[2] = level(l + 1.772f * cb);
+}
 
 // One output position along one axis: the input taps it reads and their weights (PIL's and
 // torchvision's antialiased filters: bilinear's triangle or bicubic's cubic, widened by the
@@ -85,13 +127,26 @@ __device__ __forceinline__ void resample_pixel(const ViewParams& v, uint32_t x, 
     const uint8_t* src = reinterpret_cast<const uint8_t*>(v.src);
     float acc[3] = {0.0f, 0.0f, 0.0f};
     for (int ky = 0; ky < ty.count; ++ky) {
-        const uint8_t* row = src + (size_t)(ty.first + ky) * v.src_pitch + (size_t)tx.first * 3;
+        uint32_t sy = v.window_y + (uint32_t)(ty.first + ky);
+        uint32_t sx = v.window_x + (uint32_t)tx.first;
         float sum[3] = {0.0f, 0.0f, 0.0f};
-        for (int kx = 0; kx < tx.count; ++kx) {
-            float wx = weight(tx, kx);
-            sum[0] = sum[0] + wx * (float)row[3 * kx + 0];
-            sum[1] = sum[1] + wx * (float)row[3 * kx + 1];
-            sum[2] = sum[2] + wx * (float)row[3 * kx + 2];
+        if (v.yuv420) {
+            for (int kx = 0; kx < tx.count; ++kx) {
+                float wx = weight(tx, kx);
+                float px[3];
+                rgb_at(src, v.image_width, v.image_height, sx + (uint32_t)kx, sy, px);
+                sum[0] = sum[0] + wx * px[0];
+                sum[1] = sum[1] + wx * px[1];
+                sum[2] = sum[2] + wx * px[2];
+            }
+        } else {
+            const uint8_t* row = src + (size_t)sy * v.src_pitch + (size_t)sx * 3;
+            for (int kx = 0; kx < tx.count; ++kx) {
+                float wx = weight(tx, kx);
+                sum[0] = sum[0] + wx * (float)row[3 * kx + 0];
+                sum[1] = sum[1] + wx * (float)row[3 * kx + 1];
+                sum[2] = sum[2] + wx * (float)row[3 * kx + 2];
+            }
         }
         if (ty.bicubic) {
             // As PIL and torchvision's uint8 path: the horizontal pass rounded and clamped to

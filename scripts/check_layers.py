@@ -3,7 +3,8 @@
 no overlong hand-written function or file.
 
 Reads every `crate::`, `super::` and `self::` path in the code of src/ (comments, strings and
-`#[cfg(test)]` modules left out) and resolves it to the file that defines the module it names.
+`#[cfg(test)]` modules and files left out) and resolves it to the file that defines the module
+it names.
 Then:
   - loops: strongly connected groups of files in that graph;
   - upward imports: a file importing a top-level module of the same or a higher layer (below),
@@ -263,6 +264,15 @@ def main() -> int:
     # lib.rs only declares modules and re-exports `error`'s Error and Result.
     root_reexports = {"Error": ("error",), "Result": ("error",)}
 
+    # Files of `#[cfg(test)] mod name;` declarations: unit tests, which may use anything.
+    test_files = {
+        (*module, m.group(2))
+        for module, path in file_of.items()
+        for m in re.finditer(
+            r"#\[cfg\(test\)\]\s*(pub\s+)?mod\s+(\w+)\s*;", strip_code(path.read_text())
+        )
+    }
+
     graph: dict[str, set[str]] = {}
     upward: list[str] = []
     long_functions: list[tuple[int, str]] = []
@@ -270,7 +280,7 @@ def main() -> int:
     for module, path in file_of.items():
         rel = name[module]
         text = path.read_text()
-        code = drop_test_modules(strip_code(text))
+        code = "" if module in test_files else drop_test_modules(strip_code(text))
         edges = graph.setdefault(rel, set())
         children = {m[-1] for m in modules if len(m) == len(module) + 1 and m[:-1] == module}
         for ref in references(code, children):

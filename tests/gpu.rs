@@ -49,6 +49,18 @@ fn dataset(n: usize) -> (tempfile::TempDir, Arc<CacheReader>) {
     (tmp, Arc::new(reader))
 }
 
+/// [`dataset`] with its images kept as YUV 4:2:0 planes (`encoding="yuv420"`).
+fn yuv420_dataset(n: usize) -> (tempfile::TempDir, Arc<CacheReader>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = slipstream::demo::make_dataset(&tmp.path().join("ds"), n, 1 << 20).unwrap();
+    let options = slipstream::cache::OpenOptions {
+        encoding: slipstream::cache::Encoding::new("yuv420", None, None).unwrap(),
+        ..common::quiet(&tmp.path().join("cache"))
+    };
+    let reader = slipstream::cache::open(&dir, &options).unwrap();
+    (tmp, Arc::new(reader))
+}
+
 fn spec(
     name: &str,
     geometry: Geometry,

@@ -12,7 +12,7 @@ horizontal flip + normalize to float16, on photograph-like JPEGs of about 500x37
   ``num_threads`` host threads;
 - the knobs with decoder "auto": 1 and 4 host threads, ``batches_ahead=1``;
 - the cache encodings with decoder "auto": ``"jpeg"`` with max_side 256, and ``"yuv420"``
-  (planes converted to RGB on the host threads, no decode);
+  (planes uploaded as they are and converted by the resample kernel, no decode);
 - for each: images/s, CPU cores busy (process CPU time / wall time), p50/p99 of the time
   between batches at the consumer, GPU memory, and where each batch's time went
   (``loader.stats()``: host prepare / wait / submit, GPU decode / transform), which says what
@@ -104,8 +104,8 @@ def main() -> None:
         ("auto_1_thread", ds, {"decoder": "auto", "num_threads": 1}),
         ("auto_4_threads", ds, {"decoder": "auto", "num_threads": 4}),
         ("auto_batches_ahead_1", ds, {"decoder": "auto", "batches_ahead": 1}),
-        # Cache encodings: JPEGs pre-resized to 256 (nvJPEG), and planes (converted to RGB on
-        # the host threads, then the same kernel).
+        # Cache encodings: JPEGs pre-resized to 256 (nvJPEG), and planes (uploaded as they are,
+        # converted by the kernel as it reads them).
         ("jpeg_256", ds.encoded("jpeg", max_side=256), {"decoder": "auto"}),
         ("yuv420", ds.encoded("yuv420"), {"decoder": "auto"}),
     ]

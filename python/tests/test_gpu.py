@@ -168,8 +168,9 @@ def test_same_crops_and_flips_as_the_cpu_pipeline(
 
 @needs_gpu
 def test_yuv420_cache_matches_the_cpu_pipeline(demo_dataset) -> None:
-    # Both devices convert the planes with the same code (on the host), so what differs is the
-    # resample: the kernel against its CPU twin, within one level per value.
+    # The planes go to the GPU as they are and the kernel converts each pixel it reads; the
+    # CPU converts the crop's window, then resizes it. The conversion is the same arithmetic,
+    # so they differ as the kernel and the CPU pipeline do on RGB.
     yuv = demo_dataset.encoded("yuv420")
     stages = [ss.RandomResizedCrop(224), ss.RandomHorizontalFlip()]
     gpu = gpu_loader(yuv, stages, device="cuda")
@@ -177,8 +178,9 @@ def test_yuv420_cache_matches_the_cpu_pipeline(demo_dataset) -> None:
     for g, c in zip(gpu, cpu, strict=True):
         assert torch.equal(g["index"].cpu(), c["index"])
         diff = (g["image"].cpu().int() - c["image"].int()).abs()
-        assert diff.max() <= 1, diff.max().item()
+        assert diff.max() <= 2 and diff.float().mean() < 0.3, (diff.max(), diff.float().mean())
     stats = gpu.stats()
+    # Planes are read on the host (and uploaded), never decoded.
     assert stats["decoded_cpu"] == stats["images"] > 0, stats
 
 

@@ -110,6 +110,17 @@ pub struct Decoded {
 }
 
 impl Decoded {
+    /// A whole image at full resolution.
+    pub fn whole(width: u32, height: u32) -> Decoded {
+        Decoded {
+            eighths: 8,
+            x0: 0,
+            y0: 0,
+            width,
+            height,
+        }
+    }
+
     /// Scale from full-resolution to decoded pixel coordinates.
     pub fn scale(&self) -> f64 {
         self.eighths as f64 / 8.0

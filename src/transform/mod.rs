@@ -26,6 +26,8 @@ pub mod pipelines;
 pub mod program;
 pub mod resample;
 pub mod spec;
+#[cfg(test)]
+mod twin_tests;
 
 pub use gpu_api::GpuTimings;
 pub use pipelines::Pipelines;

@@ -6,7 +6,7 @@
 use super::geometry::{Target, ViewGeometry, source_region};
 use super::params::{CropBox, ViewKey, erase_noise_key, erasing_for, photometric_for};
 use super::photometric::{self, ColorStep};
-use super::resample::{Convert, OutputElement, ViewParams, resample_view};
+use super::resample::{Convert, OutputElement, SourceImage, ViewParams, resample_view};
 use super::spec::{Erasing, MemoryFormat, PipelineSpec};
 use crate::decode::Decoded;
 
@@ -169,10 +169,10 @@ pub fn has_program(spec: &PipelineSpec) -> bool {
     !spec.photometric.is_empty() || spec.erasing.is_some()
 }
 
-/// View `key` of pipeline `spec`, rendered by the twin from a decoded image (`rgb`, tightly
-/// packed rows) as the GPU renders it.
+/// View `key` of pipeline `spec`, rendered by the twin as the GPU renders it from `pixels`:
+/// `image` (a decoded image, `decoded`, or planes).
 pub fn reference_view<T: OutputElement>(
-    rgb: &[u8],
+    (pixels, image): (&[u8], &SourceImage),
     decoded: &Decoded,
     geometry: ViewGeometry,
     target: &Target,
@@ -180,13 +180,11 @@ pub fn reference_view<T: OutputElement>(
     key: ViewKey,
 ) -> Vec<T> {
     let region = source_region(geometry, target, decoded);
-    let pitch = decoded.width * 3;
-    let params = ViewParams::new(&region, 0, pitch, (target.flip, spec.filter), 0);
-    let start = region.window[1] as usize * pitch as usize + region.window[0] as usize * 3;
+    let params = ViewParams::new(&region, image, (target.flip, spec.filter), 0);
     let (oh, ow) = target.size;
     let mut out = vec![T::default(); 3 * oh as usize * ow as usize];
     let k = Convert::new(spec.normalize);
-    let (src, format) = (&rgb[start..], spec.memory_format);
+    let (src, format) = (pixels, spec.memory_format);
     if has_program(spec) {
         let (mut steps, mut weights) = (Vec::new(), Vec::new());
         let prog = ViewProgram::for_view(spec, key, &mut steps, &mut weights);
@@ -288,8 +286,9 @@ mod tests {
                 full: (h, w),
             };
             let geometry = view_geometry(&spec.geometry, draw, 0, h, w);
-            let twin =
-                reference_view::<f32>(&rgb, &decoded, geometry, &target, &spec, draw.view(0));
+            let image = SourceImage::rgb(0, w, h);
+            let (src, key) = ((rgb.as_slice(), &image), draw.view(0));
+            let twin = reference_view::<f32>(src, &decoded, geometry, &target, &spec, key);
             let e = spec.erasing.as_ref().unwrap();
             let b = erasing_for(draw.view(0), e, (96, 128)).unwrap();
             let mut erased = Vec::new();

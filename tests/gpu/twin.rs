@@ -1,13 +1,15 @@
 //! The kernels against their CPU twin (`transform::resample`, `transform::program`) on
 //! identical decoded pixels: the GPU decodes with decoder "cpu", the twin with the same
-//! libjpeg-turbo, so only the kernels' arithmetic can differ.
+//! libjpeg-turbo, so only the kernels' arithmetic can differ. On a yuv420 cache both read the
+//! same planes.
 
 use slipstream::decode::cpu::CpuDecoder;
-use slipstream::decode::{DecodePlan, Decoded};
+use slipstream::decode::{DecodePlan, Decoded, Image};
 use slipstream::transform::geometry::{Target, ViewGeometry, view_geometry};
+use slipstream::transform::output::image_of;
 use slipstream::transform::params::{Draw, ViewKey, flip_for};
 use slipstream::transform::program::reference_view;
-use slipstream::transform::resample::OutputElement;
+use slipstream::transform::resample::{OutputElement, SourceImage};
 use slipstream::transform::spec::{Erasing, Photometric};
 
 use super::*;
@@ -32,14 +34,14 @@ fn as_f32(bytes: &[u8], dtype: DType) -> Vec<f32> {
 }
 
 fn twin<T: OutputElement + Into<f64>>(
-    rgb: &[u8],
+    src: (&[u8], &SourceImage),
     decoded: &Decoded,
     geometry: ViewGeometry,
     target: &Target,
     s: &PipelineSpec,
     key: ViewKey,
 ) -> Vec<f32> {
-    reference_view::<T>(rgb, decoded, geometry, target, s, key)
+    reference_view::<T>(src, decoded, geometry, target, s, key)
         .into_iter()
         .map(|v| v.into() as f32)
         .collect()
@@ -58,6 +60,15 @@ struct Agreement {
 /// same pixels) against the twin, output by output; panics past `max_steps` steps.
 fn against_twin(specs: Vec<PipelineSpec>, max_steps: f32) -> Vec<Agreement> {
     let (_tmp, reader) = dataset(40);
+    twin_of_batches(&reader, specs, max_steps)
+}
+
+fn twin_of_batches(
+    reader: &Arc<CacheReader>,
+    specs: Vec<PipelineSpec>,
+    max_steps: f32,
+) -> Vec<Agreement> {
+    let reader = reader.clone();
     let l = loader(
         &reader,
         cuda(GpuDecoder::Cpu),
@@ -70,11 +81,23 @@ fn against_twin(specs: Vec<PipelineSpec>, max_steps: f32) -> Vec<Agreement> {
         let batch = batch.unwrap();
         let host = outputs_on_host(&batch);
         for (k, &sample) in batch.indices.i64_values().iter().enumerate() {
-            let bytes = reader.value_bytes(image_field, sample as u64).unwrap();
             let mut rgb = Vec::new();
-            let decoded = CpuDecoder::new()
-                .decode(bytes, DecodePlan::FULL, &mut rgb)
-                .unwrap();
+            let (decoded, pixels, source) = match image_of(&reader, image_field, sample as u64) {
+                Ok(Image::Encoded(bytes)) => {
+                    let decoded = CpuDecoder::new()
+                        .decode(bytes, DecodePlan::FULL, &mut rgb)
+                        .unwrap();
+                    let source = SourceImage::rgb(0, decoded.width, decoded.height);
+                    (decoded, rgb.as_slice(), source)
+                }
+                Ok(Image::Yuv420(planes)) => {
+                    let (w, h) = (planes.width, planes.height);
+                    let source = SourceImage::planes(0, w, h);
+                    (Decoded::whole(w, h), planes.bytes(), source)
+                }
+                Err(e) => panic!("{e}"),
+            };
+            let src = (pixels, &source);
             let (h, w) = (decoded.height, decoded.width);
             let draw = Draw {
                 seed: 3,
@@ -97,13 +120,13 @@ fn against_twin(specs: Vec<PipelineSpec>, max_steps: f32) -> Vec<Agreement> {
                     };
                     let key = draw.view(view);
                     let expected: Vec<f32> = match s.dtype {
-                        DType::Uint8 => twin::<u8>(&rgb, &decoded, geometry, &target, s, key),
-                        DType::Float32 => twin::<f32>(&rgb, &decoded, geometry, &target, s, key),
+                        DType::Uint8 => twin::<u8>(src, &decoded, geometry, &target, s, key),
+                        DType::Float32 => twin::<f32>(src, &decoded, geometry, &target, s, key),
                         DType::Float16 => {
-                            twin::<half::f16>(&rgb, &decoded, geometry, &target, s, key)
+                            twin::<half::f16>(src, &decoded, geometry, &target, s, key)
                         }
                         DType::Bfloat16 => {
-                            twin::<half::bf16>(&rgb, &decoded, geometry, &target, s, key)
+                            twin::<half::bf16>(src, &decoded, geometry, &target, s, key)
                         }
                         _ => unreachable!(),
                     };
@@ -139,6 +162,19 @@ fn kernel_matches_its_cpu_twin_on_identical_pixels() {
     }
     let worst = (against_twin(outputs(), 1.0).iter()).fold(0f32, |w, a| w.max(a.worst));
     eprintln!("kernel vs twin: worst difference {worst:.3} of the tolerance");
+}
+
+/// A yuv420 cache's planes go to the GPU as they are; the kernel converts each tap it reads
+/// with the arithmetic of `Yuv420::rgb_at`, as the twin does.
+#[test]
+fn kernel_converts_planes_as_its_twin_does() {
+    if !gpu_present() {
+        return;
+    }
+    let (_tmp, reader) = yuv420_dataset(40);
+    let agreements = twin_of_batches(&reader, outputs(), 1.0);
+    let worst = agreements.iter().fold(0f32, |w, a| w.max(a.worst));
+    eprintln!("kernel vs twin on planes: worst difference {worst:.3} of the tolerance");
 }
 
 /// Each photometric operation on its own (always applied), SimCLR's chain of them, and

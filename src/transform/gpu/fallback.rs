@@ -1,6 +1,8 @@
-//! The CPU route of `submit`: slots nvJPEG could not take are decoded by libjpeg-turbo (or,
-//! for a yuv420 cache, their planes converted to RGB) on the loader's threads (replacing broken samples in the CPU pipeline's order, so both devices
-//! replace a broken sample by the same one), then uploaded beside nvJPEG's output.
+//! The CPU route of `submit`: slots nvJPEG could not take are decoded by libjpeg-turbo on the
+//! loader's threads (replacing broken samples in the CPU pipeline's order, so both devices
+//! replace a broken sample by the same one), then uploaded beside nvJPEG's output. A yuv420
+//! cache's planes take this route undecoded: uploaded as they are (half the bytes of RGB), they
+//! are converted by the kernels as they read them.
 
 use std::sync::Arc;
 
@@ -13,18 +15,17 @@ use crate::cache::CacheReader;
 use crate::cuda::{DeviceMemory, Gpu, cuda_error};
 use crate::decode::cpu::CpuDecoder;
 use crate::decode::nvjpeg::Route;
-use crate::decode::{DecodePlan, ImagePolicy};
+use crate::decode::{DecodePlan, Image, ImagePolicy};
 use crate::error::Result;
 use crate::threads::in_pool;
 use crate::transform::output::{Failure, Outputs, Retry, image_of};
+use crate::transform::resample::SourceImage;
 
-/// Pixels decoded on the host for a slot: per image field, RGB pixels, width and height.
+/// A slot's images read on the host: per image field, its bytes (RGB pixels or planes) and
+/// what they are (the device address filled in once uploaded).
 pub(super) struct HostDecoded {
-    images: Vec<(Vec<u8>, u32, u32)>,
+    images: Vec<(Vec<u8>, SourceImage)>,
 }
-
-/// Where the kernels read an image: device address, pitch (bytes), width, height.
-pub(super) type Source = (u64, u32, u32, u32);
 
 /// The sample of each slot of a batch and whether it replaces the requested one.
 pub(super) type Chosen = Vec<(u64, bool)>;
@@ -79,11 +80,21 @@ fn decode_slot(
         let mut images = Vec::with_capacity(fields.len());
         for &f in fields {
             let image = image_of(reader, f, sample).map_err(Failure::Cache)?;
-            let mut pixels = Vec::new();
-            let d = decoder
-                .decode_image(image, DecodePlan::full(policy), &mut pixels)
-                .map_err(|message| Failure::Image(reader.fields()[f].name.clone(), message))?;
-            images.push((pixels, d.width, d.height));
+            let failed = |message| Failure::Image(reader.fields()[f].name.clone(), message);
+            images.push(match image {
+                Image::Yuv420(planes) => {
+                    let (w, h) = (planes.width, planes.height);
+                    policy.check_size(w, h).map_err(failed)?;
+                    (planes.bytes().to_vec(), SourceImage::planes(0, w, h))
+                }
+                Image::Encoded(bytes) => {
+                    let mut pixels = Vec::new();
+                    let d = decoder
+                        .decode(bytes, DecodePlan::full(policy), &mut pixels)
+                        .map_err(failed)?;
+                    (pixels, SourceImage::rgb(0, d.width, d.height))
+                }
+            });
         }
         Ok(images)
     })?;
@@ -91,52 +102,51 @@ fn decode_slot(
 }
 
 /// Where the kernels read every image, slot-major: nvJPEG's output in the decoded-image
-/// buffer at `base` (`at[i]` bytes in), or the host-decoded pixels, uploaded into the
-/// returned allocation (freed in stream order once dropped after the kernels are queued).
+/// buffer at `base` (`at[i]` bytes in), or what the host read, uploaded into the returned
+/// allocation (freed in stream order once dropped after the kernels are queued).
 pub(super) fn image_sources(
     gpu: &Arc<Gpu>,
     prepared: &Prepared,
     host: &[Option<HostDecoded>],
     base: u64,
     at: &[usize],
-) -> Result<(Vec<Source>, Option<DeviceMemory>)> {
+) -> Result<(Vec<SourceImage>, Option<DeviceMemory>)> {
     let host_bytes: usize = host
         .iter()
         .flatten()
         .flat_map(|h| h.images.iter())
-        .map(|(p, _, _)| align(p.len()))
+        .map(|(p, _)| align(p.len()))
         .sum();
     let uploaded = if host_bytes > 0 {
         Some(gpu.alloc(host_bytes)?)
     } else {
         None
     };
-    let mut sources: Vec<Source> = Vec::with_capacity(at.len());
+    let mut sources: Vec<SourceImage> = Vec::with_capacity(at.len());
     let mut up_at = 0usize;
     for (k, r) in prepared.resolved.iter().enumerate() {
         match &host[k] {
             None => {
                 for image in &r.images {
                     // Slot-major, so image `sources.len()` is this one.
-                    sources.push((
-                        base + at[sources.len()] as u64,
-                        image.width * 3,
-                        image.width,
-                        image.height,
-                    ));
+                    let addr = base + at[sources.len()] as u64;
+                    sources.push(SourceImage::rgb(addr, image.width, image.height));
                 }
             }
             Some(h) => {
                 let dst = uploaded.as_ref().expect("allocated for host images");
-                for (pixels, width, height) in &h.images {
+                for (pixels, image) in &h.images {
                     let ptr = dst.ptr() + up_at as u64;
                     // SAFETY: `ptr` has room for `pixels` (sized above); a copy from
                     // pageable memory returns once the bytes are staged, so `pixels` may
                     // be dropped afterwards.
                     unsafe { result::memcpy_htod_async(ptr, pixels, gpu.stream().cu_stream()) }
-                        .map_err(cuda_error("uploading a CPU-decoded image"))?;
+                        .map_err(cuda_error("uploading an image read on the host"))?;
                     up_at += align(pixels.len());
-                    sources.push((ptr, width * 3, *width, *height));
+                    sources.push(SourceImage {
+                        addr: ptr,
+                        ..*image
+                    });
                 }
             }
         }

@@ -10,7 +10,6 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
-use super::fallback::Source;
 use super::ring::Slot;
 use crate::cuda::{DeviceMemory, Gpu, cuda_error};
 use crate::decode::Decoded;
@@ -24,7 +23,7 @@ use crate::transform::output::Outputs;
 use crate::transform::params::{Draw, flip_for};
 use crate::transform::photometric::ColorStep;
 use crate::transform::program::{EraseValue, ViewProgram, has_program};
-use crate::transform::resample::{Convert, ViewParams};
+use crate::transform::resample::{Convert, SourceImage, ViewParams};
 use crate::transform::spec::{MemoryFormat, PipelineSpec};
 
 // SAFETY: `Convert` and `EraseValue` are `repr(C)` plain f32/u32 data matching `struct Convert`
@@ -141,7 +140,7 @@ pub(super) fn view_params(
     outputs: &Outputs,
     (seed, epoch): (u64, u64),
     chosen: &[(u64, bool)],
-    sources: &[Source],
+    sources: &[SourceImage],
 ) -> ViewPlan {
     let per_sample = outputs.groups.len();
     let mut plan = ViewPlan::default();
@@ -153,19 +152,14 @@ pub(super) fn view_params(
             let view_elems = 3 * oh as u64 * ow as u64;
             plan.starts.push((o, plan.params.len()));
             for (k, &(sample, _)) in chosen.iter().enumerate() {
-                let (ptr, pitch, width, height) = sources[k * per_sample + g];
+                let source = sources[k * per_sample + g];
+                let (width, height) = (source.width, source.height);
                 let draw = Draw {
                     seed,
                     epoch,
                     sample,
                 };
-                let decoded = Decoded {
-                    eighths: 8,
-                    x0: 0,
-                    y0: 0,
-                    width,
-                    height,
-                };
+                let decoded = Decoded::whole(width, height);
                 for v in 0..spec.views as u64 {
                     let view = output.first_view + v;
                     let geometry = view_geometry(&spec.geometry, draw, view, height, width);
@@ -175,8 +169,6 @@ pub(super) fn view_params(
                         full: (height, width),
                     };
                     let region = source_region(geometry, &target, &decoded);
-                    let src =
-                        ptr + region.window[1] as u64 * pitch as u64 + region.window[0] as u64 * 3;
                     let dst = (k as u64 * spec.views as u64 + v) * view_elems;
                     let (steps, weights) = (&mut plan.steps, &mut plan.weights);
                     let program = match has_program(spec) {
@@ -186,8 +178,7 @@ pub(super) fn view_params(
                     plan.programs.push(program);
                     plan.params.push(ViewParams::new(
                         &region,
-                        src,
-                        pitch,
+                        &source,
                         (target.flip, spec.filter),
                         dst,
                     ));
@@ -311,7 +302,8 @@ impl Kernels {
             .arg(&k);
         // SAFETY: the arguments match the kernel's signature (two device pointers as u64,
         // u32s, `Convert` by value); `views_ptr` holds `n_views` parameters whose source
-        // windows lie inside decoded images and whose destinations lie inside `out`.
+        // windows lie inside their images (RGB, or planes of `image_width x image_height`,
+        // whose chroma reads are clamped to the planes) and whose destinations lie inside `out`.
         unsafe { launch.launch(config) }.map_err(cuda_error("launching the resample kernel"))?;
         Ok(())
     }

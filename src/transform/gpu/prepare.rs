@@ -61,7 +61,7 @@ pub(super) struct Image<'a> {
 
 impl<'a> Image<'a> {
     /// What goes into the pinned slot for nvJPEG: an encoded image's bytes. Planes need no
-    /// decode: the host converts them to RGB (`fallback.rs`), so they take no room.
+    /// decode: they are uploaded as they are (`fallback.rs`), so they take no room.
     fn compressed(&self) -> &'a [u8] {
         match self.value {
             CachedImage::Encoded(bytes) => bytes,
