@@ -359,12 +359,26 @@ def test_hub_parquet_byte_exact(tmp_path: Path) -> None:
     assert [reference[int(i)]["label"] for i in batch["index"]] == batch["label"].tolist()
 
 
-def parquet_with(path: Path, **columns) -> None:
+def parquet_with(path: Path, compression: str = "snappy", **columns) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), path)
+    pq.write_table(pa.table(columns), path, compression=compression)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd", "lz4", "none"])
+def test_parquet_codecs_read_byte_exact(tmp_path: Path, codec: str) -> None:
+    images = [image_bytes(k) for k in range(5)]
+    parquet_with(
+        tmp_path / "pq" / "a.parquet",
+        codec,
+        image=[{"bytes": b, "path": f"{k}.jpg"} for k, b in enumerate(images)],
+        label=list(range(5)),
+    )
+    ds = ss.SlipstreamDataset(tmp_path / "pq", cache_dir=tmp_path / "cache", progress=False)
+    assert [ds[k]["image"] for k in range(5)] == images
+    assert [ds[k]["label"] for k in range(5)] == list(range(5))
 
 
 @pytest.mark.parametrize(
@@ -402,6 +416,13 @@ def parquet_with(path: Path, **columns) -> None:
             ),
             "b.parquet (sample 3)",
             "null",
+        ),
+        (
+            lambda d: parquet_with(
+                d / "b.parquet", "brotli", image=[{"bytes": b"x", "path": "p"}], label=[0]
+            ),
+            "b.parquet",
+            "compressed with BROTLI",
         ),
     ],
 )

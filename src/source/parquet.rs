@@ -18,6 +18,8 @@ use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
+use parquet::basic::Compression;
+use parquet::file::metadata::RowGroupMetaData;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
@@ -149,6 +151,7 @@ impl Parquet {
                 ));
             }
             for (g, group) in footer.metadata().row_groups().iter().enumerate() {
+                check_codecs(path, group)?;
                 let size = |n: i64| u64::try_from(n).unwrap_or(0);
                 let (rows, inflated) = (size(group.num_rows()), size(group.total_byte_size()));
                 parts.push((
@@ -200,6 +203,26 @@ fn footer(path: &Path) -> Result<ArrowReaderMetadata> {
                 format!("not a readable Parquet file: {e}"),
             )
         })
+}
+
+/// An error unless every column chunk of `group` is compressed with a codec this build reads,
+/// before a row group is read (the reader's own message names a compile-time feature).
+fn check_codecs(path: &Path, group: &RowGroupMetaData) -> Result<()> {
+    for column in group.columns() {
+        let codec = column.compression();
+        if matches!(codec, Compression::BROTLI(_) | Compression::LZO) {
+            return Err(Error::format(
+                Location::file(path),
+                format!(
+                    "column '{}' is compressed with {codec}, which slipstream does not read \
+                     (it reads snappy, zstd, gzip, lz4 and uncompressed files): rewrite it, \
+                     e.g. pyarrow.parquet.write_table(table, path, compression=\"zstd\")",
+                    column.column_path()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The hub names shards `<split>-<i>-of-<n>.parquet`; a dataset is one split.
