@@ -1,7 +1,8 @@
 //! The CPU image pipeline's stages, one thread, on photograph-like JPEGs (`slipstream demo`'s
 //! landscapes, ~500x375): a plain full decode (the baseline every other path is compared
 //! with), the fused pipeline (RandomResizedCrop(224) + flip + normalize to float16) exact and
-//! reduced, and the output conversion alone. Prints each stage per image and its ratio to the
+//! reduced, the same pipeline on the JPEGs' own YUV 4:2:0 planes (a `"yuv420"` cache's
+//! values), and the output conversion alone. Prints each stage per image and its ratio to the
 //! full decode, and writes JSON to benches/results/.
 //!
 //!     cargo bench --bench pipeline
@@ -11,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::Criterion;
 use slipstream::decode::cpu::CpuDecoder;
+use slipstream::decode::yuv420::Yuv420;
 use slipstream::decode::{DecodePlan, Image, ImagePolicy};
 use slipstream::demo::scene;
 use slipstream::dtype::DType;
@@ -53,9 +55,29 @@ fn main() {
                 .unwrap()
         })
     });
+    let planes: Vec<(u32, u32, Vec<u8>)> = images
+        .iter()
+        .map(|jpeg| {
+            let mut out = Vec::new();
+            let (w, h) = decoder
+                .jpeg_planes(jpeg, ImagePolicy::DEFAULT, &mut out)
+                .unwrap()
+                .expect("the demo's JPEGs are 4:2:0");
+            (w, h, out)
+        })
+        .collect();
+    let image = |yuv: bool, k: usize| match yuv {
+        false => Image::Encoded(&images[k]),
+        true => Image::Yuv420(Yuv420::new(planes[k].0, planes[k].1, &planes[k].2).unwrap()),
+    };
     let mut ws = Workspace::default();
     let mut out = vec![0u8; spec(true).view_bytes()];
-    for (name, reduced) in [("pipeline_exact", false), ("pipeline_reduced", true)] {
+    let stages = [
+        ("pipeline_exact", false, false),
+        ("pipeline_reduced", true, false),
+        ("pipeline_yuv420", true, true),
+    ];
+    for (name, reduced, yuv) in stages {
         let spec = spec(reduced);
         let lut = Lut::new(&spec);
         let mut sample = 0u64;
@@ -75,7 +97,7 @@ fn main() {
                 }];
                 process_image(
                     &mut ws,
-                    Image::Encoded(&images[sample as usize % images.len()]),
+                    image(yuv, sample as usize % images.len()),
                     draw,
                     ImagePolicy::DEFAULT,
                     &mut jobs,
@@ -106,6 +128,7 @@ fn main() {
         "decode_full",
         "pipeline_exact",
         "pipeline_reduced",
+        "pipeline_yuv420",
         "write_view_f16",
     ];
     let Some(times) = names

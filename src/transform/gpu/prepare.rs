@@ -170,7 +170,7 @@ impl Preparer {
         }
         let pinned = slot.bytes.as_slice();
         let data: Vec<&[u8]> = offsets.windows(2).map(|w| &pinned[w[0]..w[1]]).collect();
-        // Planes leave an empty slice, which no decoder takes: the CPU route converts them.
+        // Planes leave an empty slice, which no decoder takes: the CPU route uploads them.
         let plan = match &self.planner {
             Some(planner) => planner
                 .lock()
