@@ -16,7 +16,7 @@
 typedef unsigned char uint8_t;
 typedef unsigned int uint32_t;
 
-// Mirrors `ViewParams` in src/transform/resample.rs (repr(C), 88 bytes).
+// Mirrors `ViewParams` in src/transform/resample.rs (repr(C), 96 bytes).
 struct ViewParams {
     unsigned long long src;           // device pointer: the image (RGB pixels, or its planes)
     uint32_t src_pitch;               // bytes between RGB rows
@@ -24,10 +24,12 @@ struct ViewParams {
     float box_x, box_y, box_w, box_h; // the region of the window mapped onto the paste rectangle
     uint32_t paste_x, paste_y, paste_w, paste_h;  // where it lands in the view; the rest is 0
     uint32_t flip;                    // mirror the view's columns
-    uint32_t bicubic;                 // 1: cubic filter (a = -0.5), 0: bilinear
+    uint32_t bicubic;                 // 1: cubic filter, 0: bilinear
+    uint32_t antialias;               // 1: widened when downscaling, cubic a = -0.5; 0: a = -0.75
     uint32_t yuv420;                  // 1: src holds YUV 4:2:0 planes, converted as read
     uint32_t window_x, window_y;      // the window's first pixel in the image
     uint32_t image_width, image_height;
+    uint32_t unused;
     unsigned long long dst_offset;    // element offset of the view in the output tensor
 };
 
@@ -72,8 +74,8 @@ __device__ __forceinline__ void rgb_at(const uint8_t* planes, uint32_t width, ui
 }
 
 // One output position along one axis: the input taps it reads and their weights (PIL's and
-// torchvision's antialiased filters: bilinear's triangle or bicubic's cubic, widened by the
-// downscale factor).
+// torchvision's filters: bilinear's triangle or bicubic's cubic, widened by the downscale
+// factor when antialiased).
 struct Taps {
     int first;
     int count;
@@ -81,23 +83,24 @@ struct Taps {
     float ss;
     float total;
     bool bicubic;
+    float a;
 };
 
-__device__ __forceinline__ float filter(float x, bool bicubic) {
+__device__ __forceinline__ float filter(float x, bool bicubic, float a) {
     x = fabsf(x);
     if (!bicubic) return x < 1.0f ? 1.0f - x : 0.0f;
-    const float a = -0.5f;
     if (x < 1.0f) return ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f;
     if (x < 2.0f) return (((x - 5.0f) * x + 8.0f) * x - 4.0f) * a;
     return 0.0f;
 }
 
 __device__ __forceinline__ Taps taps(float box_start, float box_len, uint32_t out_len,
-                                     uint32_t in_len, uint32_t i, bool bicubic) {
+                                     uint32_t in_len, uint32_t i, bool bicubic, bool antialias) {
     Taps t;
     t.bicubic = bicubic;
+    t.a = antialias ? -0.5f : -0.75f;
     float scale = box_len / (float)out_len;
-    float filterscale = scale > 1.0f ? scale : 1.0f;
+    float filterscale = antialias && scale > 1.0f ? scale : 1.0f;
     float support = (bicubic ? 2.0f : 1.0f) * filterscale;
     t.center = box_start + ((float)i + 0.5f) * scale;
     t.ss = 1.0f / filterscale;
@@ -108,13 +111,13 @@ __device__ __forceinline__ Taps taps(float box_start, float box_len, uint32_t ou
     t.count = end > t.first ? end - t.first : 0;
     t.total = 0.0f;
     for (int j = 0; j < t.count; ++j) {
-        t.total = t.total + filter((((float)(t.first + j) - t.center) + 0.5f) * t.ss, bicubic);
+        t.total = t.total + filter((((float)(t.first + j) - t.center) + 0.5f) * t.ss, bicubic, t.a);
     }
     return t;
 }
 
 __device__ __forceinline__ float weight(const Taps& t, int j) {
-    float w = filter((((float)(t.first + j) - t.center) + 0.5f) * t.ss, t.bicubic);
+    float w = filter((((float)(t.first + j) - t.center) + 0.5f) * t.ss, t.bicubic, t.a);
     return t.total != 0.0f ? w / t.total : 0.0f;
 }
 
@@ -122,8 +125,8 @@ __device__ __forceinline__ float weight(const Taps& t, int j) {
 // resize does, per channel.
 __device__ __forceinline__ void resample_pixel(const ViewParams& v, uint32_t x, uint32_t y,
                                                float rgb[3]) {
-    Taps tx = taps(v.box_x, v.box_w, v.paste_w, v.src_width, x, v.bicubic != 0);
-    Taps ty = taps(v.box_y, v.box_h, v.paste_h, v.src_height, y, v.bicubic != 0);
+    Taps tx = taps(v.box_x, v.box_w, v.paste_w, v.src_width, x, v.bicubic != 0, v.antialias != 0);
+    Taps ty = taps(v.box_y, v.box_h, v.paste_h, v.src_height, y, v.bicubic != 0, v.antialias != 0);
     const uint8_t* src = reinterpret_cast<const uint8_t*>(v.src);
     float acc[3] = {0.0f, 0.0f, 0.0f};
     for (int ky = 0; ky < ty.count; ++ky) {

@@ -77,6 +77,7 @@ fn spec(
         photometric: Vec::new(),
         erasing: None,
         filter: Filter::Bilinear,
+        antialias: true,
         normalize: (dtype != DType::Uint8).then_some((MEAN, STD)),
         dtype,
         memory_format: format,
@@ -97,9 +98,22 @@ const CENTER: Geometry = Geometry::CenterCrop {
 };
 
 /// Several outputs of one field: every dtype, both layouts, several views, both geometries,
-/// both filters.
+/// both filters, antialiased or not.
 fn outputs() -> Vec<PipelineSpec> {
+    let small = Geometry::RandomResizedCrop {
+        height: 48,
+        width: 48,
+        scale: (0.08, 1.0),
+        ratio: (0.75, 4.0 / 3.0),
+    };
+    let sharp = |name, filter| PipelineSpec {
+        filter,
+        antialias: false,
+        ..spec(name, small, 1, DType::Uint8, MemoryFormat::Contiguous)
+    };
     vec![
+        sharp("sharp_bilinear", Filter::Bilinear),
+        sharp("sharp_bicubic", Filter::Bicubic),
         spec("u8", RRC, 1, DType::Uint8, MemoryFormat::Contiguous),
         PipelineSpec {
             filter: Filter::Bicubic,

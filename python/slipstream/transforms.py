@@ -51,17 +51,14 @@ def _size(size: int | Sequence[int]) -> tuple[int, int]:
 
 def _filter(interpolation: Any, antialias: bool) -> str:
     """The resize filter's name for the native pipeline: ``"bilinear"`` or ``"bicubic"``
-    (strings or torchvision's ``InterpolationMode``), always antialiased."""
+    (strings or torchvision's ``InterpolationMode``); ``antialias`` must be a bool."""
     name = str(getattr(interpolation, "value", interpolation)).lower()
     if name not in ("bilinear", "bicubic"):
         raise ConfigError(
             f"interpolation={interpolation!r}: slipstream resizes with 'bilinear' or 'bicubic'"
         )
-    if antialias is not True:
-        raise ConfigError(
-            "antialias=False is not supported: views are resized with antialiasing, "
-            "torchvision v2's default (antialias=True)"
-        )
+    if not isinstance(antialias, bool):
+        raise ConfigError(f"antialias={antialias!r}: True (the default) or False")
     return name
 
 
@@ -70,9 +67,10 @@ class RandomResizedCrop:
     """torchvision's ``RandomResizedCrop(size, scale, ratio, interpolation, antialias=True)``.
 
     A crop with area ``scale`` times the image's and aspect ratio log-uniform in ``ratio``
-    (ten tries, then the central crop), resized to ``size`` with antialiased
-    ``interpolation``: ``"bilinear"`` (default) or ``"bicubic"`` (or torchvision's
-    ``InterpolationMode``).
+    (ten tries, then the central crop), resized to ``size`` with ``interpolation``:
+    ``"bilinear"`` (default) or ``"bicubic"`` (or torchvision's ``InterpolationMode``),
+    antialiased unless ``antialias=False`` (then as torch's ``interpolate``, a = -0.75 for
+    bicubic, and the decode is never DCT-reduced).
 
     Example:
         >>> crop = RandomResizedCrop(224)
@@ -508,6 +506,7 @@ def pipeline_spec(
         "filter": _filter(
             getattr(first, "interpolation", "bilinear"), getattr(first, "antialias", True)
         ),
+        "antialias": getattr(first, "antialias", True),
         "flip": flip,
         "photometric": photometric,
         "erasing": None

@@ -180,7 +180,12 @@ pub fn reference_view<T: OutputElement>(
     key: ViewKey,
 ) -> Vec<T> {
     let region = source_region(geometry, target, decoded);
-    let params = ViewParams::new(&region, image, (target.flip, spec.filter), 0);
+    let params = ViewParams::new(
+        &region,
+        image,
+        (target.flip, spec.filter, spec.antialias),
+        0,
+    );
     let (oh, ow) = target.size;
     let mut out = vec![T::default(); 3 * oh as usize * ow as usize];
     let k = Convert::new(spec.normalize);
@@ -250,6 +255,7 @@ mod tests {
                     before_flip,
                 }),
                 filter: Filter::Bilinear,
+                antialias: true,
                 normalize: Some(([0.5; 3], [0.25; 3])),
                 dtype: DType::Float32,
                 memory_format: MemoryFormat::Contiguous,

@@ -46,7 +46,7 @@ impl SourceImage {
 }
 
 /// One view of a batch as the kernel sees it. Mirrors `struct ViewParams` in
-/// `kernels/resample.cu` field for field (88 bytes).
+/// `kernels/resample.cu` field for field (96 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ViewParams {
@@ -65,26 +65,30 @@ pub struct ViewParams {
     pub paste_w: u32,
     pub paste_h: u32,
     pub flip: u32,
-    /// 1: bicubic (PIL's and torchvision's antialiased cubic, a = -0.5); 0: bilinear.
+    /// 1: bicubic (PIL's and torchvision's cubic); 0: bilinear.
     pub bicubic: u32,
+    /// 1: the filter widens when it downscales (and the cubic has a = -0.5); 0: plain
+    /// interpolation (a = -0.75), torch's `antialias=False`.
+    pub antialias: u32,
     /// 1: the image is YUV 4:2:0 planes ([`SourceImage::yuv420`]).
     pub yuv420: u32,
     pub window_x: u32,
     pub window_y: u32,
     pub image_width: u32,
     pub image_height: u32,
+    pub unused: u32,
     /// Element offset of the view in the output tensor.
     pub dst_offset: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<ViewParams>() == 88);
+const _: () = assert!(std::mem::size_of::<ViewParams>() == 96);
 
 impl ViewParams {
-    /// The kernel's view of `region` of `image`, resized with `filter`.
+    /// The kernel's view of `region` of `image`, resized with `filter`, antialiased or not.
     pub fn new(
         region: &Region,
         image: &SourceImage,
-        (flip, filter): (bool, Filter),
+        (flip, filter, antialias): (bool, Filter, bool),
         dst_offset: u64,
     ) -> ViewParams {
         ViewParams {
@@ -102,11 +106,13 @@ impl ViewParams {
             paste_h: region.paste[3],
             flip: flip as u32,
             bicubic: (filter == Filter::Bicubic) as u32,
+            antialias: antialias as u32,
             yuv420: image.yuv420 as u32,
             window_x: region.window[0],
             window_y: region.window[1],
             image_width: image.width,
             image_height: image.height,
+            unused: 0,
             dst_offset,
         }
     }
@@ -181,18 +187,17 @@ impl OutputElement for half::bf16 {
     }
 }
 
-/// PIL's filters (and torchvision's antialiased ones): the triangle of bilinear (support 1)
-/// and the cubic of bicubic with a = -0.5 (support 2).
-fn filter(x: f32, bicubic: bool) -> f32 {
+/// PIL's filters (and torch's): the triangle of bilinear (support 1) and the cubic of
+/// bicubic (support 2) with parameter `a`.
+pub fn filter(x: f32, bicubic: bool, a: f32) -> f32 {
     let x = x.abs();
     if !bicubic {
         return if x < 1.0 { 1.0 - x } else { 0.0 };
     }
-    const A: f32 = -0.5;
     if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
     } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+        (((x - 5.0) * x + 8.0) * x - 4.0) * a
     } else {
         0.0
     }
@@ -206,12 +211,21 @@ struct Taps {
     ss: f32,
     total: f32,
     bicubic: bool,
+    a: f32,
 }
 
 impl Taps {
-    fn new(box_start: f32, box_len: f32, out_len: u32, in_len: u32, i: u32, bicubic: bool) -> Taps {
+    /// With `antialias`, PIL's and torchvision's antialiased filters (support widened by the
+    /// downscale factor, cubic a = -0.5); without, torch's `interpolate` on uint8 (support
+    /// fixed, a = -0.75). Both weigh the taps inside the image and renormalize, as PIL does.
+    fn new(
+        (box_start, box_len): (f32, f32),
+        (out_len, in_len): (u32, u32),
+        i: u32,
+        (bicubic, antialias): (bool, bool),
+    ) -> Taps {
         let scale = box_len / out_len as f32;
-        let filterscale = if scale > 1.0 { scale } else { 1.0 };
+        let filterscale = if antialias && scale > 1.0 { scale } else { 1.0 };
         let support = if bicubic { 2.0 } else { 1.0 } * filterscale;
         let center = box_start + (i as f32 + 0.5) * scale;
         let ss = 1.0 / filterscale;
@@ -226,6 +240,7 @@ impl Taps {
             ss,
             total: 0.0,
             bicubic,
+            a: if antialias { -0.5 } else { -0.75 },
         };
         for j in 0..t.count {
             t.total += t.tap(j);
@@ -237,6 +252,7 @@ impl Taps {
         filter(
             (((self.first + j) as f32 - self.center) + 0.5) * self.ss,
             self.bicubic,
+            self.a,
         )
     }
 
@@ -257,9 +273,10 @@ enum Pixels<'a> {
 
 /// `resample_pixel` of the kernel: pixel (x, y) of the paste rectangle, rounded to uint8.
 fn resample_pixel(v: &ViewParams, src: &Pixels, x: u32, y: u32) -> [f32; 3] {
-    let bicubic = v.bicubic != 0;
-    let tx = Taps::new(v.box_x, v.box_w, v.paste_w, v.src_width, x, bicubic);
-    let ty = Taps::new(v.box_y, v.box_h, v.paste_h, v.src_height, y, bicubic);
+    let kind = (v.bicubic != 0, v.antialias != 0);
+    let bicubic = kind.0;
+    let tx = Taps::new((v.box_x, v.box_w), (v.paste_w, v.src_width), x, kind);
+    let ty = Taps::new((v.box_y, v.box_h), (v.paste_h, v.src_height), y, kind);
     let mut acc = [0f32; 3];
     for ky in 0..ty.count {
         let sy = v.window_y + (ty.first + ky) as u32;

@@ -82,15 +82,20 @@ pub struct Erasing {
     pub before_flip: bool,
 }
 
-/// How views are resized: PIL's and torchvision's antialiased filters (the filter widened by
-/// the downscale factor).
+/// How views are resized: PIL's and torchvision's filters, antialiased (the filter widened by
+/// the downscale factor) unless the spec says `antialias: false`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Filter {
     #[default]
     Bilinear,
-    /// Cubic convolution with a = -0.5 (PIL's `BICUBIC`, torchvision's antialiased bicubic).
+    /// Cubic convolution with a = -0.5 (PIL's `BICUBIC`, torchvision's antialiased bicubic),
+    /// or a = -0.75 without antialiasing (torch's `interpolate(mode="bicubic")`).
     Bicubic,
+}
+
+fn antialiased() -> bool {
+    true
 }
 
 /// Where channels go in memory: `[.., 3, H, W]` or `[.., H, W, 3]`. Either way the tensor's
@@ -140,9 +145,14 @@ pub struct PipelineSpec {
     pub photometric: Vec<Photometric>,
     #[serde(default)]
     pub erasing: Option<Erasing>,
-    /// The geometry stage's `interpolation` (always antialiased, torchvision v2's default).
+    /// The geometry stage's `interpolation`.
     #[serde(default)]
     pub filter: Filter,
+    /// The geometry stage's `antialias` (torchvision v2's default, true). False: the filter is
+    /// not widened when it downscales, as torch's `interpolate(..., antialias=False)`; the
+    /// decode is then never DCT-reduced, which would smooth what the filter does not.
+    #[serde(default = "antialiased")]
+    pub antialias: bool,
     /// `Normalize(mean, std)` on values scaled to [0, 1].
     pub normalize: Option<([f32; 3], [f32; 3])>,
     pub dtype: DType,
@@ -175,6 +185,7 @@ impl PipelineSpec {
             photometric: Vec::new(),
             erasing: None,
             filter: Filter::Bilinear,
+            antialias: true,
             normalize: Some((IMAGENET_MEAN, IMAGENET_STD)),
             dtype,
             memory_format: MemoryFormat::Contiguous,

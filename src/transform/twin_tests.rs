@@ -28,6 +28,7 @@ fn spec(geometry: Geometry, dtype: DType, format: MemoryFormat) -> PipelineSpec 
         photometric: Vec::new(),
         erasing: None,
         filter: Filter::Bilinear,
+        antialias: true,
         normalize: (dtype != DType::Uint8)
             .then_some(([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])),
         dtype,
@@ -96,9 +97,9 @@ fn differences(a: &[u8], b: &[u8]) -> (f64, u8) {
 
 /// The twin (f32 weights, no intermediate rounding) and the CPU pipeline
 /// (`fast_image_resize`, fixed-point weights, rounding between passes) compute the same
-/// antialiased filters; on photographs they differ by rounding only. So on their decode-free
-/// planes, which the CPU pipeline converts before resizing and the twin as each tap reads them,
-/// with the same arithmetic.
+/// filters, antialiased or not; on photographs they differ by rounding only. So on their
+/// decode-free planes, which the CPU pipeline converts before resizing and the twin as each
+/// tap reads them, with the same arithmetic.
 #[test]
 fn twin_agrees_with_the_cpu_pipeline_on_photographs() {
     let center = Geometry::CenterCrop {
@@ -111,7 +112,33 @@ fn twin_agrees_with_the_cpu_pipeline_on_photographs() {
         width: 600,
         resize: None,
     };
-    for filter in [Filter::Bilinear, Filter::Bicubic] {
+    // Without antialiasing, shrunk several times over, where the filter's support matters.
+    let small = [
+        Geometry::RandomResizedCrop {
+            height: 64,
+            width: 64,
+            scale: (0.08, 1.0),
+            ratio: (0.75, 4.0 / 3.0),
+        },
+        Geometry::CenterCrop {
+            height: 112,
+            width: 112,
+            resize: Some(128),
+        },
+    ];
+    let formats = [MemoryFormat::Contiguous, MemoryFormat::ChannelsLast];
+    let cases = [
+        (
+            Filter::Bilinear,
+            true,
+            &[RRC, center, padded][..],
+            &formats[..],
+        ),
+        (Filter::Bicubic, true, &[RRC, center, padded], &formats),
+        (Filter::Bilinear, false, &small, &formats[..1]),
+        (Filter::Bicubic, false, &small, &formats[..1]),
+    ];
+    for (filter, antialias, geometries, formats) in cases {
         let mut worst = (0.0f64, 0u8);
         for seed in 0..12u64 {
             let (jpeg, _) = scene::jpeg(seed);
@@ -122,10 +149,11 @@ fn twin_agrees_with_the_cpu_pipeline_on_photographs() {
                 .expect("the scenes are 4:2:0 JPEGs");
             let yuv = Yuv420::new(w, h, &planes).unwrap();
             for image in [Image::Encoded(&jpeg), Image::Yuv420(yuv)] {
-                for geometry in [RRC, center, padded] {
-                    for format in [MemoryFormat::Contiguous, MemoryFormat::ChannelsLast] {
+                for &geometry in geometries {
+                    for &format in formats {
                         let s = PipelineSpec {
                             filter,
+                            antialias,
                             ..spec(geometry, DType::Uint8, format)
                         };
                         let (pipeline, twin) = both(image, &s, seed * 7 + 1);
@@ -133,7 +161,8 @@ fn twin_agrees_with_the_cpu_pipeline_on_photographs() {
                         let planes = matches!(image, Image::Yuv420(_));
                         assert!(
                             mean <= 0.3 && max <= 2,
-                            "seed {seed} {filter:?} {geometry:?} planes {planes}: {mean} {max}"
+                            "seed {seed} {filter:?} antialias {antialias} {geometry:?} planes \
+                             {planes}: {mean} {max}"
                         );
                         worst = (worst.0.max(mean), worst.1.max(max));
                     }
@@ -141,7 +170,7 @@ fn twin_agrees_with_the_cpu_pipeline_on_photographs() {
             }
         }
         eprintln!(
-            "twin vs CPU pipeline, {filter:?}, worst: mean {:.3} max {}",
+            "twin vs CPU pipeline, {filter:?}, antialias {antialias}, worst: mean {:.3} max {}",
             worst.0, worst.1
         );
     }
@@ -219,7 +248,7 @@ fn an_empty_program_renders_as_the_plain_kernel() {
         };
         let region = source_region(geometry, &target, &decoded);
         let image = SourceImage::rgb(0, decoded.width, decoded.height);
-        let v = ViewParams::new(&region, &image, (target.flip, s.filter), 0);
+        let v = ViewParams::new(&region, &image, (target.flip, s.filter, s.antialias), 0);
         let mut plain = vec![0f32; 3 * 224 * 224];
         let mut program = plain.clone();
         let format = s.memory_format;
@@ -291,7 +320,7 @@ fn identity_resize_copies_and_flip_mirrors() {
         let p = ViewParams::new(
             &region,
             &SourceImage::rgb(0, w, h),
-            (flip, Filter::Bilinear),
+            (flip, Filter::Bilinear, true),
             0,
         );
         let mut out = vec![0u8; rgb.len()];
@@ -325,7 +354,7 @@ fn weights_are_normalized_and_padding_is_zero() {
         paste: [2, 1, 9, 6],
     };
     let image = SourceImage::rgb(0, w, h);
-    let p = ViewParams::new(&region, &image, (false, Filter::Bilinear), 0);
+    let p = ViewParams::new(&region, &image, (false, Filter::Bilinear, true), 0);
     let mut out = vec![0u8; 3 * 8 * 12];
     resample_view(
         &p,

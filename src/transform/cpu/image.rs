@@ -15,6 +15,7 @@ use crate::transform::params::{
     ColorOp, Draw, erase_noise_key, erasing_for, flip_for, photometric_for,
 };
 use crate::transform::photometric;
+use crate::transform::resample;
 use crate::transform::spec::{Filter, PipelineSpec};
 
 /// Per-thread state: the decoder and scratch buffers, reused image after image.
@@ -77,7 +78,9 @@ pub fn process_image(
             views.push((g, job.spec.geometry.output_size()));
         }
     }
-    let reduced = jobs.iter().all(|j| j.spec.reduced_decode);
+    let reduced = jobs
+        .iter()
+        .all(|j| j.spec.reduced_decode && j.spec.antialias);
     let eighths = if reduced {
         reduced_eighths(&views, height, width)
     } else {
@@ -143,22 +146,30 @@ fn render_view(
         .map_err(|e| format!("output buffer: {e:?}"))?;
     let [bx, by, bw, bh] = r.bbox;
     let resize_err = |e| format!("resize: {e:?}");
+    // Antialiased: the filter widened by the downscale factor (`Convolution`); not: its
+    // support fixed (`Interpolation`), torch's `antialias=False`.
+    let alg = |filter| match spec.antialias {
+        true => fr::ResizeAlg::Convolution(filter),
+        false => fr::ResizeAlg::Interpolation(filter),
+    };
     match spec.filter {
         Filter::Bilinear => {
             let options = fr::ResizeOptions::new()
-                .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
+                .resize_alg(alg(fr::FilterType::Bilinear))
                 .crop(bx, by, bw, bh);
             ws.resizer
                 .resize_typed(&window, &mut dst, &options)
                 .map_err(resize_err)?;
         }
         Filter::Bicubic => {
-            // Keys' cubic with a = -0.5 (PIL's BICUBIC), rows first and rounded to 8 bits
+            // Keys' cubic (a = -0.5 antialiased, -0.75 not), rows first and rounded to 8 bits
             // before the columns, as PIL and torchvision's uint8 resize do (and the kernel):
             // in one call fast_image_resize does the columns first, which the cubic's
             // overshoot at edges shows (up to 11 levels from torchvision).
-            let cubic = fr::ResizeOptions::new()
-                .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom));
+            let cubic = fr::ResizeOptions::new().resize_alg(alg(match spec.antialias {
+                true => fr::FilterType::CatmullRom,
+                false => fr::FilterType::Custom(torch_cubic()),
+            }));
             ws.rows.resize(pw as usize * wh as usize * 3, 0);
             let mut rows = TypedImage::<U8x3>::from_buffer(pw, wh, &mut ws.rows)
                 .map_err(|e| format!("row buffer: {e:?}"))?;
@@ -195,4 +206,13 @@ fn render_view(
     }
     write_view(pixels, oh, ow, flip, spec.memory_format, lut, out);
     Ok(())
+}
+
+/// Keys' cubic with a = -0.75, the one torch's `interpolate(mode="bicubic")` uses without
+/// antialiasing (PIL's, and torch's antialiased one, have a = -0.5): the kernels' function.
+fn torch_cubic() -> fr::Filter {
+    fn cubic(x: f64) -> f64 {
+        resample::filter(x as f32, true, -0.75) as f64
+    }
+    fr::Filter::new("cubic a=-0.75", cubic, 2.0).expect("a finite, positive support")
 }

@@ -179,7 +179,7 @@ pub(super) fn view_params(
                     plan.params.push(ViewParams::new(
                         &region,
                         &source,
-                        (target.flip, spec.filter),
+                        (target.flip, spec.filter, spec.antialias),
                         dst,
                     ));
                 }
