@@ -185,11 +185,12 @@ def test_yuv420_cache_matches_the_cpu_pipeline(demo_dataset) -> None:
 
 
 @needs_gpu
-def test_random_resized_crop_matches_torchvision(demo_dataset) -> None:
+@pytest.mark.parametrize(("size", "antialias"), [(224, True), (64, False)])
+def test_random_resized_crop_matches_torchvision(demo_dataset, size: int, antialias: bool) -> None:
     from torchvision.io import decode_jpeg
     from torchvision.transforms.v2 import functional as F
 
-    crop, flip = ss.RandomResizedCrop(224), ss.RandomHorizontalFlip()
+    crop, flip = ss.RandomResizedCrop(size, antialias=antialias), ss.RandomHorizontalFlip()
     lo = gpu_loader(demo_dataset, [crop, flip], device="cuda")
     worst = 0.0
     for batch in lo:
@@ -198,13 +199,14 @@ def test_random_resized_crop_matches_torchvision(demo_dataset) -> None:
             data = torch.frombuffer(bytearray(demo_dataset[i]["image"]), dtype=torch.uint8)
             img = decode_jpeg(data)
             top, left, h, w = crop.get_params(*img.shape[1:], seed=5, epoch=0, index=i)
-            ref = F.resized_crop(img, top, left, h, w, [224, 224], antialias=True)
+            ref = F.resized_crop(img, top, left, h, w, [size, size], antialias=antialias)
             if flip.get_params(seed=5, epoch=0, index=i):
                 ref = F.horizontal_flip(ref)
             mean = (images[k].int() - ref.int()).abs().float().mean().item()
             worst = max(worst, mean)
             assert mean <= TORCHVISION_MEAN_ABS, f"sample {i}: {mean:.3f}"
-    print(f"GPU vs torchvision resized_crop: worst per-image mean {worst:.3f}")
+    what = f"resized_crop ({size}, antialias={antialias})"
+    print(f"GPU vs torchvision {what}: worst per-image mean {worst:.3f}")
 
 
 @needs_gpu
