@@ -4,6 +4,7 @@
 //! cache's planes take this route undecoded: uploaded as they are (half the bytes of RGB), they
 //! are converted by the kernels as they read them.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use cudarc::driver::result;
@@ -21,10 +22,11 @@ use crate::threads::in_pool;
 use crate::transform::output::{Failure, Outputs, Retry, image_of};
 use crate::transform::resample::SourceImage;
 
-/// A slot's images read on the host: per image field, its bytes (RGB pixels or planes) and
-/// what they are (the device address filled in once uploaded).
-pub(super) struct HostDecoded {
-    images: Vec<(Vec<u8>, SourceImage)>,
+/// A slot's images read on the host: per image field, its bytes (decoded RGB pixels, or the
+/// planes where the cache holds them) and what they are (the device address filled in once
+/// uploaded).
+pub(super) struct HostDecoded<'a> {
+    images: Vec<(Cow<'a, [u8]>, SourceImage)>,
 }
 
 /// The sample of each slot of a batch and whether it replaces the requested one.
@@ -32,18 +34,18 @@ pub(super) type Chosen = Vec<(u64, bool)>;
 
 /// Decode the CPU-route slots on `threads`. Returns each slot's sample and whether it
 /// replaces the requested one, and the pixels of the slots decoded here.
-pub(super) fn decode_on_host(
+pub(super) fn decode_on_host<'a>(
     retry: &Retry,
-    reader: &CacheReader,
+    reader: &'a CacheReader,
     outputs: &Outputs,
     samples: &[u64],
     prepared: &Prepared,
     routes: &[Route],
     threads: Option<&rayon::ThreadPool>,
-) -> Result<(Chosen, Vec<Option<HostDecoded>>)> {
+) -> Result<(Chosen, Vec<Option<HostDecoded<'a>>>)> {
     let resolved = &prepared.resolved;
     let fields = outputs.source_fields();
-    let mut host: Vec<Option<HostDecoded>> = (0..resolved.len()).map(|_| None).collect();
+    let mut host: Vec<Option<HostDecoded<'a>>> = (0..resolved.len()).map(|_| None).collect();
     let fallback: Vec<usize> = (0..resolved.len())
         .filter(|&k| routes[k] == Route::Cpu)
         .collect();
@@ -67,14 +69,14 @@ pub(super) fn decode_on_host(
 
 /// Decode a slot's images on the CPU (full resolution, as nvJPEG would), going on through the
 /// replacement candidates after the resolved one. Returns the sample used.
-fn decode_slot(
+fn decode_slot<'a>(
     retry: &Retry,
-    reader: &CacheReader,
+    reader: &'a CacheReader,
     fields: &[usize],
     policy: ImagePolicy,
     requested: u64,
     resolved: &Resolved,
-) -> Result<(u64, HostDecoded)> {
+) -> Result<(u64, HostDecoded<'a>)> {
     let mut decoder = CpuDecoder::new();
     let (sample, _, images) = retry.fill(requested, resolved.attempt, |sample| {
         let mut images = Vec::with_capacity(fields.len());
@@ -85,14 +87,14 @@ fn decode_slot(
                 Image::Yuv420(planes) => {
                     let (w, h) = (planes.width, planes.height);
                     policy.check_size(w, h).map_err(failed)?;
-                    (planes.bytes().to_vec(), SourceImage::planes(0, w, h))
+                    (Cow::Borrowed(planes.bytes()), SourceImage::planes(0, w, h))
                 }
                 Image::Encoded(bytes) => {
                     let mut pixels = Vec::new();
                     let d = decoder
                         .decode(bytes, DecodePlan::full(policy), &mut pixels)
                         .map_err(failed)?;
-                    (pixels, SourceImage::rgb(0, d.width, d.height))
+                    (Cow::Owned(pixels), SourceImage::rgb(0, d.width, d.height))
                 }
             });
         }
@@ -138,8 +140,9 @@ pub(super) fn image_sources(
                 for (pixels, image) in &h.images {
                     let ptr = dst.ptr() + up_at as u64;
                     // SAFETY: `ptr` has room for `pixels` (sized above); a copy from
-                    // pageable memory returns once the bytes are staged, so `pixels` may
-                    // be dropped afterwards.
+                    // pageable memory (a Vec, or the cache's memory map) returns once the
+                    // bytes are staged, so `pixels` may be dropped afterwards.
+                    let pixels: &[u8] = pixels;
                     unsafe { result::memcpy_htod_async(ptr, pixels, gpu.stream().cu_stream()) }
                         .map_err(cuda_error("uploading an image read on the host"))?;
                     up_at += align(pixels.len());
