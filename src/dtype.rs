@@ -25,6 +25,18 @@ pub enum DType {
     Complex128,
 }
 
+/// `x.clamp(0, 255).to(torch.uint8)` of a float32: clamped, then truncated (NaN gives 0).
+/// Written so that loops over it vectorize and need no libm: on the baseline x86-64 target
+/// `trunc` is a library call, and a checked `as` cast converts one value at a time.
+#[inline(always)]
+pub fn clamp_to_u8(x: f32) -> u8 {
+    // `max` returns its other operand for NaN (where `clamp` would return NaN).
+    #[allow(clippy::manual_clamp)]
+    let x = x.max(0.0).min(255.0);
+    // SAFETY: `x` is a number in [0, 255], so its truncation is representable in an i32.
+    unsafe { x.to_int_unchecked::<i32>() as u8 }
+}
+
 impl DType {
     /// Bytes per element.
     pub fn size(self) -> usize {

@@ -5,6 +5,7 @@
 //! GPU kernel mirrors.
 
 use super::params::{ColorOp, CropBox};
+use crate::dtype::clamp_to_u8;
 use crate::rng::{GOLDEN, mix64};
 
 /// A pixel as three 0..255 integer values in float32.
@@ -87,9 +88,20 @@ pub fn steps(ops: &[ColorOp], weights: &mut Vec<f32>) -> Vec<ColorStep> {
         .collect()
 }
 
-/// `.clamp(0, 255).to(torch.uint8)` of a float32 value.
+/// `.clamp(0, 255).to(torch.uint8)` of a float32 value, kept in float32.
 fn to_u8(x: f32) -> f32 {
-    x.clamp(0.0, 255.0).trunc()
+    clamp_to_u8(x) as f32
+}
+
+/// `x.floor()` (or `trunc`) of a value known to lie in [0, 255], without libm.
+fn floor_level(x: f32) -> f32 {
+    clamp_to_u8(x) as f32
+}
+
+/// `x % 1.0` (C's `fmod`) for |x| < 256: `x` less its integer part, which is exact.
+fn fraction(x: f32) -> f32 {
+    let whole = clamp_to_u8(x.abs()) as f32;
+    x - if x < 0.0 { -whole } else { whole }
 }
 
 /// `_rgb_to_grayscale_image`: `r * 0.2989 + g * 0.587 + b * 0.114` in float32.
@@ -104,6 +116,7 @@ fn blend(p: Rgb, other: f32, s: &ColorStep) -> Rgb {
 
 /// `adjust_hue`: to float in [0, 1], to HSV (Pillow's algorithm, as `_rgb_to_hsv`), hue
 /// shifted modulo 1, back to RGB (`_hsv_to_rgb`), to uint8 by `x * 255.999` truncated.
+#[inline(always)]
 fn hue(p: Rgb, factor: f32) -> Rgb {
     let k = (1.0f64 / 255.0) as f32;
     let [r, g, b] = p.map(|u| u * k);
@@ -124,44 +137,80 @@ fn hue(p: Rgb, factor: f32) -> Rgb {
     let hr = (bc - gc) * mask(!neq_r);
     let hb = ((gc + 4.0) - rc) * mask(neq_r && !eq_g);
     let h = ((hr + hg) + hb) * (1.0f64 / 6.0) as f32 + 1.0;
-    let h = h % 1.0;
+    let h = fraction(h);
     // torch.remainder: fmod, then moved into [0, 1).
-    let h = (h + factor) % 1.0;
+    let h = fraction(h + factor);
     let h = if h < 0.0 { h + 1.0 } else { h };
     let v = maxc;
     let h6 = h * 6.0;
-    let i = h6.floor();
+    let i = floor_level(h6);
     let f = h6 - i;
     let sxf = s * f;
     let one_minus_s = 1.0 - s;
     let q = ((1.0 - sxf) * v).clamp(0.0, 1.0);
     let t = ((sxf + one_minus_s) * v).clamp(0.0, 1.0);
     let pv = (one_minus_s * v).clamp(0.0, 1.0);
-    let rgb = match (i as i32).rem_euclid(6) {
-        0 => [v, t, pv],
-        1 => [q, v, pv],
-        2 => [pv, v, t],
-        3 => [pv, q, v],
-        4 => [t, pv, v],
-        _ => [v, pv, q],
+    // The sector, `i` modulo 6 (`i` is 6 when `h` rounded up to 1), chosen by comparisons
+    // rather than a jump, so that pixels convert side by side.
+    let sector = if i >= 6.0 { 0.0 } else { i };
+    let pick = |choices: [f32; 6]| {
+        let mut chosen = choices[0];
+        for (k, &c) in choices.iter().enumerate().skip(1) {
+            if sector == k as f32 {
+                chosen = c;
+            }
+        }
+        chosen
     };
+    let rgb = [
+        pick([v, q, pv, pv, t, v]),
+        pick([t, v, v, q, pv, pv]),
+        pick([pv, pv, t, v, v, q]),
+    ];
     let up = (255.0f64 + 1.0 - 1e-3) as f32;
-    rgb.map(|x| (x * up).trunc())
+    rgb.map(|x| floor_level(x * up))
 }
 
-/// One pointwise step (not a blur) on a pixel of 0..255 integer values; `mean` is the view's
-/// grey mean where the step is a contrast. As torchvision: brightness scales; saturation
-/// blends with the floored grey value, contrast with the mean; grayscale truncates the grey
-/// value; solarize inverts from its threshold up.
-pub fn pointwise(s: &ColorStep, p: Rgb, mean: f32) -> Rgb {
+/// One pointwise step (not a blur) over every pixel of an RGB view; `mean` is the view's grey
+/// mean where the step is a contrast. As torchvision: brightness scales; saturation blends
+/// with the floored grey value, contrast with the mean; grayscale truncates the grey value;
+/// solarize inverts from its threshold up. A loop per kind, so that each compiles to
+/// straight-line code over the pixels.
+fn pointwise(s: &ColorStep, rgb: &mut [u8], mean: f32) {
     match s.kind {
-        step::BRIGHTNESS => p.map(|u| to_u8(u * s.a)),
-        step::CONTRAST => blend(p, mean, s),
-        step::SATURATION => blend(p, gray(p).floor(), s),
-        step::HUE => hue(p, s.a),
-        step::GRAYSCALE => [to_u8(gray(p)); 3],
-        step::SOLARIZE => p.map(|u| if u >= s.a { 255.0 - u } else { u }),
+        step::BRIGHTNESS => each_pixel(rgb, |p| p.map(|u| to_u8(u * s.a))),
+        step::CONTRAST => each_pixel(rgb, |p| blend(p, mean, s)),
+        step::SATURATION => each_pixel(rgb, |p| blend(p, floor_level(gray(p)), s)),
+        step::HUE => each_pixel(rgb, |p| hue(p, s.a)),
+        step::GRAYSCALE => each_pixel(rgb, |p| [to_u8(gray(p)); 3]),
+        step::SOLARIZE => each_pixel(rgb, |p| p.map(|u| if u >= s.a { 255.0 - u } else { u })),
         _ => unreachable!("step {} is not pointwise", s.kind),
+    }
+}
+
+/// Each pixel of `rgb` through `f`, which takes and gives whole values in 0..=255: in blocks
+/// of 64 pixels split into one array per channel, so that the compiler runs `f` on several
+/// pixels at once (`f` has no branches that depend on the pixel).
+#[inline(always)]
+fn each_pixel(rgb: &mut [u8], f: impl Fn(Rgb) -> Rgb) {
+    const BLOCK: usize = 64;
+    // Lanes past a short last block keep the previous block's values: converted, not stored.
+    let mut planes = [[0f32; BLOCK]; 3];
+    for block in rgb.chunks_mut(3 * BLOCK) {
+        for (i, px) in block.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                planes[c][i] = px[c] as f32;
+            }
+        }
+        let [r, g, b] = &mut planes;
+        for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+            [*r, *g, *b] = f([*r, *g, *b]);
+        }
+        for (i, px) in block.chunks_exact_mut(3).enumerate() {
+            for c in 0..3 {
+                px[c] = clamp_to_u8(planes[c][i]);
+            }
+        }
     }
 }
 
@@ -169,7 +218,7 @@ pub fn pointwise(s: &ColorStep, p: Rgb, mean: f32) -> Rgb {
 pub fn grey_mean(rgb: &[u8]) -> f32 {
     let sum: u64 = rgb
         .chunks_exact(3)
-        .map(|p| gray([p[0] as f32, p[1] as f32, p[2] as f32]).floor() as u64)
+        .map(|p| clamp_to_u8(gray([p[0] as f32, p[1] as f32, p[2] as f32])) as u64)
         .sum();
     // Every integer sum is exact; torch divides in float32.
     sum as f32 / (rgb.len() / 3) as f32
@@ -271,9 +320,10 @@ pub fn blur(
     }
 }
 
-/// Apply `steps` in order to an RGB view (`h` rows of `w` pixels), in place: runs of
-/// pointwise steps in one pass over the pixels, a contrast after computing its mean, the blur
-/// as its own two passes. The kernel makes the same passes.
+/// Apply `steps` in order to an RGB view (`h` rows of `w` pixels), in place: a pass over the
+/// pixels per step (a contrast after computing its mean), the blur in two. The kernel applies
+/// a run of pointwise steps to each pixel in one pass instead, with the same result: every
+/// step leaves whole values, which the uint8 view holds exactly between passes here.
 pub fn apply(
     steps: &[ColorStep],
     weights: &[f32],
@@ -281,30 +331,12 @@ pub fn apply(
     size: (u32, u32),
     scratch: &mut Vec<f32>,
 ) {
-    let mut rest = steps;
-    while let Some(first) = rest.first() {
-        if first.kind == step::BLUR {
-            blur(rgb, size, first, weights, scratch);
-            rest = &rest[1..];
-            continue;
+    for s in steps {
+        match s.kind {
+            step::BLUR => blur(rgb, size, s, weights, scratch),
+            step::CONTRAST => pointwise(s, rgb, grey_mean(rgb)),
+            _ => pointwise(s, rgb, 0.0),
         }
-        // A run of pointwise steps up to the next one that needs the whole view as the run
-        // leaves it.
-        let end = (1..rest.len())
-            .find(|&i| rest[i].needs_whole_view())
-            .unwrap_or(rest.len());
-        let mean = match first.kind {
-            step::CONTRAST => grey_mean(rgb),
-            _ => 0.0,
-        };
-        for px in rgb.chunks_exact_mut(3) {
-            let mut p = [px[0] as f32, px[1] as f32, px[2] as f32];
-            for s in &rest[..end] {
-                p = pointwise(s, p, mean);
-            }
-            px.copy_from_slice(&p.map(|v| v as u8));
-        }
-        rest = &rest[end..];
     }
 }
 
@@ -359,9 +391,12 @@ mod tests {
         assert_eq!(hue([255., 0., 0.], -1.0 / 3.0), [0., 0., 255.]);
     }
 
-    /// `op` on one pixel, through its step.
+    /// `op` on one pixel of whole values, through its step.
     fn on(op: ColorOp, p: Rgb, mean: f32) -> Rgb {
-        pointwise(&steps(&[op], &mut Vec::new())[0], p, mean)
+        let mut px = p.map(|v| v as u8);
+        assert_eq!(px.map(|v| v as f32), p, "whole values in 0..=255");
+        pointwise(&steps(&[op], &mut Vec::new())[0], &mut px, mean);
+        px.map(|v| v as f32)
     }
 
     /// `ops` on a view, through their steps.
