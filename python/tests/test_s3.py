@@ -493,9 +493,9 @@ def test_quasi_random_reads_a_dataset_still_downloading(server, bucket, demo_dir
     faults = [Fault("hold", name, times=1000, release=held[name]) for name in names]
     with proxy(server, *faults) as p:
         try:
-            # As many GETs at once as there are chunks: which held GET a busy runtime lets
-            # start first must not decide whether the needed ones can (with 2, two held chunks
-            # of later batches could take both and the first batch would never come).
+            # As many GETs at once as there are chunks, so that GETs the proxy holds back
+            # (chunks of later batches, started before the epoch said what it needs first)
+            # can never take every connection from the chunks the first batch needs.
             storage = {"concurrency": len(names)}
             ds = open_s3(f"s3://{bucket}/demo/", p.url, tmp_path, storage=storage)
             assert len(ds) == len(local), "the dataset opens before any chunk arrives"

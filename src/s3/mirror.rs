@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::client::S3Client;
 use super::client::{Failure, backoff, failure, remote_error};
@@ -64,7 +64,8 @@ impl S3Client {
         let bar = Progress::start(progress, format!("downloading {}", at.url()), total);
         let semaphore = Arc::new(Semaphore::new(self.options.concurrency));
         let outcome = self.runtime.block_on(async {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let turns = Turns::deal(Arc::clone(&semaphore));
+            let (tx, mut rx) = mpsc::unbounded_channel();
             let mut running = 0usize;
             let mut first_error = None;
             loop {
@@ -91,13 +92,21 @@ impl S3Client {
                         dest,
                         part_bytes: self.options.part_bytes,
                         max_attempts: self.options.max_attempts,
-                        semaphore: Arc::clone(&semaphore),
                         bar: bar.clone(),
                     };
                     let tx = tx.clone();
                     running += 1;
+                    // Queued here, not in the task, so that objects queue in the order started.
+                    let started = job.start().map(|started| {
+                        let turns = turns.queue(started.needed.len());
+                        (started, turns)
+                    });
                     tokio::spawn(async move {
-                        let _ = tx.send((i, job.run().await));
+                        let outcome = match started {
+                            Ok((started, turns)) => job.run(started, turns).await,
+                            Err(e) => Err(e),
+                        };
+                        let _ = tx.send((i, outcome));
                     });
                 }
                 if running == 0 {
@@ -130,6 +139,44 @@ impl S3Client {
         });
         bar.finish();
         outcome
+    }
+}
+
+/// GETs take their turn (a connection: a permit of `concurrency`) in the order their parts
+/// were queued (objects in the order started, each one's parts in order), not in the order
+/// the runtime happens to poll their tasks: the object wanted first gets connections first.
+struct Turns {
+    queue: mpsc::UnboundedSender<oneshot::Sender<OwnedSemaphorePermit>>,
+}
+
+type Turn = oneshot::Receiver<OwnedSemaphorePermit>;
+
+impl Turns {
+    /// Start handing out `connections` (within the runtime).
+    fn deal(connections: Arc<Semaphore>) -> Turns {
+        let (queue, mut queued) = mpsc::unbounded_channel::<oneshot::Sender<_>>();
+        tokio::spawn(async move {
+            while let Some(turn) = queued.recv().await {
+                // Closed after a failure: the turns still queued end with their channels.
+                let Ok(permit) = Arc::clone(&connections).acquire_owned().await else {
+                    return;
+                };
+                // A part that is gone gives its permit straight back.
+                let _ = turn.send(permit);
+            }
+        });
+        Turns { queue }
+    }
+
+    /// `n` turns at the back of the queue.
+    fn queue(&self, n: usize) -> Vec<Turn> {
+        (0..n)
+            .map(|_| {
+                let (turn, wait) = oneshot::channel();
+                let _ = self.queue.send(turn);
+                wait
+            })
+            .collect()
     }
 }
 
@@ -193,8 +240,17 @@ struct Job {
     dest: PathBuf,
     part_bytes: u64,
     max_attempts: u32,
-    semaphore: Arc<Semaphore>,
     bar: Progress,
+}
+
+/// An object's download as started: its partial file, the log of its finished parts, and the
+/// parts still to fetch.
+struct Started {
+    partial: PathBuf,
+    record: PathBuf,
+    file: Arc<File>,
+    log: Arc<Mutex<File>>,
+    needed: Vec<u64>,
 }
 
 impl Job {
@@ -202,22 +258,22 @@ impl Job {
         format!("s3://{}/{}", self.bucket, self.key)
     }
 
-    async fn run(self) -> Result<()> {
-        let job = Arc::new(self);
-        let partial = job.dest.with_extension(partial_extension(&job.dest));
+    /// Open the partial file and its log, resuming an interrupted download of this same object
+    /// version: what is left to fetch.
+    fn start(&self) -> Result<Started> {
+        let partial = self.dest.with_extension(partial_extension(&self.dest));
         let record = partial.with_extension("parts");
-        if let Some(parent) = job.dest.parent() {
+        if let Some(parent) = self.dest.parent() {
             fs::create_dir_all(parent).at(parent)?;
         }
-        // Parts finished by an earlier, interrupted download of this same object version.
-        let finished = resume_state(&partial, &record, &job.object);
+        let finished = resume_state(&partial, &record, &self.object);
         let file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(false)
             .open(&partial)
             .at(&partial)?;
-        file.set_len(job.object.size).at(&partial)?;
+        file.set_len(self.object.size).at(&partial)?;
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -225,23 +281,50 @@ impl Job {
             .at(&record)?;
         if finished.is_empty() {
             log.set_len(0).at(&record)?;
-            writeln!(log, "{}", job.object.etag).at(&record)?;
+            writeln!(log, "{}", self.object.etag).at(&record)?;
         }
-        let file = Arc::new(file);
-        let log = Arc::new(Mutex::new(log));
-        let parts = job.object.size.div_ceil(job.part_bytes).max(1);
-        let mut tasks = Vec::new();
+        let parts = self.object.size.div_ceil(self.part_bytes).max(1);
+        let mut needed = Vec::new();
         for part in 0..parts {
-            let start = part * job.part_bytes;
-            let end = (start + job.part_bytes).min(job.object.size);
             if finished.contains(&part) {
-                job.bar.inc(end - start);
-                continue;
+                let (start, end) = self.part_range(part);
+                self.bar.inc(end - start);
+            } else {
+                needed.push(part);
             }
+        }
+        Ok(Started {
+            partial,
+            record,
+            file: Arc::new(file),
+            log: Arc::new(Mutex::new(log)),
+            needed,
+        })
+    }
+
+    fn part_range(&self, part: u64) -> (u64, u64) {
+        let start = part * self.part_bytes;
+        (start, (start + self.part_bytes).min(self.object.size))
+    }
+
+    /// Fetch the parts `start` left, each when its turn comes, then check the file and rename
+    /// it into place.
+    async fn run(self, started: Started, turns: Vec<Turn>) -> Result<()> {
+        let job = Arc::new(self);
+        let Started {
+            partial,
+            record,
+            file,
+            log,
+            needed,
+        } = started;
+        let mut tasks = Vec::new();
+        for (part, turn) in needed.into_iter().zip(turns) {
+            let (start, end) = job.part_range(part);
             let (job, file, log) = (Arc::clone(&job), Arc::clone(&file), Arc::clone(&log));
             let record = record.clone();
             tasks.push(tokio::spawn(async move {
-                let Ok(_permit) = job.semaphore.acquire().await else {
+                let Ok(_permit) = turn.await else {
                     return Err(remote_error(
                         &job.url(),
                         "cancelled after another object failed",
@@ -391,6 +474,48 @@ mod tests {
         assert!(again.has("c.bin", &object("\"b\"")));
         assert!(!again.has("c.bin", &object("\"a\"")));
         assert!(!again.has("d.bin", &object("\"b\"")));
+    }
+
+    #[test]
+    fn connections_go_to_parts_in_the_order_queued() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let granted = runtime.block_on(async {
+            let turns = Turns::deal(Arc::new(Semaphore::new(1)));
+            let granted = Arc::new(Mutex::new(Vec::new()));
+            // Spawned last first: with a plain semaphore the last would usually win.
+            let mut tasks = Vec::new();
+            for (i, turn) in turns.queue(4).into_iter().enumerate().rev() {
+                let granted = Arc::clone(&granted);
+                tasks.push(tokio::spawn(async move {
+                    let _permit = turn.await.unwrap();
+                    granted.lock().unwrap().push(i);
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            Arc::try_unwrap(granted).unwrap().into_inner().unwrap()
+        });
+        assert_eq!(granted, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn turns_end_when_the_connections_close() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let connections = Arc::new(Semaphore::new(1));
+            let turns = Turns::deal(Arc::clone(&connections));
+            let mut queued = turns.queue(2).into_iter();
+            let first = queued.next().unwrap().await.unwrap();
+            connections.close();
+            drop(first);
+            assert!(queued.next().unwrap().await.is_err());
+        });
     }
 
     #[test]
