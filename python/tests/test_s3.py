@@ -423,51 +423,6 @@ def test_an_unreachable_shared_store_does_not_stop_anyone(demo_dir, tmp_path, ca
     assert again._native.cache_path == built._native.cache_path
 
 
-def upload_tree(client, bucket: str, prefix: str, directory: Path) -> None:
-    for path in sorted(directory.rglob("*")):
-        if path.is_file():
-            client.upload_file(str(path), bucket, prefix + path.relative_to(directory).as_posix())
-
-
-def test_other_formats_on_s3_equal_the_local_ones(server, tmp_path) -> None:
-    from test_sources import (
-        beton_samples,
-        make_tree,
-        write_beton_file,
-        write_hub_dataset,
-        write_shards,
-    )
-
-    local = tmp_path / "local"
-    make_tree(local / "folder", link=False)
-    write_shards(local / "shards")
-    write_hub_dataset(local / "hub")
-    (local / "beton").mkdir()
-    write_beton_file(local / "beton" / "train.beton", beton_samples(6, 3))
-    client = server.client()
-    client.create_bucket(Bucket="formats")
-    for name in ("folder", "shards", "hub", "beton"):
-        upload_tree(client, "formats", f"{name}/", local / name)
-    cases = [
-        ("folder/", local / "folder"),
-        ("shards/", local / "shards"),
-        ("shards/shard-000001.tar", local / "shards" / "shard-000001.tar"),
-        ("hub/data/train-*.parquet", local / "hub" / "data" / "train-*.parquet"),
-        ("beton/train.beton", local / "beton" / "train.beton"),
-    ]
-    for name, path in cases:
-        ours = open_s3(f"s3://formats/{name}", server.url, tmp_path / "cache")
-        theirs = ss.SlipstreamDataset(path, cache_dir=tmp_path / "lc", progress=False)
-        same_samples(ours, theirs)
-        assert ours.header["source"]["kind"] == theirs.header["source"]["kind"]
-    with proxy(server) as p:
-        again = open_s3("s3://formats/folder/", p.url, tmp_path / "cache")
-        assert len(again) == 9
-        assert not p.requests(lambda r: r.startswith("GET") and ".jpg" in r.lower())
-    with pytest.raises(ss.SlipstreamError, match="holds the splits train, validation"):
-        open_s3("s3://formats/hub/", server.url, tmp_path / "cache")
-
-
 # -- reading a dataset while it downloads (order="quasi_random") -------------------------------
 
 

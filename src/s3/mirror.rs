@@ -40,9 +40,13 @@ impl S3Client {
             Some(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
                 .filter(|&i| i < objects.len())
         };
+        // Enough objects started to keep every GET busy (each has at least one part), and no
+        // more: each one started holds its partial file and its log open (an ImageFolder of a
+        // million images would otherwise open two million files at once).
+        let in_flight = 2 * self.options.concurrency;
         let order = Order {
             next: &next,
-            in_flight: &|| objects.len(),
+            in_flight: &|| in_flight,
         };
         self.download_ordered(at, objects, dir, progress, &order, done)
     }
