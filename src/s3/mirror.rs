@@ -98,19 +98,19 @@ impl S3Client {
                         max_attempts: self.options.max_attempts,
                         bar: bar.clone(),
                     };
-                    let tx = tx.clone();
                     running += 1;
+                    let started = match job.start() {
+                        Ok(started) => started,
+                        Err(e) => {
+                            let _ = tx.send((i, Err(e)));
+                            continue;
+                        }
+                    };
                     // Queued here, not in the task, so that objects queue in the order started.
-                    let started = job.start().map(|started| {
-                        let turns = turns.queue(started.needed.len());
-                        (started, turns)
-                    });
+                    let turns = turns.queue(started.needed.len());
+                    let tx = tx.clone();
                     tokio::spawn(async move {
-                        let outcome = match started {
-                            Ok((started, turns)) => job.run(started, turns).await,
-                            Err(e) => Err(e),
-                        };
-                        let _ = tx.send((i, outcome));
+                        let _ = tx.send((i, job.run(started, turns).await));
                     });
                 }
                 if running == 0 {

@@ -88,13 +88,9 @@ pub fn steps(ops: &[ColorOp], weights: &mut Vec<f32>) -> Vec<ColorStep> {
         .collect()
 }
 
-/// `.clamp(0, 255).to(torch.uint8)` of a float32 value, kept in float32.
+/// `.clamp(0, 255).to(torch.uint8)` of a float32 value, kept in float32; also `floor` (or
+/// `trunc`) of a value known to lie in [0, 255], without libm.
 fn to_u8(x: f32) -> f32 {
-    clamp_to_u8(x) as f32
-}
-
-/// `x.floor()` (or `trunc`) of a value known to lie in [0, 255], without libm.
-fn floor_level(x: f32) -> f32 {
     clamp_to_u8(x) as f32
 }
 
@@ -143,7 +139,7 @@ fn hue(p: Rgb, factor: f32) -> Rgb {
     let h = if h < 0.0 { h + 1.0 } else { h };
     let v = maxc;
     let h6 = h * 6.0;
-    let i = floor_level(h6);
+    let i = to_u8(h6);
     let f = h6 - i;
     let sxf = s * f;
     let one_minus_s = 1.0 - s;
@@ -168,7 +164,7 @@ fn hue(p: Rgb, factor: f32) -> Rgb {
         pick([pv, pv, t, v, v, q]),
     ];
     let up = (255.0f64 + 1.0 - 1e-3) as f32;
-    rgb.map(|x| floor_level(x * up))
+    rgb.map(|x| to_u8(x * up))
 }
 
 /// One pointwise step (not a blur) over every pixel of an RGB view; `mean` is the view's grey
@@ -180,7 +176,7 @@ fn pointwise(s: &ColorStep, rgb: &mut [u8], mean: f32) {
     match s.kind {
         step::BRIGHTNESS => each_pixel(rgb, |p| p.map(|u| to_u8(u * s.a))),
         step::CONTRAST => each_pixel(rgb, |p| blend(p, mean, s)),
-        step::SATURATION => each_pixel(rgb, |p| blend(p, floor_level(gray(p)), s)),
+        step::SATURATION => each_pixel(rgb, |p| blend(p, to_u8(gray(p)), s)),
         step::HUE => each_pixel(rgb, |p| hue(p, s.a)),
         step::GRAYSCALE => each_pixel(rgb, |p| [to_u8(gray(p)); 3]),
         step::SOLARIZE => each_pixel(rgb, |p| p.map(|u| if u >= s.a { 255.0 - u } else { u })),
