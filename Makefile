@@ -109,7 +109,7 @@ bench: build
 # libFuzzer's execution count.
 FUZZ_SECONDS ?= 600
 FUZZ_RUNS ?= -1
-FUZZ_TARGETS := chunk index cache_file image
+FUZZ_TARGETS ?= chunk index cache_file image tar parquet beton
 fuzz: system-tools
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cargo run --release --quiet --manifest-path fuzz/Cargo.toml --bin write_seeds -- fuzz/corpus

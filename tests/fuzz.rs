@@ -25,7 +25,7 @@ fn smoke(target: &str, run: fn(&[u8]), inputs: u64) {
 
 #[test]
 fn chunk_parser_survives_mutated_chunks() {
-    // Inputs per target: about 30 s of work for all four on a 2-core machine.
+    // Inputs per target: about 40 s of work for all seven on a 2-core machine.
     smoke("chunk", fuzz_targets::chunk, 2_000_000);
 }
 
@@ -42,4 +42,19 @@ fn cache_reader_survives_mutated_caches() {
 #[test]
 fn image_decoder_survives_mutated_images() {
     smoke("image", fuzz_targets::image, 180_000);
+}
+
+#[test]
+fn tar_reader_survives_mutated_shards() {
+    smoke("tar", fuzz_targets::tar, 50_000);
+}
+
+#[test]
+fn parquet_reader_survives_mutated_shards() {
+    smoke("parquet", fuzz_targets::parquet, 40_000);
+}
+
+#[test]
+fn beton_reader_survives_mutated_files() {
+    smoke("beton", fuzz_targets::beton, 100_000);
 }

@@ -2,7 +2,8 @@
 //! fed any bytes. A target may fail with an error (that is the point); it must not panic,
 //! abort, hang or allocate without bound. `tests/fuzz.rs` runs each on mutated seeds for a fixed
 //! number of inputs in `make test`; `fuzz/` runs the same targets under libFuzzer (`make fuzz`).
-//! Seeds are the committed LitData fixtures, caches built from them and generated photographs.
+//! Seeds are the committed LitData fixtures, caches built from them, generated photographs and
+//! one small file in each other format (`tests/fixtures/sources/`, by the formats' own writers).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -12,10 +13,10 @@ use slipstream::cache::{self, BuildOptions, CacheReader, OpenOptions};
 use slipstream::decode::cpu::CpuDecoder;
 use slipstream::decode::{DecodePlan, ImagePolicy, Rect, image_size, probe};
 use slipstream::rng::Stream;
-use slipstream::source::LitDataset;
 use slipstream::source::chunk::{decode_chunk, split_item};
 use slipstream::source::items::Recycler;
 use slipstream::source::litdata::Chunk;
+use slipstream::source::{Fingerprint, Format, LitDataset, open_local};
 
 /// Every committed fixture: each LitData layout and serializer.
 pub const FIXTURES: &[&str] = &[
@@ -49,6 +50,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("index", index),
     ("cache_file", cache_file),
     ("image", image),
+    ("tar", tar),
+    ("parquet", parquet),
+    ("beton", beton),
 ];
 
 /// What the targets share: the fixtures opened, a scratch directory.
@@ -100,6 +104,54 @@ pub fn chunk(data: &[u8]) {
         for (field, leaf) in schema.fields.iter().zip(leaves) {
             if field.serializer.decode(leaf).is_ok() {
                 let _ = probe(leaf);
+            }
+        }
+    }
+}
+
+/// A WebDataset shard, read as a cache build reads it.
+pub fn tar(data: &[u8]) {
+    source_file(data, "tar", Format::WebDataset);
+}
+
+/// A Parquet shard, read as a cache build reads it.
+pub fn parquet(data: &[u8]) {
+    source_file(data, "parquet", Format::Parquet);
+}
+
+/// An FFCV `.beton` file, read as a cache build reads it.
+pub fn beton(data: &[u8]) {
+    source_file(data, "beton", Format::Beton);
+}
+
+/// `data` as a one-file dataset in `format`: opened, every part read, every item split into
+/// leaves and each leaf decoded and its image probed, as a cache build does.
+fn source_file(data: &[u8], ext: &str, format: Format) {
+    let path = world()
+        .scratch
+        .path()
+        .join(format!("fuzz-{:?}.{ext}", std::thread::current().id()));
+    std::fs::write(&path, data).expect("scratch file");
+    let Ok(source) = open_local(&path, format, Fingerprint::Mtime) else {
+        return;
+    };
+    let Ok(parts) = source.parts() else {
+        return;
+    };
+    let fields = &source.schema().fields;
+    let recycler = Recycler::default();
+    for i in 0..parts.len() {
+        let Ok(decoded) = source.read_part(i, &recycler) else {
+            continue;
+        };
+        for item in 0..decoded.items.len() {
+            let Ok(leaves) = split_item(decoded.item(item), fields.len()) else {
+                continue;
+            };
+            for (field, leaf) in fields.iter().zip(leaves) {
+                if field.serializer.decode(leaf).is_ok() {
+                    let _ = probe(leaf);
+                }
             }
         }
     }
@@ -209,8 +261,25 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             })
             .collect(),
         "image" => jpeg_seeds().into_iter().chain(png_seeds()).collect(),
+        "tar" | "parquet" | "beton" => source_seeds(target),
         other => panic!("no fuzz target {other}"),
     }
+}
+
+/// The committed files of `tests/fixtures/sources/` whose extension is `ext`.
+fn source_seeds(ext: &str) -> Vec<Vec<u8>> {
+    let dir = fixture("").parent().expect("fixtures/").join("sources");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/fixtures/sources/")
+        .map(|e| e.expect("tests/fixtures/sources/").path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no .{ext} seeds in {}", dir.display());
+    paths
+        .iter()
+        .map(|p| std::fs::read(p).expect("seed"))
+        .collect()
 }
 
 /// Small JPEGs of the kinds datasets hold: 4:2:0, 4:4:4, progressive, grayscale.
