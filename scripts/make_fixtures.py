@@ -6,7 +6,8 @@ The Rust tests read these (so they run without Python); each litdata directory h
 dataset and `expected.json`, the values every sample must have. The sources are the fuzz
 targets' seeds (tests/fuzz_targets/): WebDataset shards by Python's tarfile (pax and GNU),
 Hugging Face Parquet by `datasets` (snappy, as the hub's) and by pyarrow (zstd), an FFCV
-.beton by python/tests/beton_writer.py (FFCV's layout; ffcv does not install here). Run from
+.beton by python/tests/beton_writer.py (FFCV's layout; ffcv does not install here), and lossy
+WebP images by Pillow (libwebp). Run from
 the repository root with the project's venv: `.venv/bin/python scripts/make_fixtures.py`.
 """
 
@@ -100,6 +101,7 @@ def write_sources(out: Path) -> None:
     import datasets as hf
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from PIL import Image
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -141,6 +143,12 @@ def write_sources(out: Path) -> None:
         for k in range(3)
     ]
     bw.write_beton(str(out / "mixed.beton"), fields, samples, page_size=1024, check_page_size=False)
+    (out / "lossy.webp").write_bytes(tiny_image(4, "WEBP"))
+    with_alpha = Image.open(io.BytesIO(tiny_image(5, "PNG"))).convert("RGBA")
+    with_alpha.putalpha(99)
+    buffer = io.BytesIO()
+    with_alpha.save(buffer, "WEBP", quality=90)
+    (out / "alpha.webp").write_bytes(buffer.getvalue())
     for f in sorted(out.iterdir()):
         print(f.name, f.stat().st_size, "bytes")
 

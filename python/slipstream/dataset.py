@@ -160,7 +160,7 @@ class SlipstreamDataset:
             ImageFolder's samples are ``image`` (the file's bytes), ``label`` and ``path``
             (``<root's name>/<class>/<file>``), numbered and ordered exactly as
             ``torchvision.datasets.ImageFolder`` does (``classes`` names the labels); its
-            images must be JPEG or PNG files (others are an error naming them). WebDataset
+            images must be JPEG, PNG or WebP files (others are an error naming them). WebDataset
             samples are grouped by key as ``webdataset`` groups them: ``__key__``, then one
             field per extension (``jpg``, ``cls``, ...), integers for ``cls``-like
             extensions, text for ``txt``/``json``, the member's bytes otherwise; every

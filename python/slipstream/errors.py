@@ -27,7 +27,7 @@ class ChecksumError(CacheError):
 
 
 class DecodeError(SlipstreamError):
-    """An image that does not decode (corrupt, truncated, or not a JPEG or PNG)."""
+    """An image that does not decode (corrupt, truncated, or not a JPEG, PNG or WebP)."""
 
 
 class CudaError(SlipstreamError):

@@ -565,7 +565,7 @@ def decode_image(
     load_truncated_images: bool = False,
     to_pil: bool = False,
 ) -> Any:
-    """Decode a JPEG or PNG to a ``uint8`` numpy array ``[H, W, 3]`` (RGB; a PIL image with
+    """Decode a JPEG, PNG or WebP to a ``uint8`` numpy array ``[H, W, 3]`` (RGB; a PIL image with
     ``to_pil=True``; upstream slipstream's gave a torch ``[3, H, W]``), with the decoder
     the CPU pipeline uses (libjpeg-turbo; grayscale and CMYK come out as RGB). Raises
     :class:`DecodeError` for a damaged image, a JPEG cut short (unless

@@ -217,4 +217,7 @@ def variants(photo: bytes) -> dict[str, bytes]:
         "png": save(image, "PNG"),
         "png_rgba": save(rgba, "PNG"),
         "png_gray": save(image.convert("L"), "PNG"),
+        "webp": save(image, "WEBP", quality=80),
+        "webp_lossless": save(image, "WEBP", lossless=True),
+        "webp_rgba": save(rgba, "WEBP", quality=90),
     }

@@ -242,3 +242,21 @@ def test_cli_builds_an_encoding(demo_dir: Path, tmp_path: Path) -> None:
     assert b"bytes" in inspect.stdout
     bad = subprocess.run([*cmd, "--encoding", "yuv420", "--quality", "80"], capture_output=True)
     assert bad.returncode == 1 and b"not compressed" in bad.stderr
+
+
+def test_webp_images_take_every_encoding(demo_dataset: ss.SlipstreamDataset, tmp_path) -> None:
+    """WebP, decoded whole on the CPU, is re-encoded like any image: the yuv420 planes hold
+    what Pillow decodes (to 4:2:0's precision), the JPEG fits max_side."""
+    webps = []
+    for i in range(4):
+        photo = Image.open(io.BytesIO(demo_dataset[i]["image"]))
+        buffer = io.BytesIO()
+        photo.save(buffer, "WEBP", quality=80)
+        webps.append(buffer.getvalue())
+    source = m.make_images(tmp_path / "webp", webps)
+    yuv = ss.SlipstreamDataset(source, encoding="yuv420", progress=False)
+    small = ss.SlipstreamDataset(source, encoding="jpeg", max_side=100, progress=False)
+    for i, data in enumerate(webps):
+        pil = Image.open(io.BytesIO(data)).convert("RGB")
+        assert diff(np.asarray(yuv[i]["image"]), np.asarray(pil)).mean() < 2.0, i
+        assert Image.open(io.BytesIO(small[i]["image"])).size == fitted(*pil.size, 100)

@@ -2,7 +2,7 @@
 
 The photographs are `slipstream demo`'s (landscapes at ImageNet sizes, 300-500 px on the short
 side, JPEG quality 85-95, 4:2:0), plus each re-encoded the other ways datasets hold images
-(4:4:4, 4:2:2, progressive, grayscale, CMYK, PNG). Tolerances are stated per test.
+(4:4:4, 4:2:2, progressive, grayscale, CMYK, PNG, WebP). Tolerances are stated per test.
 """
 
 from __future__ import annotations
@@ -79,8 +79,11 @@ def test_decode_is_pillows(variants_dataset) -> None:
 def test_decode_errors_are_decode_errors(photos: list[bytes]) -> None:
     with pytest.raises(ss.DecodeError, match="Premature end"):
         ss.decode_image(photos[0][: len(photos[0]) // 2])
-    with pytest.raises(ss.DecodeError, match="not a JPEG or PNG"):
+    with pytest.raises(ss.DecodeError, match="not a JPEG, PNG or WebP"):
         ss.decode_image(b"GIF89a" + bytes(100))
+    webp = m.variants(photos[0])["webp"]
+    with pytest.raises(ss.DecodeError, match="WebP"):
+        ss.decode_image(webp[: len(webp) // 2])
 
 
 # -- crop parameters --------------------------------------------------------------------------

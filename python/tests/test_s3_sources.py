@@ -58,7 +58,7 @@ def test_other_formats_on_s3_equal_the_local_ones(server, tmp_path) -> None:
         assert ours.header["source"]["kind"] == theirs.header["source"]["kind"]
     with proxy(server) as p:
         again = open_s3("s3://formats/folder/", p.url, tmp_path / "cache")
-        assert len(again) == 9
+        assert len(again) == 10
         assert not p.requests(lambda r: r.startswith("GET") and ".jpg" in r.lower())
     with pytest.raises(ss.SlipstreamError, match="holds the splits train, validation"):
         open_s3("s3://formats/hub/", server.url, tmp_path / "cache")

@@ -46,10 +46,11 @@ def make_tree(root: Path, link: bool = True) -> Path:
         "n01/c.jpeg",
         "n01/B.jpg",  # capitals sort first
         "N10/x.Png",
+        "N10/w.webp",
         ".hidden/h.jpg",  # torchvision counts hidden folders as classes too
     ]
     for k, name in enumerate(files):
-        fmt = "PNG" if name.lower().endswith(".png") else "JPEG"
+        fmt = {"png": "PNG", "webp": "WEBP"}.get(name.lower().rsplit(".")[-1], "JPEG")
         write(root / name, image_bytes(k, fmt))
     write(root / "n01" / "notes.txt", b"not an image")  # skipped: not an image extension
     write(root / "README", b"a file at the top is not a class")
@@ -62,7 +63,7 @@ def test_image_folder_is_torchvisions(tree: Path, tmp_path: Path) -> None:
     reference = tv_datasets.ImageFolder(str(tree))
     ds = ss.SlipstreamDataset(tree, cache_dir=tmp_path / "cache", progress=False)
     assert ds.classes == reference.classes
-    assert len(ds) == len(reference.samples) == 11
+    assert len(ds) == len(reference.samples) == 12
     assert [f.name for f in ds.fields] == ["image", "label", "path"]
     assert ds.fields[0].images
     for i, (path, label) in enumerate(reference.samples):
@@ -118,7 +119,7 @@ def test_a_changed_file_rebuilds_the_cache(tree: Path, tmp_path: Path) -> None:
         (
             lambda root: write(root / "n01" / "x.bmp", image_bytes(5, "BMP")),
             "x.bmp",
-            "not a JPEG or PNG",
+            "not a JPEG, PNG or WebP",
         ),
         (lambda root: os.mkfifo(root / "n01" / "pipe.jpg"), "pipe.jpg", "FIFO"),
         (lambda root: (root / "n01" / "c.jpeg").write_bytes(b""), "c.jpeg", "not a JPEG"),
@@ -150,7 +151,7 @@ def test_cli_builds_an_image_folder(tree: Path, tmp_path: Path) -> None:
         check=True,
     )
     cache = out.stdout.strip().splitlines()[-1]
-    assert len(ss.SlipstreamDataset(cache, progress=False)) == 11
+    assert len(ss.SlipstreamDataset(cache, progress=False)) == 12
 
 
 # -- WebDataset tar shards ------------------------------------------------------------------

@@ -1,5 +1,5 @@
 //! Decoding encoded images to RGB on the CPU: JPEG with libjpeg-turbo (only the rows and MCU
-//! columns a crop needs, optionally DCT-downscaled), PNG with the `png` crate.
+//! columns a crop needs, optionally DCT-downscaled); PNG and WebP, decoded whole, in `whole`.
 //!
 //! One [`CpuDecoder`] per thread: the TurboJPEG handle inside is not thread-safe.
 
@@ -10,8 +10,9 @@ use turbojpeg_sys as tj;
 
 use super::image::Image;
 use super::libjpeg_warnings::{Warning, all_warnings, classify};
-use super::plan::{DecodePlan, Decoded, ImagePolicy};
+use super::plan::{DecodePlan, Decoded, ImagePolicy, resize_fallibly};
 use super::probe::{ImageFormat, not_an_image, probe};
+use super::whole::{decode_png, decode_webp};
 
 /// iMCU width in pixels per TurboJPEG subsampling (444, 422, 420, gray, 440, 411, 441):
 /// turbojpeg.h's `tjMCUWidth`, a static table the library does not export.
@@ -55,7 +56,7 @@ impl Drop for Handle {
     }
 }
 
-/// Decodes JPEG and PNG images to packed RGB, reusing its buffers between images.
+/// Decodes JPEG, PNG and WebP images to packed RGB, reusing its buffers between images.
 #[derive(Default)]
 pub struct CpuDecoder {
     handle: Option<Handle>,
@@ -98,6 +99,7 @@ impl CpuDecoder {
                 decoded
             }
             Some((ImageFormat::Png, _, _)) => decode_png(bytes, plan, out),
+            Some((ImageFormat::WebP, _, _)) => decode_webp(bytes, plan, out),
             None => Err(not_an_image(bytes)),
         }
     }
@@ -350,16 +352,6 @@ fn scaled_region(
     (x0, y0, x1, y1)
 }
 
-/// `v` holding `len` bytes (their values unspecified), or an error when the memory cannot be
-/// had: a decoder's buffers are sized by untrusted headers.
-pub(super) fn resize_fallibly(v: &mut Vec<u8>, len: usize) -> Result<(), String> {
-    v.clear();
-    v.try_reserve(len)
-        .map_err(|_| format!("not enough memory to decode the image ({len} bytes)"))?;
-    v.resize(len, 0);
-    Ok(())
-}
-
 /// Adobe (inverted) CMYK, as libjpeg delivers it, to RGB: `R = C · K / 255`, like Pillow.
 fn cmyk_to_rgb(cmyk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     out.clear();
@@ -372,48 +364,6 @@ fn cmyk_to_rgb(cmyk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn decode_png(bytes: &[u8], plan: DecodePlan, out: &mut Vec<u8>) -> Result<Decoded, String> {
-    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    // Palette → RGB, low bit depths → 8, 16 bits → 8, tRNS → alpha.
-    decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().map_err(|e| format!("PNG: {e}"))?;
-    let header = reader.info();
-    plan.policy.check_size(header.width, header.height)?;
-    let mut buf = Vec::new();
-    resize_fallibly(
-        &mut buf,
-        reader.output_buffer_size().ok_or("PNG too large")?,
-    )?;
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| format!("PNG: {e}"))?;
-    let (w, h) = (info.width, info.height);
-    let pixels = w as usize * h as usize;
-    out.clear();
-    out.try_reserve(pixels * 3)
-        .map_err(|_| "not enough memory to decode the image".to_string())?;
-    let data = &buf[..info.buffer_size()];
-    match info.color_type {
-        png::ColorType::Rgb => out.extend_from_slice(&data[..pixels * 3]),
-        // Alpha is dropped, as Pillow's convert("RGB") does.
-        png::ColorType::Rgba => data
-            .chunks_exact(4)
-            .for_each(|p| out.extend_from_slice(&p[..3])),
-        png::ColorType::Grayscale => data.iter().for_each(|&g| out.extend_from_slice(&[g, g, g])),
-        png::ColorType::GrayscaleAlpha => data
-            .chunks_exact(2)
-            .for_each(|p| out.extend_from_slice(&[p[0], p[0], p[0]])),
-        png::ColorType::Indexed => return Err("PNG palette was not expanded".into()),
-    }
-    Ok(Decoded {
-        eighths: 8,
-        x0: 0,
-        y0: 0,
-        width: w,
-        height: h,
-    })
 }
 
 #[cfg(test)]
@@ -555,7 +505,7 @@ mod tests {
         assert!(
             d.decode(b"GIF89a....", DecodePlan::FULL, &mut out)
                 .unwrap_err()
-                .contains("not a JPEG or PNG")
+                .contains("not a JPEG, PNG or WebP")
         );
         let mut garbage = bytes.clone();
         for b in garbage.iter_mut().skip(200).take(64) {
@@ -563,23 +513,5 @@ mod tests {
         }
         // Either decodes to something or errors; never panics.
         let _ = d.decode(&garbage, DecodePlan::FULL, &mut out);
-    }
-
-    #[test]
-    fn png_to_rgb() {
-        let mut bytes = Vec::new();
-        {
-            let mut enc = png::Encoder::new(&mut bytes, 3, 2);
-            enc.set_color(png::ColorType::GrayscaleAlpha);
-            let mut w = enc.write_header().unwrap();
-            w.write_image_data(&[0, 255, 100, 255, 200, 0, 1, 1, 2, 2, 3, 3])
-                .unwrap();
-        }
-        let mut out = Vec::new();
-        let info = CpuDecoder::new()
-            .decode(&bytes, DecodePlan::FULL, &mut out)
-            .unwrap();
-        assert_eq!((info.width, info.height), (3, 2));
-        assert_eq!(&out[..9], &[0, 0, 0, 100, 100, 100, 200, 200, 200]);
     }
 }

@@ -10,8 +10,8 @@ use fr::images::{TypedImage, TypedImageRef};
 use fr::pixels::U8x3;
 use turbojpeg_sys as tj;
 
-use super::cpu::{CpuDecoder, Handle, resize_fallibly};
-use super::plan::{DecodePlan, ImagePolicy};
+use super::cpu::{CpuDecoder, Handle};
+use super::plan::{DecodePlan, ImagePolicy, resize_fallibly};
 use super::probe::image_size;
 
 /// What an image becomes.

@@ -12,6 +12,7 @@ mod libjpeg_warnings;
 pub mod nvjpeg;
 mod plan;
 mod probe;
+mod whole;
 pub mod yuv420;
 
 pub use image::Image;

@@ -127,6 +127,16 @@ impl Decoded {
     }
 }
 
+/// `v` holding `len` bytes (their values unspecified), or an error when the memory cannot be
+/// had: a decoder's buffers are sized by untrusted headers.
+pub(super) fn resize_fallibly(v: &mut Vec<u8>, len: usize) -> Result<(), String> {
+    v.clear();
+    v.try_reserve(len)
+        .map_err(|_| format!("not enough memory to decode the image ({len} bytes)"))?;
+    v.resize(len, 0);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,13 @@
-//! Image dimensions from JPEG and PNG headers, without decoding pixels.
+//! Image dimensions from JPEG, PNG and WebP headers, without decoding pixels.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageFormat {
     Jpeg,
     Png,
+    WebP,
 }
 
-/// Full-resolution width and height of a JPEG or PNG, from its header.
+/// Full-resolution width and height of a JPEG, PNG or WebP, from its header.
 pub fn image_size(bytes: &[u8]) -> Result<(u32, u32), String> {
     match probe(bytes) {
         Some((_, h, w)) => Ok((w, h)),
@@ -15,20 +16,23 @@ pub fn image_size(bytes: &[u8]) -> Result<(u32, u32), String> {
 }
 
 pub(super) fn not_an_image(bytes: &[u8]) -> String {
-    if bytes.starts_with(&[0xff, 0xd8]) || bytes.starts_with(b"\x89PNG") {
+    if bytes.starts_with(&[0xff, 0xd8])
+        || bytes.starts_with(b"\x89PNG")
+        || (bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP"))
+    {
         "the image header is damaged or truncated".into()
     } else {
         let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
         format!(
-            "not a JPEG or PNG image (starts with {}; {} bytes)",
+            "not a JPEG, PNG or WebP image (starts with {}; {} bytes)",
             head.join(" "),
             bytes.len()
         )
     }
 }
 
-/// `(format, height, width)` of an encoded JPEG or PNG, or `None` when the bytes are neither or
-/// the header is damaged.
+/// `(format, height, width)` of an encoded JPEG, PNG or WebP, or `None` when the bytes are none
+/// of these or the header is damaged.
 pub fn probe(bytes: &[u8]) -> Option<(ImageFormat, u32, u32)> {
     if bytes.starts_with(&[0xff, 0xd8]) {
         jpeg_size(bytes).map(|(h, w)| (ImageFormat::Jpeg, h, w))
@@ -36,9 +40,40 @@ pub fn probe(bytes: &[u8]) -> Option<(ImageFormat, u32, u32)> {
         let w = u32::from_be_bytes(bytes.get(16..20)?.try_into().ok()?);
         let h = u32::from_be_bytes(bytes.get(20..24)?.try_into().ok()?);
         (w > 0 && h > 0).then_some((ImageFormat::Png, h, w))
+    } else if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
+        webp_size(bytes).map(|(h, w)| (ImageFormat::WebP, h, w))
     } else {
         None
     }
+}
+
+/// The size in the first chunk of a WebP file (RFC 9649): a lossy frame header (`VP8 `), a
+/// lossless one (`VP8L`), or the extended format's canvas (`VP8X`).
+fn webp_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let le = |at: usize, n: usize| -> Option<u32> {
+        Some(
+            bytes
+                .get(at..at + n)?
+                .iter()
+                .rev()
+                .fold(0, |v, &b| v << 8 | b as u32),
+        )
+    };
+    let (w, h) = match bytes.get(12..16)? {
+        // A key frame's start code, then 14-bit sizes (the top 2 bits are scaling hints).
+        b"VP8 " if bytes.get(23..26)? == [0x9d, 0x01, 0x2a] => {
+            (le(26, 2)? & 0x3fff, le(28, 2)? & 0x3fff)
+        }
+        // The signature byte, then width - 1 and height - 1 in 14 bits each.
+        b"VP8L" if bytes.get(20)? == &0x2f => {
+            let bits = le(21, 4)?;
+            ((bits & 0x3fff) + 1, (bits >> 14 & 0x3fff) + 1)
+        }
+        // Flags, then canvas width - 1 and height - 1 in 24 bits each.
+        b"VP8X" => (le(24, 3)? + 1, le(27, 3)? + 1),
+        _ => return None,
+    };
+    (w > 0 && h > 0).then_some((h, w))
 }
 
 /// Walk the marker segments up to the first start-of-frame.
@@ -95,5 +130,27 @@ mod tests {
         png.extend_from_slice(&640u32.to_be_bytes());
         png.extend_from_slice(&480u32.to_be_bytes());
         assert_eq!(probe(&png), Some((ImageFormat::Png, 480, 640)));
+    }
+
+    #[test]
+    fn webp_headers() {
+        let mut lossless = Vec::new();
+        image_webp::WebPEncoder::new(&mut lossless)
+            .encode(&[9; 300 * 2 * 3], 300, 2, image_webp::ColorType::Rgb8)
+            .unwrap();
+        assert_eq!(probe(&lossless), Some((ImageFormat::WebP, 2, 300)));
+        // An extended file's canvas: 5000 x 70000 would be 24-bit sizes minus one.
+        let mut extended = b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\x10\0\0\0".to_vec();
+        extended.extend_from_slice(&[0x87, 0x13, 0x00, 0x6f, 0x11, 0x01]);
+        assert_eq!(probe(&extended), Some((ImageFormat::WebP, 70000, 5000)));
+        // A lossy key frame: tag, start code, 14-bit sizes (scale bits set, ignored).
+        let mut lossy = b"RIFF\0\0\0\0WEBPVP8 \0\0\0\0\0\0\0".to_vec();
+        lossy.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x40, 0x41, 0x40, 0xc0]);
+        assert_eq!(probe(&lossy), Some((ImageFormat::WebP, 0x40, 0x140)));
+        assert_eq!(probe(&lossy[..27]), None);
+        assert_eq!(
+            image_size(&lossy[..27]).unwrap_err(),
+            "the image header is damaged or truncated"
+        );
     }
 }

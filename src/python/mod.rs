@@ -419,7 +419,7 @@ fn image_policy(max_image_pixels: Option<u64>, load_truncated_images: bool) -> I
     }
 }
 
-/// Decode a JPEG or PNG to (height, width, packed RGB bytes), with the CPU pipeline's decoder.
+/// Decode a JPEG, PNG or WebP to (height, width, packed RGB bytes), with the CPU pipeline's decoder.
 #[pyfunction]
 #[pyo3(signature = (data, max_image_pixels=Some(ImagePolicy::DEFAULT_MAX_PIXELS), load_truncated_images=false))]
 fn decode_image<'py>(

@@ -323,8 +323,9 @@ impl Source for ImageFolder {
             }
             if probe(&bytes[image..]).is_none() {
                 return Err(at(
-                    "not a JPEG or PNG image, the formats slipstream decodes (torchvision's \
-                     ImageFolder opens others with PIL): convert or remove the file"
+                    "not a JPEG, PNG or WebP image, the formats slipstream decodes \
+                     (torchvision's ImageFolder opens others with PIL): convert or remove the \
+                     file"
                         .into(),
                 ));
             }

@@ -260,7 +260,10 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 std::fs::read(reader.path()).expect("cache file")
             })
             .collect(),
-        "image" => jpeg_seeds().into_iter().chain(png_seeds()).collect(),
+        "image" => (jpeg_seeds().into_iter())
+            .chain(png_seeds())
+            .chain(webp_seeds())
+            .collect(),
         "tar" | "parquet" | "beton" => source_seeds(target),
         other => panic!("no fuzz target {other}"),
     }
@@ -310,6 +313,18 @@ fn jpeg_seeds() -> Vec<Vec<u8>> {
             out
         })
         .collect()
+}
+
+/// Lossless WebP made here, lossy ones (with and without alpha) by libwebp.
+fn webp_seeds() -> Vec<Vec<u8>> {
+    let pixels: Vec<u8> = (0..11 * 6 * 4).map(|i| (i * 29 % 256) as u8).collect();
+    let mut lossless = Vec::new();
+    image_webp::WebPEncoder::new(&mut lossless)
+        .encode(&pixels, 11, 6, image_webp::ColorType::Rgba8)
+        .expect("webp");
+    let mut seeds = source_seeds("webp");
+    seeds.push(lossless);
+    seeds
 }
 
 fn png_seeds() -> Vec<Vec<u8>> {
