@@ -141,22 +141,37 @@ def png_claiming(width: int, height: int) -> bytes:
     )
 
 
+def webp_claiming(width: int, height: int) -> bytes:
+    """A 1x1 lossless WebP under an extended header (VP8X) whose canvas claims `width` x
+    `height`."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, "WEBP", lossless=True)
+    canvas = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", 10) + bytes(4) + canvas + buffer.getvalue()[12:]
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
 def test_decompression_bomb_headers_are_refused_before_allocating(
     demo_dataset, tmp_path: Path
 ) -> None:
     jpeg_bomb = claim_size(demo_dataset[0]["image"], 65500, 65500)
-    png_bomb = png_claiming(60000, 60000)
-    for bomb in (jpeg_bomb, png_bomb):
+    bombs = {
+        "jpeg": jpeg_bomb,
+        "png": png_claiming(60000, 60000),
+        "webp": webp_claiming(60000, 60000),
+    }
+    for name, bomb in bombs.items():
         with pytest.raises(ss.DecodeError, match="max_image_pixels"):
             ss.decode_image(bomb)
-    (tmp_path / "jpeg").write_bytes(jpeg_bomb)
-    (tmp_path / "png").write_bytes(png_bomb)
+        (tmp_path / name).write_bytes(bomb)
     # Under a 4 GiB address-space limit, even with the guard off, a bomb is an error (the
     # allocation fails), never an abort.
     child = run_child(
         f"""
         import slipstream as ss
-        for name in ("jpeg", "png"):
+        for name in ("jpeg", "png", "webp"):
             bomb = open({str(tmp_path)!r} + "/" + name, "rb").read()
             for limit in (ss.MAX_IMAGE_PIXELS, None):
                 try:
@@ -169,8 +184,9 @@ def test_decompression_bomb_headers_are_refused_before_allocating(
     )
     assert child.returncode == 0, child.stderr
     lines = child.stdout.splitlines()
-    assert len(lines) == 4 and all("DecodeError" in line for line in lines), child.stdout
-    assert "max_image_pixels" in lines[0] and "memory" in lines[1], child.stdout
+    assert len(lines) == 6 and all("DecodeError" in line for line in lines), child.stdout
+    for guarded, unguarded in zip(lines[::2], lines[1::2], strict=True):
+        assert "max_image_pixels" in guarded and "memory" in unguarded, child.stdout
 
 
 def test_decompression_bomb_in_a_dataset_follows_on_error(demo_dataset, tmp_path: Path) -> None:
@@ -255,7 +271,8 @@ def test_fifo_in_a_dataset_is_a_format_error_not_a_hang(tmp_path: Path, name: st
     assert name in child.stdout, child.stdout
 
 
-def test_png_helper_makes_a_valid_png() -> None:
+def test_bomb_helpers_make_valid_images() -> None:
     from PIL import Image
 
     assert Image.open(io.BytesIO(png_claiming(1, 1))).size == (1, 1)
+    assert ss.decode_image(webp_claiming(1, 1)).shape == (1, 1, 3)
