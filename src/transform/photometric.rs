@@ -311,7 +311,7 @@ pub fn blur(
             .iter_mut()
             .zip(line.iter())
         {
-            *d = round_half_even(v).clamp(0.0, 255.0) as u8;
+            *d = clamp_to_u8(round_half_even(v));
         }
     }
 }
