@@ -9,6 +9,8 @@
 //! the file. The cache is built one row group at a time; opening a dataset whose cache is
 //! current reads only the first file's footer and stats the others.
 
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -19,7 +21,9 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::basic::Compression;
+use parquet::errors::ParquetError;
 use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::reader::{ChunkReader, Length};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
@@ -29,7 +33,7 @@ use super::files::{Fingerprint, file_names, files_fingerprint, open_regular, sha
 use super::items::{DecodedChunk, Recycler};
 use super::litdata::{FieldSpec, Layout, Schema};
 use super::serializer::Serializer;
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, IoContext, Location, Result};
 
 /// What the build reads the files with.
 #[derive(Debug)]
@@ -178,7 +182,7 @@ impl Parquet {
             |e: String| Error::format(Location::file(path), format!("row group {group}: {e}"));
         let footer = self.listing()?.footers[f].clone();
         let reader =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(open_regular(path)?, footer)
+            ParquetRecordBatchReaderBuilder::new_with_metadata(ShardFile::open(path)?, footer)
                 .with_row_groups(vec![group])
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
@@ -193,7 +197,7 @@ impl Parquet {
 
 /// The footer of the Parquet file at `path`: its schema and row groups.
 fn footer(path: &Path) -> Result<ArrowReaderMetadata> {
-    let file = open_regular(path)?;
+    let file = ShardFile::open(path)?;
     catch_quietly(|| ArrowReaderMetadata::load(&file, ArrowReaderOptions::default()))
         .map_err(|_| "the Parquet reader failed on its footer".to_string())
         .and_then(|r| r.map_err(|e| e.to_string()))
@@ -203,6 +207,66 @@ fn footer(path: &Path) -> Result<ArrowReaderMetadata> {
                 format!("not a readable Parquet file: {e}"),
             )
         })
+}
+
+/// A Parquet file as the reader reads it, stricter than `File`'s own `ChunkReader`: reading at
+/// the end of the file is an error, not an empty read, and a range past the end is refused
+/// before any memory is taken for it. A damaged page header can claim a list of 2^31 values
+/// that the reader skips one read at a time; at the end of the file each read used to return
+/// nothing without error, so an 8 KB file kept a build busy for hours (found by the fuzzer).
+struct ShardFile {
+    file: File,
+    len: u64,
+}
+
+impl ShardFile {
+    fn open(path: &Path) -> Result<ShardFile> {
+        let file = open_regular(path)?;
+        let len = file.metadata().at(path)?.len();
+        Ok(ShardFile { file, len })
+    }
+}
+
+impl Length for ShardFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for ShardFile {
+    type T = ToTheEnd<BufReader<File>>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(ToTheEnd(self.file.get_read(start)?))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        if start
+            .checked_add(length as u64)
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(ParquetError::EOF(format!(
+                "{length} bytes at byte {start} run past the end ({} bytes)",
+                self.len
+            )));
+        }
+        self.file.get_bytes(start, length)
+    }
+}
+
+/// A reader for which reaching the end of its input is an error.
+struct ToTheEnd<R>(R);
+
+impl<R: Read> Read for ToTheEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.read(buf)? {
+            0 if !buf.is_empty() => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "read past the end of the Parquet file",
+            )),
+            n => Ok(n),
+        }
+    }
 }
 
 /// An error unless every column chunk of `group` is compressed with a codec this build reads,
@@ -319,5 +383,30 @@ impl Source for Parquet {
             row_base += batch.num_rows() as u64;
         }
         Ok(DecodedChunk { bytes, items })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_files_refuse_reads_past_their_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.parquet");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let file = ShardFile::open(&path).unwrap();
+        let mut read = file.get_read(4).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(read.read(&mut buf).unwrap(), 6);
+        let end = read.read(&mut buf).unwrap_err();
+        assert_eq!(end.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(read.read(&mut []).unwrap(), 0);
+        assert_eq!(&file.get_bytes(8, 2).unwrap()[..], b"89");
+        // Refused from the lengths alone: nothing is allocated for the claimed size.
+        for (start, length) in [(8, 3), (0, usize::MAX), (u64::MAX, 1)] {
+            let err = file.get_bytes(start, length).unwrap_err().to_string();
+            assert!(err.contains("run past the end (10 bytes)"), "{err}");
+        }
     }
 }
